@@ -1,0 +1,37 @@
+# Two commands a newcomer needs: `make run` and `make test`. Both create .venv on demand.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: install run test test-fast lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install refreshd with its test tools
+
+run: $(STAMP)  ## start the service on 127.0.0.1:8080 with the embedded Valkey (data in ./var)
+	$(BIN)/refreshd serve
+
+test: $(STAMP)  ## run the whole suite (slow simulations included)
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP)  ## the suite without runs marked slow
+	$(BIN)/python -m pytest -m 'not slow'
+
+lint: $(STAMP)  ## ruff + mypy on every package
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: $(STAMP)  ## micro-benchmarks and load tests; prints ratios measured in one run
+	$(BIN)/python -m load
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache *.egg-info
