@@ -1,0 +1,1 @@
+"""client_sim: see DESIGN.md; filled in by its issue."""

@@ -1,0 +1,1 @@
+"""dedupe: see DESIGN.md; filled in by its issue."""

@@ -1,0 +1,1 @@
+"""geo: see DESIGN.md; filled in by its issue."""

@@ -1,0 +1,1 @@
+"""intent: see DESIGN.md; filled in by its issue."""

@@ -1,0 +1,1 @@
+"""load: see DESIGN.md; filled in by its issue."""

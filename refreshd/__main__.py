@@ -1,0 +1,5 @@
+import sys
+
+from refreshd.cli import main
+
+sys.exit(main())

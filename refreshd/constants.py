@@ -1,0 +1,54 @@
+"""Tunable defaults, each with the reason for its value."""
+
+from __future__ import annotations
+
+# Port 8080: unprivileged, the usual choice for a sidecar-style HTTP service.
+DEFAULT_PORT = 8080
+DEFAULT_HOST = "127.0.0.1"
+
+# Two refreshes closer than 30 s look like flicker to a user and waste a recommender call.
+MIN_INTERVAL_S = 30
+# The reference "refresh every N minutes" rule the intent policy is measured against.
+FALLBACK_INTERVAL_S = 300
+# Default intent threshold when no experiment assigns one (issue: time).
+DEFAULT_THRESHOLD = 0.3
+
+# 1 MiB holds a full 1000-event batch with props; anything bigger is a client bug.
+MAX_BODY_BYTES = 1 << 20
+# A device batches at most this many events per request (DESIGN.md).
+MAX_EVENTS_PER_BATCH = 1000
+# Device clocks drift; more than an hour ahead is a broken clock, not drift.
+MAX_FUTURE_SKEW_MS = 3_600_000
+# Devices buffer events offline for days; older than a week is not worth learning from.
+MAX_PAST_AGE_MS = 7 * 24 * 3_600_000
+
+# The user state keeps this many recent events: enough for 24 h feature windows of a
+# heavy user, small enough that one GET stays well under a millisecond.
+RECENT_EVENTS_MAX = 500
+RECENT_EVENTS_WINDOW_MS = 24 * 3_600_000
+
+# A retried batch arrives within minutes; a day covers a device that was offline overnight.
+BATCH_MARK_TTL_S = 24 * 3600
+# A directive the device never acknowledges is dropped after a day (it is stale by then).
+DIRECTIVE_TTL_S = 24 * 3600
+# Cap per user so a misbehaving rule cannot grow a device's response without bound.
+MAX_PENDING_DIRECTIVES = 50
+# Most ack ids a device sends in one request.
+MAX_ACKS = 100
+
+# Capped logs: ~1 M entries is a few days of training data for a mid-size app in < 1 GiB.
+LOG_MAXLEN = 1_000_000
+
+# Store calls that take longer than this are treated as an outage (degrade, answer 503).
+STORE_TIMEOUT_S = 0.5
+# What a 503 asks the device to wait before retrying a write.
+RETRY_AFTER_S = 5
+# Compare-and-set retries for one user's state before giving up with 409.
+CAS_RETRIES = 8
+
+# When the device should check again if nothing else says so.
+NEXT_CHECK_S = 60
+
+# Identifiers become parts of Redis keys: no braces (hash tags), no spaces, bounded length.
+ID_PATTERN = r"^[A-Za-z0-9._:@\-]+$"
+ID_MAX_LEN = 128

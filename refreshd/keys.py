@@ -1,0 +1,18 @@
+"""Typed application keys: what the app holds, by name and type."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from aiohttp import web
+
+from refreshd.metrics import Metrics
+from refreshd.service import Service
+from refreshd.settings import Settings
+from refreshd.store import Store
+
+SETTINGS = web.AppKey("settings", Settings)
+STORE = web.AppKey("store", Store)  # type: ignore[type-abstract]
+METRICS = web.AppKey("metrics", Metrics)
+SERVICE = web.AppKey("service", Service)
+CLOCK = web.AppKey("clock", Callable[[], int])

@@ -1,0 +1,71 @@
+"""In-memory `Store` for the simulator's fast mode and pure unit tests only."""
+
+from __future__ import annotations
+
+from collections import deque
+
+from refreshd import constants as C
+from refreshd.schemas import Directive
+from refreshd.state import UserState
+from refreshd.store import (
+    LOG_DECISIONS,
+    LOG_EVENTS,
+    Commit,
+    CommitResult,
+    decode_state,
+    encode_state,
+    live_directives,
+)
+
+
+class MemoryStore:
+    """Same semantics as RedisStore (CAS, batch marks, directives), held in dicts."""
+
+    def __init__(self, *, log_maxlen: int = C.LOG_MAXLEN) -> None:
+        self.users: dict[str, tuple[int, bytes]] = {}
+        self.directives: dict[str, dict[str, Directive]] = {}
+        self.batches: set[tuple[str, str]] = set()
+        self.logs: dict[str, deque[bytes]] = {
+            LOG_DECISIONS: deque(maxlen=log_maxlen),
+            LOG_EVENTS: deque(maxlen=log_maxlen),
+        }
+
+    async def load_user(self, uid: str, now_ms: int) -> tuple[UserState, list[Directive]]:
+        version, blob = self.users.get(uid, (0, None))  # type: ignore[arg-type]
+        state = decode_state(blob)
+        state.version = version
+        return state, live_directives(list(self.directives.get(uid, {}).values()), now_ms)
+
+    async def commit(self, commit: Commit) -> CommitResult:
+        uid = commit.uid
+        pending = self.directives.setdefault(uid, {})
+        if commit.batch_id and (uid, commit.batch_id) in self.batches:
+            return CommitResult("duplicate", live_directives(list(pending.values()), commit.now_ms))
+        version = self.users.get(uid, (0, b""))[0]
+        if version != commit.expected_version:
+            return CommitResult("conflict", live_directives(list(pending.values()), commit.now_ms))
+        self.users[uid] = (version + 1, encode_state(commit.state))
+        if commit.batch_id:
+            self.batches.add((uid, commit.batch_id))
+        for ack in commit.ack_ids:
+            pending.pop(ack, None)
+        for d in commit.new_directives:
+            pending[d.id] = d
+        self.logs[LOG_DECISIONS].extend(commit.decision_logs)
+        self.logs[LOG_EVENTS].extend(commit.event_logs)
+        return CommitResult("ok", live_directives(list(pending.values()), commit.now_ms))
+
+    async def add_directive(self, uid: str, directive: Directive, ttl_s: int) -> None:
+        self.directives.setdefault(uid, {})[directive.id] = directive
+
+    async def has_batch(self, uid: str, batch_id: str) -> bool:
+        return (uid, batch_id) in self.batches
+
+    async def read_log(self, stream: str, count: int) -> list[bytes]:
+        return list(self.logs.get(stream, ()))[:count]
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None

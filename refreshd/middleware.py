@@ -1,0 +1,69 @@
+"""Middlewares: one error mapping for the whole service, and per-route metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import web
+
+from refreshd import constants as C
+from refreshd.errors import (
+    BodyTooLarge,
+    MethodNotAllowed,
+    NotFound,
+    RefreshdError,
+    StoreUnavailable,
+    UnsupportedMediaType,
+)
+from refreshd.http import json_response
+from refreshd.keys import METRICS
+
+log = logging.getLogger(__name__)
+
+_HTTP_ERRORS: dict[int, type[RefreshdError]] = {
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: BodyTooLarge,
+    415: UnsupportedMediaType,
+}
+
+
+def error_response(err: RefreshdError) -> web.Response:
+    headers = {"Retry-After": str(C.RETRY_AFTER_S)} if isinstance(err, StoreUnavailable) else None
+    return json_response(err.body(), status=err.status, headers=headers)
+
+
+@web.middleware
+async def errors(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """Turn every failure into the error body of DESIGN.md; never leak a stack trace."""
+    try:
+        return await handler(request)
+    except RefreshdError as err:
+        return error_response(err)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        cls = _HTTP_ERRORS.get(exc.status)
+        if cls is None:
+            err = RefreshdError(exc.reason)
+            err.status, err.code = exc.status, exc.reason.lower().replace(" ", "_")
+        else:
+            err = cls(f"{exc.reason}: {request.method} {request.path}")
+        return error_response(err)
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return json_response(RefreshdError("internal error").body(), status=500)
+
+
+@web.middleware
+async def metrics(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """Count requests and time them per route template (bounded label cardinality)."""
+    start = time.perf_counter()
+    response = await handler(request)
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    m = request.app[METRICS]
+    m.requests.labels(route, request.method, str(response.status)).inc()
+    m.latency.labels(route, request.method).observe(time.perf_counter() - start)
+    return response

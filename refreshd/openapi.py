@@ -1,0 +1,70 @@
+"""OpenAPI 3.1 generated from the msgspec structs and the route table."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import msgspec
+
+from refreshd import schemas as S
+
+REF = "#/components/schemas/{name}"
+STATUS_TEXT = {
+    200: "OK", 201: "Created", 400: "Malformed JSON", 401: "Missing or wrong bearer token",
+    404: "Unknown id", 405: "Method not allowed", 409: "Conflict", 413: "Body too large",
+    415: "Wrong content type", 422: "A value is out of range or of the wrong type",
+    429: "Rate limited", 503: "Store unavailable; retry after Retry-After seconds",
+}  # fmt: skip
+
+
+@functools.cache
+def spec() -> dict[str, Any]:
+    """Return the OpenAPI document for every route and error."""
+    from refreshd.api import ROUTES
+
+    types: list[Any] = [S.ErrorBody]
+    for r in ROUTES:
+        types += [t for t in (r.request, r.response) if t is not None]
+    refs, components = msgspec.json.schema_components(types, ref_template=REF)
+    ref_of = dict(zip(types, refs, strict=True))
+    paths: dict[str, dict[str, Any]] = {}
+    for r in ROUTES:
+        op: dict[str, Any] = {
+            "summary": r.summary,
+            "operationId": f"{r.method.lower()}_{r.path.strip('/').replace('/', '_').replace('.', '_')}",
+            "responses": {},
+        }
+        if r.query:
+            op["parameters"] = [
+                {"name": n, "in": "query", "required": req, "description": d, "schema": {"type": "string"}}
+                for n, d, req in r.query
+            ]
+        if r.request is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": ref_of[r.request]}},
+            }
+        if r.response is not None:
+            ok_content = {r.content_type: {"schema": ref_of[r.response]}}
+        elif r.content_type == "text/plain":
+            ok_content = {"text/plain": {"schema": {"type": "string"}}}
+        else:
+            ok_content = {"application/json": {"schema": {"type": "object"}}}
+        op["responses"][str(r.status)] = {"description": STATUS_TEXT[r.status], "content": ok_content}
+        for code in sorted({*r.errors, 405}):
+            resp: dict[str, Any] = {
+                "description": STATUS_TEXT[code],
+                "content": {"application/json": {"schema": ref_of[S.ErrorBody]}},
+            }
+            if code == 503:
+                resp["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
+            op["responses"][str(code)] = resp
+        paths.setdefault(r.path, {})[r.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "refreshd", "version": "0.1.0",
+                 "description": "When a mobile homepage should refresh, and without duplicates."},
+        "paths": paths,
+        "components": {"schemas": components},
+    }  # fmt: skip

@@ -1,0 +1,176 @@
+"""`Store` on redis.asyncio: one Lua script per request makes each user's write atomic."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from refreshd import constants as C
+from refreshd.errors import StoreUnavailable
+from refreshd.schemas import Directive
+from refreshd.state import UserState
+from refreshd.store import (
+    LOG_DECISIONS,
+    LOG_EVENTS,
+    Commit,
+    CommitResult,
+    batch_key,
+    decode_directive,
+    decode_state,
+    directives_key,
+    encode_directive,
+    encode_state,
+    live_directives,
+    user_key,
+)
+
+T = TypeVar("T")
+
+# Inactive users' state expires after 90 days, so memory stays bounded without a sweeper.
+USER_TTL_S = 90 * 86_400
+
+# KEYS: user, directives, batch mark, log:decisions, log:events
+# ARGV: expected version, state blob, has batch (0/1), batch ttl s, log maxlen,
+#       directive ttl ms, user ttl s, then counted lists: acks, (id, blob) pairs,
+#       decision log blobs, event log blobs.
+COMMIT_LUA = """
+local function pending() return redis.call('HVALS', KEYS[2]) end
+if ARGV[3] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then
+  return {'duplicate', pending()}
+end
+local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
+if v ~= tonumber(ARGV[1]) then return {'conflict', pending()} end
+redis.call('HSET', KEYS[1], 'v', v + 1, 's', ARGV[2])
+redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
+if ARGV[3] == '1' then redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[4])) end
+local i = 8
+local n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do redis.call('HDEL', KEYS[2], ARGV[i]); i = i + 1 end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]); i = i + 2 end
+if n > 0 then redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[6])) end
+local maxlen = ARGV[5]
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  redis.call('XADD', KEYS[4], 'MAXLEN', '~', maxlen, '*', 'd', ARGV[i]); i = i + 1
+end
+n = tonumber(ARGV[i]); i = i + 1
+for _ = 1, n do
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', maxlen, '*', 'd', ARGV[i]); i = i + 1
+end
+return {'ok', pending()}
+"""
+
+
+class RedisStore:
+    """The production store: Redis or Valkey through redis.asyncio."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = C.STORE_TIMEOUT_S,
+        log_maxlen: int = C.LOG_MAXLEN,
+        batch_ttl_s: int = C.BATCH_MARK_TTL_S,
+        directive_ttl_s: int = C.DIRECTIVE_TTL_S,
+    ) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self.log_maxlen = log_maxlen
+        self.batch_ttl_s = batch_ttl_s
+        self.directive_ttl_s = directive_ttl_s
+        # No client-side retries: a failed call surfaces at once as StoreUnavailable and the
+        # caller degrades (decide) or answers 503 (writes); the device retries, not us.
+        self.redis: aioredis.Redis = aioredis.Redis.from_url(
+            url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+            max_connections=512,
+        )
+        self._commit = self.redis.register_script(COMMIT_LUA)
+
+    async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
+        try:
+            async with asyncio.timeout(self.timeout_s * 2):
+                return await fn()
+        except (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError) as exc:
+            raise StoreUnavailable() from exc
+
+    async def load_user(self, uid: str, now_ms: int) -> tuple[UserState, list[Directive]]:
+        async def run() -> tuple[UserState, list[Directive]]:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hmget(user_key(uid), "v", "s")
+                pipe.hvals(directives_key(uid))
+                (version, blob), dirs = await pipe.execute()
+            state = decode_state(blob)
+            state.version = int(version or 0)
+            return state, live_directives([decode_directive(b) for b in dirs], now_ms)
+
+        return await self._call(run)
+
+    async def commit(self, commit: Commit) -> CommitResult:
+        uid = commit.uid
+        args: list[Any] = [
+            commit.expected_version,
+            encode_state(commit.state),
+            1 if commit.batch_id else 0,
+            self.batch_ttl_s,
+            self.log_maxlen,
+            self.directive_ttl_s * 1000,
+            USER_TTL_S,
+            len(commit.ack_ids),
+            *commit.ack_ids,
+            len(commit.new_directives),
+        ]
+        for d in commit.new_directives:
+            args += [d.id, encode_directive(d)]
+        args += [len(commit.decision_logs), *commit.decision_logs]
+        args += [len(commit.event_logs), *commit.event_logs]
+        keys = [
+            user_key(uid),
+            directives_key(uid),
+            batch_key(uid, commit.batch_id or "-"),
+            LOG_DECISIONS,
+            LOG_EVENTS,
+        ]
+
+        async def run() -> CommitResult:
+            status, blobs = await self._commit(keys=keys, args=args)
+            dirs = live_directives([decode_directive(b) for b in blobs], commit.now_ms)
+            return CommitResult(status.decode(), dirs)
+
+        return await self._call(run)
+
+    async def add_directive(self, uid: str, directive: Directive, ttl_s: int) -> None:
+        async def run() -> None:
+            key = directives_key(uid)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(key, directive.id, encode_directive(directive))
+                pipe.pexpire(key, max(ttl_s, self.directive_ttl_s) * 1000, gt=False)
+                await pipe.execute()
+
+        await self._call(run)
+
+    async def has_batch(self, uid: str, batch_id: str) -> bool:
+        return bool(await self._call(lambda: self.redis.exists(batch_key(uid, batch_id))))
+
+    async def read_log(self, stream: str, count: int) -> list[bytes]:
+        rows = await self._call(lambda: self.redis.xrange(stream, "-", "+", count=count))
+        return [fields[b"d"] for _id, fields in rows]
+
+    async def ping(self) -> bool:
+        try:
+            return bool(await self._call(self.redis.ping))
+        except StoreUnavailable:
+            return False
+
+    async def close(self) -> None:
+        await self.redis.aclose()

@@ -1,0 +1,103 @@
+"""Run the service: one process, or N worker processes sharing the port (SO_REUSEPORT)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import signal
+import socket
+import sys
+from types import FrameType
+
+from aiohttp import web
+
+from refreshd.app import create_app
+from refreshd.embedded import EmbeddedValkey
+from refreshd.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=level, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """Return a listening socket that other workers can bind too (SO_REUSEPORT)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if hasattr(socket, "SO_REUSEPORT"):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.setblocking(False)
+    return sock
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def run_worker(settings: Settings) -> None:
+    """Serve in this process until SIGINT/SIGTERM."""
+    configure_logging(settings.log_level)
+    sock = bind(settings.host, settings.port)
+    loop = _new_loop()
+    web.run_app(
+        create_app(settings),
+        sock=sock,
+        access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
+        loop=loop,
+        print=lambda msg: log.info("refreshd listening on http://%s:%d", settings.host, settings.port),
+        shutdown_timeout=10.0,
+    )
+
+
+def serve(settings: Settings) -> int:
+    """Run `settings.workers` processes on one port; the parent owns the embedded Valkey."""
+    configure_logging(settings.log_level)
+    if settings.workers == 1:
+        run_worker(settings)
+        return 0
+    embedded: EmbeddedValkey | None = None
+    if settings.redis_url is None and not settings.redis_cluster:
+        embedded = EmbeddedValkey(settings.data_dir, appendfsync=settings.appendfsync)
+        settings = settings.replace(redis_url=embedded.start())
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=run_worker, args=(settings,), name=f"refreshd-{i}") for i in range(settings.workers)]
+    for p in procs:
+        p.start()
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    status = 0
+    try:
+        while any(p.is_alive() for p in procs):
+            for p in procs:
+                p.join(timeout=0.5)
+                if p.exitcode not in (None, 0) and not stopping:
+                    log.error("worker %s exited with %s; stopping", p.name, p.exitcode)
+                    status = 1
+                    stop(signal.SIGTERM, None)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return status
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(serve(Settings.from_env()))

@@ -1,0 +1,203 @@
+"""The I/O shell around the engine: load state, call the engine, commit atomically."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+
+import msgspec
+
+from refreshd import constants as C
+from refreshd import engine
+from refreshd.errors import Conflict, InvalidValue, StoreUnavailable
+from refreshd.metrics import Metrics
+from refreshd.schemas import (
+    DecideRequest,
+    DecideResponse,
+    Directive,
+    DirectiveRequest,
+    EventsRequest,
+    EventsResponse,
+)
+from refreshd.settings import Settings
+from refreshd.state import UserState
+from refreshd.store import Commit, Store
+
+log = logging.getLogger(__name__)
+_json = msgspec.json.Encoder()
+
+
+def new_id(prefix: str = "") -> str:
+    return prefix + uuid.uuid4().hex
+
+
+def check_ts(ts: int, now_ms: int, field: str) -> None:
+    """Reject timestamps from a broken device clock (far future) or from long ago."""
+    if ts > now_ms + C.MAX_FUTURE_SKEW_MS:
+        raise InvalidValue(
+            f"timestamp {ts} is more than {C.MAX_FUTURE_SKEW_MS // 60_000} min in the future",
+            field=field,
+        )
+    if ts < now_ms - C.MAX_PAST_AGE_MS:
+        raise InvalidValue(
+            f"timestamp {ts} is more than {C.MAX_PAST_AGE_MS // 86_400_000} days old", field=field
+        )
+
+
+def validate_decide(req: DecideRequest, now_ms: int) -> None:
+    check_ts(req.ts, now_ms, "ts")
+    if (req.lat is None) != (req.lng is None):
+        raise InvalidValue("lat and lng must be given together", field="lat" if req.lat is None else "lng")
+
+
+def validate_events(req: EventsRequest, now_ms: int) -> None:
+    for i, event in enumerate(req.events):
+        check_ts(event.ts, now_ms, f"events[{i}].ts")
+
+
+class Service:
+    """Request flows shared by every handler: decide, events, directives."""
+
+    def __init__(
+        self, store: Store, settings: Settings, metrics: Metrics, clock: Callable[[], int]
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock
+        self.policy = engine.Policy(
+            min_interval_s=settings.min_interval_s,
+            fallback_interval_s=settings.fallback_interval_s,
+            threshold=settings.threshold,
+        )
+
+    def _delivered(self, directives: Sequence[Directive]) -> list[Directive]:
+        if directives:
+            self.metrics.directives.labels("delivered").inc(len(directives))
+        return list(directives)
+
+    async def decide(self, req: DecideRequest) -> DecideResponse:
+        """Decide for one opportunity; degrade to the fallback rule when the store is down."""
+        now_ms = self.clock()
+        validate_decide(req, now_ms)
+        decision_id = new_id()
+        acks = list(dict.fromkeys(req.ack or ()))
+        for _attempt in range(C.CAS_RETRIES):
+            try:
+                state, pending = await self.store.load_user(req.user_id, now_ms)
+            except StoreUnavailable:
+                self.metrics.store_errors.labels("load").inc()
+                return self._degraded_decision(req, decision_id)
+            live = [d for d in pending if d.id not in acks]
+            outcome = engine.decide(
+                state, req, decision_id=decision_id, directives=live, policy=self.policy
+            )
+            commit = Commit(
+                uid=req.user_id,
+                expected_version=state.version,
+                state=outcome.state,
+                now_ms=now_ms,
+                ack_ids=acks,
+                decision_logs=[_json.encode(outcome.log)],
+            )
+            try:
+                result = await self.store.commit(commit)
+            except StoreUnavailable:
+                self.metrics.store_errors.labels("commit").inc()
+                return self._degraded_decision(req, decision_id)
+            if result.status == "conflict":
+                self.metrics.cas_conflicts.inc()
+                continue
+            self._count_acks(pending, acks)
+            return self._response(decision_id, outcome.decision, result.directives)
+        raise Conflict("too many concurrent updates for this user; retry", field="user_id")
+
+    def _count_acks(self, pending: Sequence[Directive], acks: Sequence[str]) -> None:
+        known = {d.id for d in pending}
+        n = sum(1 for a in acks if a in known)
+        if n:
+            self.metrics.directives.labels("acknowledged").inc(n)
+
+    def _degraded_decision(self, req: DecideRequest, decision_id: str) -> DecideResponse:
+        # Without the store we know nothing about the user: decide as for a new user.
+        outcome = engine.decide(
+            UserState(),
+            req,
+            decision_id=decision_id,
+            policy=self.policy,
+            degraded_reasons=["store_unavailable"],
+        )
+        return self._response(decision_id, outcome.decision, [])
+
+    def _response(
+        self, decision_id: str, decision: engine.Decision, directives: Sequence[Directive]
+    ) -> DecideResponse:
+        self.metrics.decisions.labels(decision.reason, str(decision.refresh).lower()).inc()
+        for cause in decision.degraded_reasons:
+            self.metrics.degraded.labels(cause).inc()
+        return DecideResponse(
+            decision_id=decision_id,
+            refresh=decision.refresh,
+            reason=decision.reason,
+            score=decision.score,
+            threshold=decision.threshold,
+            experiment=None,
+            model_version=None,
+            next_check_s=decision.next_check_s,
+            directives=self._delivered(directives),
+            degraded=bool(decision.degraded_reasons),
+            degraded_reasons=decision.degraded_reasons,
+            slots=decision.slots,
+        )
+
+    async def events(self, req: EventsRequest) -> EventsResponse:
+        """Accept a batch of events exactly once per batch_id; 503 if the store is down."""
+        now_ms = self.clock()
+        validate_events(req, now_ms)
+        acks = list(dict.fromkeys(req.ack or ()))
+        logs = [
+            _json.encode({"user_id": req.user_id, "batch_id": req.batch_id, **msgspec.to_builtins(e)})
+            for e in req.events
+        ]
+        for _attempt in range(C.CAS_RETRIES):
+            state, pending = await self.store.load_user(req.user_id, now_ms)
+            new_state = engine.apply_events(state, req.events)
+            commit = Commit(
+                uid=req.user_id,
+                expected_version=state.version,
+                state=new_state,
+                now_ms=now_ms,
+                ack_ids=acks,
+                batch_id=req.batch_id,
+                event_logs=logs,
+            )
+            result = await self.store.commit(commit)
+            if result.status == "conflict":
+                self.metrics.cas_conflicts.inc()
+                continue
+            if result.status == "duplicate":
+                self.metrics.duplicate_batches.inc()
+                return EventsResponse(0, True, self._delivered(result.directives))
+            self._count_acks(pending, acks)
+            for e in req.events:
+                self.metrics.events.labels(e.type).inc()
+            return EventsResponse(len(req.events), False, self._delivered(result.directives))
+        raise Conflict("too many concurrent updates for this user; retry", field="user_id")
+
+    async def add_directive(self, req: DirectiveRequest) -> Directive:
+        """Queue a directive for a user's next contact (the reliable stand-in for a push)."""
+        now_ms = self.clock()
+        ttl_s = req.ttl_s or C.DIRECTIVE_TTL_S
+        directive = Directive(
+            id=new_id("d_")[:18],
+            type=req.type,
+            created_ts=now_ms,
+            expires_ts=now_ms + ttl_s * 1000,
+            slots=req.slots,
+            payload=dict(req.payload) if req.payload else None,
+            source="api",
+        )
+        await self.store.add_directive(req.user_id, directive, ttl_s)
+        self.metrics.directives.labels("created").inc()
+        return directive

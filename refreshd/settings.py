@@ -1,0 +1,112 @@
+"""Settings read once from REFRESHD_* environment variables."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from refreshd import constants as C
+
+
+class SettingsError(ValueError):
+    """An environment variable has a value the service cannot use."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the service reads from its environment, read once at start-up."""
+
+    host: str = C.DEFAULT_HOST
+    port: int = C.DEFAULT_PORT
+    workers: int = 1
+    redis_url: str | None = None  # None: start the embedded Valkey under data_dir
+    redis_cluster: tuple[str, ...] = ()  # host:port seeds; switches to Redis Cluster
+    data_dir: Path = Path("var")
+    appendfsync: str = "everysec"
+    min_interval_s: int = C.MIN_INTERVAL_S
+    fallback_interval_s: int = C.FALLBACK_INTERVAL_S
+    threshold: float = C.DEFAULT_THRESHOLD
+    max_body_bytes: int = C.MAX_BODY_BYTES
+    store_timeout_s: float = C.STORE_TIMEOUT_S
+    log_maxlen: int = C.LOG_MAXLEN
+    log_level: str = "INFO"
+    access_log: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from REFRESHD_* variables (os.environ by default)."""
+        env = os.environ if environ is None else environ
+
+        def get(name: str) -> str | None:
+            value = env.get(f"REFRESHD_{name}")
+            return value if value not in (None, "") else None
+
+        def integer(name: str, default: int, lo: int, hi: int) -> int:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                value = int(raw)
+            except ValueError:
+                raise SettingsError(f"REFRESHD_{name}={raw!r} is not an integer") from None
+            if not lo <= value <= hi:
+                raise SettingsError(f"REFRESHD_{name}={value} is outside [{lo}, {hi}]")
+            return value
+
+        def number(name: str, default: float, lo: float, hi: float) -> float:
+            raw = get(name)
+            if raw is None:
+                return default
+            try:
+                value = float(raw)
+            except ValueError:
+                raise SettingsError(f"REFRESHD_{name}={raw!r} is not a number") from None
+            if not lo <= value <= hi:
+                raise SettingsError(f"REFRESHD_{name}={value} is outside [{lo}, {hi}]")
+            return value
+
+        def flag(name: str, default: bool) -> bool:
+            raw = get(name)
+            if raw is None:
+                return default
+            if raw.lower() in ("1", "true", "yes", "on"):
+                return True
+            if raw.lower() in ("0", "false", "no", "off"):
+                return False
+            raise SettingsError(f"REFRESHD_{name}={raw!r} is not a boolean")
+
+        cluster_raw = get("REDIS_CLUSTER")
+        cluster = tuple(s.strip() for s in cluster_raw.split(",") if s.strip()) if cluster_raw else ()
+        for node in cluster:
+            host, _, port = node.rpartition(":")
+            if not host or not port.isdigit():
+                raise SettingsError(f"REFRESHD_REDIS_CLUSTER node {node!r} is not host:port")
+        appendfsync = get("APPENDFSYNC") or "everysec"
+        if appendfsync not in ("always", "everysec"):
+            raise SettingsError("REFRESHD_APPENDFSYNC must be 'always' or 'everysec'")
+        log_level = (get("LOG_LEVEL") or "INFO").upper()
+        if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise SettingsError(f"REFRESHD_LOG_LEVEL={log_level!r} is not a log level")
+        return cls(
+            host=get("HOST") or C.DEFAULT_HOST,
+            port=integer("PORT", C.DEFAULT_PORT, 0, 65535),
+            workers=integer("WORKERS", 1, 1, 64),
+            redis_url=get("REDIS_URL"),
+            redis_cluster=cluster,
+            data_dir=Path(get("DATA_DIR") or "var"),
+            appendfsync=appendfsync,
+            min_interval_s=integer("MIN_INTERVAL_S", C.MIN_INTERVAL_S, 0, 86_400),
+            fallback_interval_s=integer("FALLBACK_INTERVAL_S", C.FALLBACK_INTERVAL_S, 0, 86_400),
+            threshold=number("THRESHOLD", C.DEFAULT_THRESHOLD, 0.0, 1.0),
+            max_body_bytes=integer("MAX_BODY_BYTES", C.MAX_BODY_BYTES, 1024, 64 << 20),
+            store_timeout_s=number("STORE_TIMEOUT_S", C.STORE_TIMEOUT_S, 0.01, 30.0),
+            log_maxlen=integer("LOG_MAXLEN", C.LOG_MAXLEN, 1000, 100_000_000),
+            log_level=log_level,
+            access_log=flag("ACCESS_LOG", False),
+        )
+
+    def replace(self, **changes: object) -> Settings:
+        """Return a copy with some fields changed."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]

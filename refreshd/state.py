@@ -1,0 +1,45 @@
+"""Per-user state kept in the store: values only, no I/O."""
+
+from __future__ import annotations
+
+import bisect
+
+import msgspec
+
+from refreshd import constants as C
+from refreshd.schemas import Event
+
+
+class UserState(msgspec.Struct, kw_only=True):
+    """What the service remembers about one user between contacts."""
+
+    version: int = 0  # compare-and-set counter; 0 means "never written"
+    last_refresh_ts: int | None = None
+    last_decision_ts: int | None = None
+    last_event_ts: int | None = None
+    decisions: int = 0
+    refreshes: int = 0
+    events: int = 0
+    recent: list[Event] = msgspec.field(default_factory=list)  # sorted by ts, bounded
+
+
+def add_events(
+    recent: list[Event],
+    new: list[Event],
+    *,
+    max_events: int = C.RECENT_EVENTS_MAX,
+    window_ms: int = C.RECENT_EVENTS_WINDOW_MS,
+) -> list[Event]:
+    """Return the recent-events window with `new` merged in ts order, pruned by age and count."""
+    merged = list(recent)
+    keys = [e.ts for e in merged]
+    for event in new:
+        i = bisect.bisect_right(keys, event.ts)
+        keys.insert(i, event.ts)
+        merged.insert(i, event)
+    if merged:
+        horizon = merged[-1].ts - window_ms
+        start = bisect.bisect_left(keys, horizon)
+        start = max(start, len(merged) - max_events)
+        merged = merged[start:]
+    return merged

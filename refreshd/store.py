@@ -1,0 +1,122 @@
+"""The state store seam: one Protocol, key names, and the values that cross it."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Literal, Protocol
+
+import msgspec
+
+from refreshd.schemas import Directive
+from refreshd.state import UserState
+
+__all__ = [
+    "Commit",
+    "CommitResult",
+    "Store",
+    "batch_key",
+    "decode_state",
+    "directives_key",
+    "encode_state",
+    "user_key",
+]
+
+LOG_DECISIONS = "log:decisions"
+LOG_EVENTS = "log:events"
+
+_state_encoder = msgspec.msgpack.Encoder()
+_state_decoder = msgspec.msgpack.Decoder(UserState)
+_dir_encoder = msgspec.msgpack.Encoder()
+_dir_decoder = msgspec.msgpack.Decoder(Directive)
+
+
+def user_key(uid: str) -> str:
+    """Return the user-state key; the hash tag keeps all of a user's keys on one shard."""
+    return f"u:{{{uid}}}"
+
+
+def directives_key(uid: str) -> str:
+    return f"dir:{{{uid}}}"
+
+
+def batch_key(uid: str, batch_id: str) -> str:
+    return f"b:{{{uid}}}:{batch_id}"
+
+
+def encode_state(state: UserState) -> bytes:
+    return _state_encoder.encode(state)
+
+
+def decode_state(blob: bytes | None) -> UserState:
+    return UserState() if blob is None else _state_decoder.decode(blob)
+
+
+def encode_directive(d: Directive) -> bytes:
+    return _dir_encoder.encode(d)
+
+
+def decode_directive(blob: bytes) -> Directive:
+    return _dir_decoder.decode(blob)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Commit:
+    """Everything one request writes for one user, applied atomically or not at all.
+
+    The write happens only if the stored version still equals `expected_version` (else
+    `conflict`) and, when `batch_id` is set, only if that batch was not seen (else
+    `duplicate`).
+    """
+
+    uid: str
+    expected_version: int
+    state: UserState
+    now_ms: int
+    ack_ids: Sequence[str] = ()
+    new_directives: Sequence[Directive] = ()
+    batch_id: str | None = None
+    decision_logs: Sequence[bytes] = ()
+    event_logs: Sequence[bytes] = ()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CommitResult:
+    status: Literal["ok", "conflict", "duplicate"]
+    directives: list[Directive]  # pending after the commit, unexpired, oldest first
+
+
+def live_directives(directives: Sequence[Directive], now_ms: int) -> list[Directive]:
+    """Return the unexpired directives, oldest first."""
+    alive = [d for d in directives if d.expires_ts > now_ms]
+    return sorted(alive, key=lambda d: (d.created_ts, d.id))
+
+
+class Store(Protocol):
+    """Where user state, directives, logs and configuration live."""
+
+    async def load_user(self, uid: str, now_ms: int) -> tuple[UserState, list[Directive]]:
+        """Return the user's state (version 0 if new) and pending unexpired directives."""
+        ...
+
+    async def commit(self, commit: Commit) -> CommitResult:
+        """Apply a commit atomically (see `Commit`)."""
+        ...
+
+    async def add_directive(self, uid: str, directive: Directive, ttl_s: int) -> None:
+        """Queue a directive for the user's next contact."""
+        ...
+
+    async def has_batch(self, uid: str, batch_id: str) -> bool:
+        """Return whether a batch id was already accepted for the user."""
+        ...
+
+    async def read_log(self, stream: str, count: int) -> list[bytes]:
+        """Return up to `count` of the oldest entries of a log stream (JSON blobs)."""
+        ...
+
+    async def ping(self) -> bool:
+        """Return whether the store answers."""
+        ...
+
+    async def close(self) -> None: ...
