@@ -21,7 +21,7 @@ def _field(message: str) -> str | None:
     missing = _MISSING.search(message)
     path = _PATH.search(message)
     parts = [p for p in ((path.group("path") if path else ""), missing.group("name") if missing else "") if p]
-    return ".".join(parts) or None
+    return ".".join(parts).replace("[...]", "") or None
 
 
 async def read_json(request: web.Request, typ: type[T]) -> T:
@@ -41,6 +41,8 @@ async def read_json(request: web.Request, typ: type[T]) -> T:
         raise InvalidValue(str(exc), field=_field(str(exc))) from None
     except msgspec.DecodeError as exc:
         raise MalformedJSON(f"body is not valid JSON: {exc}") from None
+    except UnicodeDecodeError:
+        raise MalformedJSON("body is not valid UTF-8") from None
 
 
 def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

