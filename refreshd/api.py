@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from refreshd import schemas as S
 from refreshd import constants as C
+from refreshd import schemas as S
 from refreshd.http import json_response, read_json
 from refreshd.keys import METRICS, SERVICE, STORE
 
@@ -46,7 +46,9 @@ async def readyz(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     body = request.app[METRICS].render()
-    return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+    return web.Response(
+        body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"}
+    )
 
 
 async def openapi(request: web.Request) -> web.Response:

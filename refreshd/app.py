@@ -45,7 +45,9 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
             await asyncio.to_thread(embedded.stop)
 
 
-def create_app(settings: Settings | None = None, *, clock: Callable[[], int] = wall_clock_ms) -> web.Application:
+def create_app(
+    settings: Settings | None = None, *, clock: Callable[[], int] = wall_clock_ms
+) -> web.Application:
     """Build the refreshd application; resources start and stop with it."""
     settings = settings or Settings.from_env()
     app = web.Application(

@@ -24,8 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", help="address to bind (default 127.0.0.1, REFRESHD_HOST)")
     serve.add_argument("--port", type=int, help="port to bind (default 8080, REFRESHD_PORT)")
-    serve.add_argument("--workers", type=int, help="worker processes sharing the port (REFRESHD_WORKERS)")
-    serve.add_argument("--data-dir", type=Path, help="where the embedded Valkey keeps data (default ./var)")
+    serve.add_argument(
+        "--workers", type=int, help="worker processes sharing the port (REFRESHD_WORKERS)"
+    )
+    serve.add_argument(
+        "--data-dir", type=Path, help="where the embedded Valkey keeps data (default ./var)"
+    )
     serve.add_argument("--redis-url", help="use this Redis/Valkey instead of the embedded one")
     return parser
 

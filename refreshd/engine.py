@@ -78,15 +78,11 @@ class Outcome(msgspec.Struct):
     log: DecisionLog
 
 
-def _fallback(
-    state: UserState, trigger: str, ts: int, policy: Policy
-) -> tuple[bool, int]:
+def _fallback(state: UserState, trigger: str, ts: int, policy: Policy) -> tuple[bool, int]:
     """Return (refresh?, seconds until the fallback rule would refresh)."""
     interval_ms = policy.fallback_interval_s * 1000
-    if state.last_refresh_ts is None:
-        elapsed_ms = None
-    else:
-        elapsed_ms = max(0, ts - state.last_refresh_ts)
+    last = state.last_refresh_ts
+    elapsed_ms = None if last is None else max(0, ts - last)
     due = elapsed_ms is None or elapsed_ms >= interval_ms
     if trigger in FALLBACK_TRIGGERS and due:
         return True, policy.fallback_interval_s

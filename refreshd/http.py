@@ -8,8 +8,8 @@ from typing import Any, TypeVar
 import msgspec
 from aiohttp import web
 
-from refreshd.keys import SETTINGS
 from refreshd.errors import BodyTooLarge, InvalidValue, MalformedJSON, UnsupportedMediaType
+from refreshd.keys import SETTINGS
 
 T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
@@ -20,7 +20,11 @@ _MISSING = re.compile(r"missing required field `(?P<name>[^`]+)`")
 def _field(message: str) -> str | None:
     missing = _MISSING.search(message)
     path = _PATH.search(message)
-    parts = [p for p in ((path.group("path") if path else ""), missing.group("name") if missing else "") if p]
+    parts = [
+        p
+        for p in ((path.group("path") if path else ""), missing.group("name") if missing else "")
+        if p
+    ]
     return ".".join(parts).replace("[...]", "") or None
 
 
@@ -45,7 +49,9 @@ async def read_json(request: web.Request, typ: type[T]) -> T:
         raise MalformedJSON("body is not valid UTF-8") from None
 
 
-def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(
+    obj: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     """Encode a struct (or plain data) as a JSON response."""
     return web.Response(
         body=_encoder.encode(obj), status=status, content_type="application/json", headers=headers

@@ -12,7 +12,7 @@ from refreshd.settings import Settings
 from refreshd.store import Store
 
 SETTINGS = web.AppKey("settings", Settings)
-STORE = web.AppKey("store", Store)  # type: ignore[type-abstract]
+STORE: web.AppKey[Store] = web.AppKey("store")
 METRICS = web.AppKey("metrics", Metrics)
 SERVICE = web.AppKey("service", Service)
-CLOCK = web.AppKey("clock", Callable[[], int])
+CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock")

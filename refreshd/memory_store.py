@@ -31,7 +31,7 @@ class MemoryStore:
         }
 
     async def load_user(self, uid: str, now_ms: int) -> tuple[UserState, list[Directive]]:
-        version, blob = self.users.get(uid, (0, None))  # type: ignore[arg-type]
+        version, blob = self.users.get(uid, (0, None))
         state = decode_state(blob)
         state.version = version
         return state, live_directives(list(self.directives.get(uid, {}).values()), now_ms)

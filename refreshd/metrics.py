@@ -15,19 +15,28 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.requests = Counter(
-            "refreshd_requests", "HTTP requests by route and status", ["route", "method", "status"],
+            "refreshd_requests",
+            "HTTP requests by route and status",
+            ["route", "method", "status"],
             registry=r,
         )
         self.latency = Histogram(
-            "refreshd_request_seconds", "HTTP request latency by route", ["route", "method"],
-            buckets=LATENCY_BUCKETS, registry=r,
+            "refreshd_request_seconds",
+            "HTTP request latency by route",
+            ["route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.decisions = Counter(
-            "refreshd_decisions", "Decisions by reason and outcome", ["reason", "refresh"],
+            "refreshd_decisions",
+            "Decisions by reason and outcome",
+            ["reason", "refresh"],
             registry=r,
         )
         self.degraded = Counter(
-            "refreshd_degraded_decisions", "Decisions made in degraded mode by cause", ["cause"],
+            "refreshd_degraded_decisions",
+            "Decisions made in degraded mode by cause",
+            ["cause"],
             registry=r,
         )
         self.events = Counter("refreshd_events", "Events accepted", ["type"], registry=r)
@@ -41,10 +50,14 @@ class Metrics:
             "refreshd_cas_conflicts", "User-state compare-and-set retries", registry=r
         )
         self.directives = Counter(
-            "refreshd_directives", "Directive lifecycle: created, delivered, acknowledged, expired",
-            ["stage"], registry=r,
+            "refreshd_directives",
+            "Directive lifecycle: created, delivered, acknowledged, expired",
+            ["stage"],
+            registry=r,
         )
-        self.store_up = Gauge("refreshd_store_up", "1 when the last store check succeeded", registry=r)
+        self.store_up = Gauge(
+            "refreshd_store_up", "1 when the last store check succeeded", registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

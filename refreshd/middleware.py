@@ -6,6 +6,7 @@ import logging
 import time
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from refreshd import constants as C
 from refreshd.errors import (
@@ -35,29 +36,29 @@ def error_response(err: RefreshdError) -> web.Response:
 
 
 @web.middleware
-async def errors(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every failure into the error body of DESIGN.md; never leak a stack trace."""
     try:
         return await handler(request)
-    except RefreshdError as err:
-        return error_response(err)
+    except RefreshdError as known:
+        return error_response(known)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         cls = _HTTP_ERRORS.get(exc.status)
         if cls is None:
-            err = RefreshdError(exc.reason)
-            err.status, err.code = exc.status, exc.reason.lower().replace(" ", "_")
+            mapped = RefreshdError(exc.reason)
+            mapped.status, mapped.code = exc.status, exc.reason.lower().replace(" ", "_")
         else:
-            err = cls(f"{exc.reason}: {request.method} {request.path}")
-        return error_response(err)
+            mapped = cls(f"{exc.reason}: {request.method} {request.path}")
+        return error_response(mapped)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return json_response(RefreshdError("internal error").body(), status=500)
 
 
 @web.middleware
-async def metrics(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Count requests and time them per route template (bounded label cardinality)."""
     start = time.perf_counter()
     response = await handler(request)

@@ -32,12 +32,20 @@ def spec() -> dict[str, Any]:
     for r in ROUTES:
         op: dict[str, Any] = {
             "summary": r.summary,
-            "operationId": f"{r.method.lower()}_{r.path.strip('/').replace('/', '_').replace('.', '_')}",
+            "operationId": r.method.lower()
+            + "_"
+            + r.path.strip("/").replace("/", "_").replace(".", "_"),
             "responses": {},
         }
         if r.query:
             op["parameters"] = [
-                {"name": n, "in": "query", "required": req, "description": d, "schema": {"type": "string"}}
+                {
+                    "name": n,
+                    "in": "query",
+                    "required": req,
+                    "description": d,
+                    "schema": {"type": "string"},
+                }
                 for n, d, req in r.query
             ]
         if r.request is not None:
@@ -51,7 +59,10 @@ def spec() -> dict[str, Any]:
             ok_content = {"text/plain": {"schema": {"type": "string"}}}
         else:
             ok_content = {"application/json": {"schema": {"type": "object"}}}
-        op["responses"][str(r.status)] = {"description": STATUS_TEXT[r.status], "content": ok_content}
+        op["responses"][str(r.status)] = {
+            "description": STATUS_TEXT[r.status],
+            "content": ok_content,
+        }
         for code in sorted({*r.errors, 405}):
             resp: dict[str, Any] = {
                 "description": STATUS_TEXT[code],

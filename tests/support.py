@@ -26,5 +26,3 @@ class FakeClock:
 
 
 MakeClient = Callable[..., Awaitable[TestClient]]
-
-

@@ -18,10 +18,14 @@ async def decide(client: TestClient, user: str = "u1", trigger: str = "open", **
     return await resp.json()
 
 
-async def post_events(client: TestClient, batch: str, n: int = 3, user: str = "u1", **kw: object) -> tuple[int, dict]:
+async def post_events(
+    client: TestClient, batch: str, n: int = 3, user: str = "u1", **kw: object
+) -> tuple[int, dict]:
     t = now_ms()
     events = [{"type": "click", "ts": t - i, "item_id": f"i{i}", "slot": "feed"} for i in range(n)]
-    resp = await client.post("/v1/events", json={"user_id": user, "batch_id": batch, "events": events, **kw})
+    resp = await client.post(
+        "/v1/events", json={"user_id": user, "batch_id": batch, "events": events, **kw}
+    )
     return resp.status, await resp.json()
 
 
@@ -29,7 +33,9 @@ def stream_len(raw: redis.Redis, name: str) -> int:
     return int(raw.xlen(name))
 
 
-async def test_decide_response_has_the_design_shape(make_client: MakeClient, raw: redis.Redis) -> None:
+async def test_decide_response_has_the_design_shape(
+    make_client: MakeClient, raw: redis.Redis
+) -> None:
     client = await make_client()
     body = await decide(client, slots=["feed"])
     expected = {"decision_id", "refresh", "reason", "score", "threshold", "experiment",
@@ -64,7 +70,9 @@ async def test_pull_always_refreshes(make_client: MakeClient) -> None:
     assert body["refresh"] is True and body["reason"] == "pull"
 
 
-async def test_events_are_logged_and_kept_in_user_state(make_client: MakeClient, raw: redis.Redis) -> None:
+async def test_events_are_logged_and_kept_in_user_state(
+    make_client: MakeClient, raw: redis.Redis
+) -> None:
     client = await make_client()
     status, body = await post_events(client, "b1", n=5)
     assert status == 200 and body == {"accepted": 5, "duplicate": False, "directives": []}
@@ -89,7 +97,9 @@ async def test_racing_replays_write_once(make_client: MakeClient, raw: redis.Red
     assert stream_len(raw, "log:events") == 4
 
 
-async def test_concurrent_writes_for_one_user_lose_nothing(make_client: MakeClient, raw: redis.Redis) -> None:
+async def test_concurrent_writes_for_one_user_lose_nothing(
+    make_client: MakeClient, raw: redis.Redis
+) -> None:
     client = await make_client()
     batches = [post_events(client, f"b{i}", n=2) for i in range(15)]
     decisions = [decide(client, trigger="scroll") for _ in range(15)]
@@ -101,7 +111,9 @@ async def test_concurrent_writes_for_one_user_lose_nothing(make_client: MakeClie
 
 async def test_directive_rides_on_next_contact_until_acknowledged(make_client: MakeClient) -> None:
     client = await make_client()
-    resp = await client.post("/v1/directives", json={"user_id": "u1", "type": "refresh", "slots": ["services"]})
+    resp = await client.post(
+        "/v1/directives", json={"user_id": "u1", "type": "refresh", "slots": ["services"]}
+    )
     assert resp.status == 201
     did = (await resp.json())["directive"]["id"]
     # Delivered on decide (and it makes the decision an event refresh of its slots) ...
@@ -122,7 +134,9 @@ async def test_directive_rides_on_next_contact_until_acknowledged(make_client: M
 async def test_expired_directive_is_not_delivered(make_client: MakeClient) -> None:
     clock = FakeClock()
     client = await make_client(clock=clock)
-    resp = await client.post("/v1/directives", json={"user_id": "u1", "type": "fix_now", "ttl_s": 5})
+    resp = await client.post(
+        "/v1/directives", json={"user_id": "u1", "type": "fix_now", "ttl_s": 5}
+    )
     assert resp.status == 201
     assert len((await decide(client, ts=clock.ms))["directives"]) == 1
     clock.advance(6)
@@ -151,7 +165,9 @@ async def test_unknown_route_and_method_use_the_error_body(make_client: MakeClie
     assert resp.status == 405 and (await resp.json())["error"]["code"] == "method_not_allowed"
 
 
-async def test_two_workers_on_one_store_lose_no_update(make_client: MakeClient, raw: redis.Redis) -> None:
+async def test_two_workers_on_one_store_lose_no_update(
+    make_client: MakeClient, raw: redis.Redis
+) -> None:
     # Two apps on one Valkey stand in for two worker processes: only compare-and-set
     # (not the in-process lock) keeps their interleaved writes to one user apart.
     a, b = await make_client(), await make_client()

@@ -38,7 +38,7 @@ CASES: list[tuple[str, str, bytes | dict[str, Any] | list[Any], str, int, str | 
     ("ts as string", "/v1/decide", with_(OK_DECIDE, ts=str(NOW)), JSON, 422, "ts"),
     ("lat 91", "/v1/decide", with_(OK_DECIDE, lat=91.0, lng=0.0), JSON, 422, "lat"),
     ("lng -180.5", "/v1/decide", with_(OK_DECIDE, lat=0.0, lng=-180.5), JSON, 422, "lng"),
-    ("huge number", "/v1/decide", b'{"user_id":"u1","ts":1,"trigger":"open","lat":1e400,"lng":0}', JSON, 422, "lat"),  # noqa: E501
+    ("huge number", "/v1/decide", b'{"user_id":"u1","ts":1,"trigger":"open","lat":1e400,"lng":0}', JSON, 422, "lat"),
     ("lat without lng", "/v1/decide", with_(OK_DECIDE, lat=10.0), JSON, 422, "lng"),
     ("unknown trigger", "/v1/decide", with_(OK_DECIDE, trigger="shake"), JSON, 422, "trigger"),
     ("ts 2 h in the future", "/v1/decide", with_(OK_DECIDE, ts=NOW + 7_200_000), JSON, 422, "ts"),
@@ -59,17 +59,19 @@ CASES: list[tuple[str, str, bytes | dict[str, Any] | list[Any], str, int, str | 
     ("nested props", "/v1/events", events({**GOOD_EVENT, "props": {"a": {"b": 1}}}), JSON, 422,
      "events[0].props"),
     ("slot of wrong type", "/v1/events", events({**GOOD_EVENT, "slot": 7}), JSON, 422, "events[0].slot"),
-    ("infinite value", "/v1/events", json.dumps(events(GOOD_EVENT)).replace('"slot"', '"value": 1e999, "slot"').encode(),  # noqa: E501
+    ("infinite value", "/v1/events", json.dumps(events(GOOD_EVENT)).replace('"slot"', '"value": 1e999, "slot"').encode(),
      JSON, 422, "events[0].value"),
     ("body over the limit", "/v1/events",
-     events(*[{**GOOD_EVENT, "props": {"pad": "x" * 250, "p2": "y" * 250}} for _ in range(999)]) | {"pad": "z" * 600_000},  # noqa: E501
+     events(*[{**GOOD_EVENT, "props": {"pad": "x" * 250, "p2": "y" * 250}} for _ in range(999)]) | {"pad": "z" * 600_000},
      JSON, 413, None),
     ("unknown directive type", "/v1/directives", {"user_id": "u1", "type": "explode"}, JSON, 422, "type"),
     ("directive ttl 0", "/v1/directives", {"user_id": "u1", "type": "refresh", "ttl_s": 0}, JSON, 422, "ttl_s"),
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("name", "path", "body", "ctype", "status", "field"), CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("name", "path", "body", "ctype", "status", "field"), CASES, ids=[c[0] for c in CASES]
+)
 async def test_bad_request(
     make_client: MakeClient, raw: redis.Redis,
     name: str, path: str, body: Any, ctype: str, status: int, field: str | None,

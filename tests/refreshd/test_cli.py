@@ -43,7 +43,9 @@ def test_help_explains_the_commands() -> None:
         (("serve",), {"REFRESHD_PORT": "abc"}, "REFRESHD_PORT"),
     ],
 )
-def test_bad_configuration_exits_2_with_a_message(args: tuple[str, ...], env: dict[str, str], needle: str) -> None:
+def test_bad_configuration_exits_2_with_a_message(
+    args: tuple[str, ...], env: dict[str, str], needle: str
+) -> None:
     out = run_cli(*args, env=env)
     assert out.returncode == 2 and needle in out.stderr
 
@@ -59,7 +61,9 @@ def get(url: str) -> tuple[int, dict]:
 
 
 def post(url: str, body: dict) -> tuple[int, dict]:
-    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(req, timeout=5) as resp:
         return resp.status, json.loads(resp.read())
 
@@ -87,7 +91,9 @@ def test_two_workers_share_the_port_and_stop_cleanly(tmp_path: Path) -> None:
         workers = [c for c in cmdlines if "spawn_main" in c]
         assert len(workers) == 2
         for i in range(20):
-            status, body = post(f"{base}/v1/decide", {"user_id": f"u{i}", "ts": now_ms(), "trigger": "open"})
+            status, body = post(
+                f"{base}/v1/decide", {"user_id": f"u{i}", "ts": now_ms(), "trigger": "open"}
+            )
             assert status == 200 and body["refresh"] is True
     finally:
         proc.send_signal(signal.SIGTERM)

@@ -26,12 +26,18 @@ async def send_batches(client: TestClient, prefix: str, n: int) -> list[str]:
 
 async def assert_all_present(client: TestClient, acked: list[str]) -> None:
     for i, batch in enumerate(acked):
-        body = {"user_id": f"u{i % 3}", "batch_id": batch, "events": [{"type": "click", "ts": now_ms()}]}
+        body = {
+            "user_id": f"u{i % 3}",
+            "batch_id": batch,
+            "events": [{"type": "click", "ts": now_ms()}],
+        }
         resp = await client.post("/v1/events", json=body)
         assert (await resp.json())["duplicate"] is True, f"batch {batch} was lost"
 
 
-async def test_clean_restart_of_service_and_embedded_valkey(make_client: MakeClient, tmp_path: Path) -> None:
+async def test_clean_restart_of_service_and_embedded_valkey(
+    make_client: MakeClient, tmp_path: Path
+) -> None:
     data = tmp_path / "data"
     first = await make_client(redis_url=None, data_dir=data)
     acked = await send_batches(first, "b", 30)
@@ -50,7 +56,9 @@ async def test_clean_restart_of_service_and_embedded_valkey(make_client: MakeCli
             embedded.stop()
 
 
-async def test_killed_valkey_loses_nothing_acknowledged(make_client: MakeClient, tmp_path: Path) -> None:
+async def test_killed_valkey_loses_nothing_acknowledged(
+    make_client: MakeClient, tmp_path: Path
+) -> None:
     data = tmp_path / "data"
     embedded = EmbeddedValkey(data)
     client = await make_client(redis_url=embedded.start())

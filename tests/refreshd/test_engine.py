@@ -44,13 +44,17 @@ def directive(kind: str = "refresh", slots: list[str] | None = None, id: str = "
 def test_rule_order(
     state: UserState, trigger: str, dt_s: int, dirs: list[Directive], refresh: bool, reason: str
 ) -> None:
-    out = engine.decide(state, req(trigger, T0 + dt_s * 1000), decision_id="x", directives=dirs, policy=POLICY)
+    out = engine.decide(
+        state, req(trigger, T0 + dt_s * 1000), decision_id="x", directives=dirs, policy=POLICY
+    )
     assert (out.decision.refresh, out.decision.reason) == (refresh, reason)
 
 
 def test_refresh_updates_state_and_log() -> None:
     state = refreshed_at(T0)
-    out = engine.decide(state, req("open", T0 + 400_000, lat=1.0, lng=2.0), decision_id="abc", policy=POLICY)
+    out = engine.decide(
+        state, req("open", T0 + 400_000, lat=1.0, lng=2.0), decision_id="abc", policy=POLICY
+    )
     assert out.state.version == state.version + 1
     assert out.state.last_refresh_ts == T0 + 400_000
     assert out.state.refreshes == state.refreshes + 1 and out.state.decisions == state.decisions + 1
@@ -65,10 +69,14 @@ def test_no_refresh_keeps_last_refresh() -> None:
 
 def test_directive_slots_are_unioned_and_none_means_all() -> None:
     dirs = [directive(slots=["feed"], id="a"), directive(slots=["services"], id="b")]
-    out = engine.decide(UserState(), req("open", slots=["feed", "nearby"]), decision_id="x", directives=dirs)
+    out = engine.decide(
+        UserState(), req("open", slots=["feed", "nearby"]), decision_id="x", directives=dirs
+    )
     assert out.decision.slots == ["feed", "services"]
     dirs.append(directive(slots=None, id="c"))
-    out = engine.decide(UserState(), req("open", slots=["feed", "nearby"]), decision_id="x", directives=dirs)
+    out = engine.decide(
+        UserState(), req("open", slots=["feed", "nearby"]), decision_id="x", directives=dirs
+    )
     assert out.decision.slots == ["feed", "nearby"]
 
 
@@ -76,14 +84,21 @@ def test_intent_policy_without_model_is_degraded_but_fixed_policy_is_not() -> No
     intent = engine.decide(UserState(), req(), decision_id="x", policy=POLICY)
     assert intent.decision.degraded_reasons == ["no_model"]
     fixed = engine.Policy(kind="fixed")
-    assert engine.decide(UserState(), req(), decision_id="x", policy=fixed).decision.degraded_reasons == []
-    outage = engine.decide(UserState(), req(), decision_id="x", policy=fixed, degraded_reasons=["store_unavailable"])
+    assert (
+        engine.decide(UserState(), req(), decision_id="x", policy=fixed).decision.degraded_reasons
+        == []
+    )
+    outage = engine.decide(
+        UserState(), req(), decision_id="x", policy=fixed, degraded_reasons=["store_unavailable"]
+    )
     assert outage.decision.degraded_reasons == ["store_unavailable"] and outage.log.degraded
 
 
 def test_clock_going_backwards_does_not_cool_down_forever() -> None:
     # A device whose clock jumped back must not be locked in cooldown by a future refresh.
-    out = engine.decide(refreshed_at(T0), req("open", T0 - 3_600_000), decision_id="x", policy=POLICY)
+    out = engine.decide(
+        refreshed_at(T0), req("open", T0 - 3_600_000), decision_id="x", policy=POLICY
+    )
     assert out.decision.reason != "cooldown"
     assert out.state.last_refresh_ts == T0  # the older ts does not move the record back
 
@@ -105,8 +120,15 @@ def test_apply_events_counts_and_orders() -> None:
 def test_recent_window_is_sorted_bounded_and_keeps_the_newest(
     old: list[int], new: list[int], max_events: int, window_ms: int
 ) -> None:
-    recent = add_events([], [Event(type="open", ts=t) for t in sorted(old)], max_events=max_events, window_ms=window_ms)
-    merged = add_events(recent, [Event(type="click", ts=t) for t in new], max_events=max_events, window_ms=window_ms)
+    recent = add_events(
+        [],
+        [Event(type="open", ts=t) for t in sorted(old)],
+        max_events=max_events,
+        window_ms=window_ms,
+    )
+    merged = add_events(
+        recent, [Event(type="click", ts=t) for t in new], max_events=max_events, window_ms=window_ms
+    )
     ts = [e.ts for e in merged]
     assert ts == sorted(ts) and len(ts) <= max_events
     if ts:

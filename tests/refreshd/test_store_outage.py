@@ -35,7 +35,9 @@ async def test_outage_degrades_then_recovers(
     client = await make_client(redis_url=f"redis://127.0.0.1:{port}/0", store_timeout_s=0.2)
     decide = {"user_id": "u1", "ts": now_ms(), "trigger": "open"}
     batch = {"user_id": "u1", "batch_id": "b1", "events": [{"type": "click", "ts": now_ms()}]}
-    assert (await (await client.post("/v1/decide", json=decide)).json())["degraded_reasons"] == ["no_model"]
+    assert (await (await client.post("/v1/decide", json=decide)).json())["degraded_reasons"] == [
+        "no_model"
+    ]
 
     own_valkey.stop()
     resp = await client.post("/v1/decide", json={**decide, "trigger": "return"})
@@ -59,7 +61,9 @@ async def test_outage_degrades_then_recovers(
         again.stop()
 
 
-async def _check_recovered(client: TestClient, decide: dict[str, Any], batch: dict[str, Any]) -> None:
+async def _check_recovered(
+    client: TestClient, decide: dict[str, Any], batch: dict[str, Any]
+) -> None:
     assert (await client.get("/readyz")).status == 200
     resp = await client.post("/v1/events", json=batch)
     assert resp.status == 200 and (await resp.json())["accepted"] == 1
