@@ -25,6 +25,8 @@ class MemoryStore:
         self.users: dict[str, tuple[int, bytes]] = {}
         self.directives: dict[str, dict[str, Directive]] = {}
         self.batches: set[tuple[str, str]] = set()
+        self.models: dict[str, tuple[str, bytes]] = {}
+        self.current_model: str | None = None
         self.logs: dict[str, deque[bytes]] = {
             LOG_DECISIONS: deque(maxlen=log_maxlen),
             LOG_EVENTS: deque(maxlen=log_maxlen),
@@ -34,7 +36,8 @@ class MemoryStore:
         version, blob = self.users.get(uid, (0, None))
         state = decode_state(blob)
         state.version = version
-        return state, live_directives(list(self.directives.get(uid, {}).values()), now_ms)
+        stored = self.directives.get(uid, {}).values()
+        return state, sorted(stored, key=lambda d: (d.created_ts, d.id))
 
     async def commit(self, commit: Commit) -> CommitResult:
         uid = commit.uid
@@ -63,6 +66,21 @@ class MemoryStore:
 
     async def read_log(self, stream: str, count: int) -> list[bytes]:
         return list(self.logs.get(stream, ()))[:count]
+
+    async def put_model(self, version: str, text: str, meta: bytes) -> None:
+        self.models[version] = (text, meta)
+
+    async def set_current_model(self, version: str) -> None:
+        self.current_model = version
+
+    async def current_model_version(self) -> str | None:
+        return self.current_model
+
+    async def get_model(self, version: str) -> tuple[str, bytes] | None:
+        return self.models.get(version)
+
+    async def list_models(self) -> list[bytes]:
+        return [meta for _text, meta in self.models.values()]
 
     async def ping(self) -> bool:
         return True

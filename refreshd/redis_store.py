@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -19,6 +20,8 @@ from refreshd.state import UserState
 from refreshd.store import (
     LOG_DECISIONS,
     LOG_EVENTS,
+    MODEL_CURRENT,
+    MODELS,
     Commit,
     CommitResult,
     batch_key,
@@ -28,6 +31,7 @@ from refreshd.store import (
     encode_directive,
     encode_state,
     live_directives,
+    model_key,
     user_key,
 )
 
@@ -67,6 +71,10 @@ for _ = 1, n do
 end
 return {'ok', pending()}
 """
+
+
+def _order(d: Directive) -> tuple[int, str]:
+    return (d.created_ts, d.id)
 
 
 class RedisStore:
@@ -112,7 +120,7 @@ class RedisStore:
                 (version, blob), dirs = await pipe.execute()
             state = decode_state(blob)
             state.version = int(version or 0)
-            return state, live_directives([decode_directive(b) for b in dirs], now_ms)
+            return state, sorted((decode_directive(b) for b in dirs), key=_order)
 
         return await self._call(run)
 
@@ -165,6 +173,42 @@ class RedisStore:
     async def read_log(self, stream: str, count: int) -> list[bytes]:
         rows: Any = await self._call(lambda: self.redis.xrange(stream, "-", "+", count=count))
         return [bytes(fields[b"d"]) for _id, fields in rows]
+
+    async def put_model(self, version: str, text: str, meta: bytes) -> None:
+        async def run() -> None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.hset(model_key(version), mapping={"text": text, "meta": meta})
+                pipe.zadd(MODELS, {version: time.time()})
+                await pipe.execute()
+
+        await self._call(run)
+
+    async def set_current_model(self, version: str) -> None:
+        await self._call(lambda: self.redis.set(MODEL_CURRENT, version))
+
+    async def current_model_version(self) -> str | None:
+        raw: Any = await self._call(lambda: self.redis.get(MODEL_CURRENT))
+        return None if raw is None else bytes(raw).decode()
+
+    async def get_model(self, version: str) -> tuple[str, bytes] | None:
+        raw: Any = await self._call(lambda: self.redis.hmget(model_key(version), "text", "meta"))
+        text, meta = raw
+        if text is None or meta is None:
+            return None
+        return bytes(text).decode(), bytes(meta)
+
+    async def list_models(self) -> list[bytes]:
+        async def run() -> list[bytes]:
+            versions: Any = await self.redis.zrange(MODELS, 0, -1)
+            if not versions:
+                return []
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for v in versions:
+                    pipe.hget(model_key(bytes(v).decode()), "meta")
+                metas = await pipe.execute()
+            return [bytes(m) for m in metas if m is not None]
+
+        return await self._call(run)
 
     async def ping(self) -> bool:
         try:

@@ -25,7 +25,7 @@ from refreshd.schemas import (
 )
 from refreshd.settings import Settings
 from refreshd.state import UserState
-from refreshd.store import Commit, Store
+from refreshd.store import Commit, Store, live_directives
 
 log = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()
@@ -95,10 +95,11 @@ class Service:
         acks = list(dict.fromkeys(req.ack or ()))
         for _attempt in range(C.CAS_RETRIES):
             try:
-                state, pending = await self.store.load_user(req.user_id, now_ms)
+                state, stored = await self.store.load_user(req.user_id, now_ms)
             except StoreUnavailable:
                 self.metrics.store_errors.labels("load").inc()
                 return self._degraded_decision(req, decision_id)
+            pending, expired = self._split(stored, now_ms)
             live = [d for d in pending if d.id not in acks]
             outcome = engine.decide(
                 state, req, decision_id=decision_id, directives=live, policy=self.policy
@@ -108,7 +109,7 @@ class Service:
                 expected_version=state.version,
                 state=outcome.state,
                 now_ms=now_ms,
-                ack_ids=acks,
+                ack_ids=acks + expired,
                 decision_logs=[_json.encode(outcome.log)],
             )
             try:
@@ -119,7 +120,7 @@ class Service:
             if result.status == "conflict":
                 await self._backoff(_attempt)
                 continue
-            self._count_acks(pending, acks)
+            self._count_acks(pending, acks, expired)
             return self._response(decision_id, outcome.decision, result.directives)
         raise Conflict("too many concurrent updates for this user; retry", field="user_id")
 
@@ -128,11 +129,22 @@ class Service:
         self.metrics.cas_conflicts.inc()
         await asyncio.sleep(random.uniform(0, 0.001 * 2**attempt))
 
-    def _count_acks(self, pending: Sequence[Directive], acks: Sequence[str]) -> None:
+    @staticmethod
+    def _split(stored: Sequence[Directive], now_ms: int) -> tuple[list[Directive], list[str]]:
+        """Return (unexpired directives, ids of expired ones to delete)."""
+        live = live_directives(stored, now_ms)
+        alive = {d.id for d in live}
+        return live, [d.id for d in stored if d.id not in alive]
+
+    def _count_acks(
+        self, pending: Sequence[Directive], acks: Sequence[str], expired: Sequence[str]
+    ) -> None:
         known = {d.id for d in pending}
         n = sum(1 for a in acks if a in known)
         if n:
             self.metrics.directives.labels("acknowledged").inc(n)
+        if expired:
+            self.metrics.directives.labels("expired").inc(len(expired))
 
     def _degraded_decision(self, req: DecideRequest, decision_id: str) -> DecideResponse:
         # Without the store we know nothing about the user: decide as for a new user.
@@ -182,14 +194,15 @@ class Service:
             for e in req.events
         ]
         for _attempt in range(C.CAS_RETRIES):
-            state, pending = await self.store.load_user(req.user_id, now_ms)
+            state, stored = await self.store.load_user(req.user_id, now_ms)
+            pending, expired = self._split(stored, now_ms)
             new_state = engine.apply_events(state, req.events)
             commit = Commit(
                 uid=req.user_id,
                 expected_version=state.version,
                 state=new_state,
                 now_ms=now_ms,
-                ack_ids=acks,
+                ack_ids=acks + expired,
                 batch_id=req.batch_id,
                 event_logs=logs,
             )
@@ -200,7 +213,7 @@ class Service:
             if result.status == "duplicate":
                 self.metrics.duplicate_batches.inc()
                 return EventsResponse(0, True, self._delivered(result.directives))
-            self._count_acks(pending, acks)
+            self._count_acks(pending, acks, expired)
             for e in req.events:
                 self.metrics.events.labels(e.type).inc()
             return EventsResponse(len(req.events), False, self._delivered(result.directives))

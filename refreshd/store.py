@@ -24,6 +24,13 @@ __all__ = [
 
 LOG_DECISIONS = "log:decisions"
 LOG_EVENTS = "log:events"
+MODEL_CURRENT = "model:current"
+MODELS = "models"
+
+
+def model_key(version: str) -> str:
+    return f"model:{version}"
+
 
 _state_encoder = msgspec.msgpack.Encoder()
 _state_decoder = msgspec.msgpack.Decoder(UserState)
@@ -96,7 +103,7 @@ class Store(Protocol):
     """Where user state, directives, logs and configuration live."""
 
     async def load_user(self, uid: str, now_ms: int) -> tuple[UserState, list[Directive]]:
-        """Return the user's state (version 0 if new) and pending unexpired directives."""
+        """Return the user's state (version 0 if new) and every stored directive, expired too."""
         ...
 
     async def commit(self, commit: Commit) -> CommitResult:
@@ -113,6 +120,24 @@ class Store(Protocol):
 
     async def read_log(self, stream: str, count: int) -> list[bytes]:
         """Return up to `count` of the oldest entries of a log stream (JSON blobs)."""
+        ...
+
+    async def put_model(self, version: str, text: str, meta: bytes) -> None:
+        """Store a model artifact (LightGBM text) and its JSON metadata under its version."""
+        ...
+
+    async def set_current_model(self, version: str) -> None:
+        """Point `model:current` at a stored version (one atomic SET)."""
+        ...
+
+    async def current_model_version(self) -> str | None: ...
+
+    async def get_model(self, version: str) -> tuple[str, bytes] | None:
+        """Return (text, JSON metadata) of a stored model, or None."""
+        ...
+
+    async def list_models(self) -> list[bytes]:
+        """Return the JSON metadata of every stored model, oldest first."""
         ...
 
     async def ping(self) -> bool:

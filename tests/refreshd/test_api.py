@@ -141,6 +141,9 @@ async def test_expired_directive_is_not_delivered(make_client: MakeClient) -> No
     assert len((await decide(client, ts=clock.ms))["directives"]) == 1
     clock.advance(6)
     assert (await decide(client, ts=clock.ms))["directives"] == []
+    text = await (await client.get("/metrics")).text()
+    assert 'refreshd_directives_total{stage="expired"} 1.0' in text
+    assert 'refreshd_directives_total{stage="delivered"} 1.0' in text
 
 
 async def test_health_ready_metrics(make_client: MakeClient) -> None:

@@ -1,0 +1,84 @@
+"""RedisStore (on a real Valkey) and MemoryStore keep the same contract."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import msgspec
+import pytest
+
+from refreshd.memory_store import MemoryStore
+from refreshd.redis_store import RedisStore
+from refreshd.schemas import Directive
+from refreshd.state import UserState
+from refreshd.store import LOG_DECISIONS, LOG_EVENTS, Commit, Store, live_directives
+
+T0 = 1_800_000_000_000
+
+
+@pytest.fixture(params=["redis", "memory"])
+async def store(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[Store]:
+    s: Store = RedisStore(redis_url) if request.param == "redis" else MemoryStore()
+    yield s
+    await s.close()
+
+
+def d(id: str, created: int = T0, ttl_ms: int = 60_000) -> Directive:
+    return Directive(id=id, type="refresh", created_ts=created, expires_ts=created + ttl_ms)
+
+
+def commit(version: int, now_ms: int = T0, **kw: object) -> Commit:
+    state = UserState(version=version + 1, decisions=version + 1)
+    return Commit(uid="u1", expected_version=version, state=state, now_ms=now_ms, **kw)  # type: ignore[arg-type]
+
+
+async def test_new_user_has_version_zero_and_nothing_pending(store: Store) -> None:
+    state, pending = await store.load_user("nobody", T0)
+    assert state == UserState() and pending == []
+
+
+async def test_commit_then_load_round_trips(store: Store) -> None:
+    result = await store.commit(commit(0, decision_logs=[b'{"a":1}'], event_logs=[b"e1", b"e2"]))
+    assert result.status == "ok"
+    state, _ = await store.load_user("u1", T0)
+    assert state.version == 1 and state.decisions == 1
+    assert await store.read_log(LOG_DECISIONS, 10) == [b'{"a":1}']
+    assert await store.read_log(LOG_EVENTS, 10) == [b"e1", b"e2"]
+
+
+async def test_stale_version_is_a_conflict_and_writes_nothing(store: Store) -> None:
+    assert (await store.commit(commit(0))).status == "ok"
+    result = await store.commit(commit(0, event_logs=[b"x"], new_directives=[d("a")]))
+    assert result.status == "conflict" and result.directives == []
+    assert await store.read_log(LOG_EVENTS, 10) == []
+    assert (await store.load_user("u1", T0))[0].version == 1
+
+
+async def test_known_batch_is_a_duplicate_and_writes_nothing(store: Store) -> None:
+    assert (await store.commit(commit(0, batch_id="b1", event_logs=[b"x"]))).status == "ok"
+    assert await store.has_batch("u1", "b1") and not await store.has_batch("u1", "b2")
+    result = await store.commit(commit(1, batch_id="b1", event_logs=[b"y"]))
+    assert result.status == "duplicate"
+    assert await store.read_log(LOG_EVENTS, 10) == [b"x"]
+
+
+async def test_directives_are_pending_until_acked_and_until_expiry(store: Store) -> None:
+    await store.add_directive("u1", d("late", created=T0 + 5), ttl_s=60)
+    result = await store.commit(commit(0, new_directives=[d("early"), d("short", ttl_ms=10)]))
+    assert [x.id for x in result.directives] == ["early", "short", "late"]
+    _, stored = await store.load_user("u1", T0 + 20)
+    assert [x.id for x in live_directives(stored, T0 + 20)] == ["early", "late"]  # "short" expired
+    result = await store.commit(commit(1, ack_ids=["early", "unknown"], now_ms=T0 + 20))
+    assert [x.id for x in result.directives] == ["late"]
+
+
+async def test_model_registry(store: Store) -> None:
+    assert await store.current_model_version() is None and await store.list_models() == []
+    meta = msgspec.json.encode({"version": "m1"})
+    await store.put_model("m1", "tree text", meta)
+    await store.put_model("m2", "tree 2", msgspec.json.encode({"version": "m2"}))
+    await store.set_current_model("m1")
+    assert await store.current_model_version() == "m1"
+    assert await store.get_model("m1") == ("tree text", meta)
+    assert await store.get_model("nope") is None
+    assert [msgspec.json.decode(m)["version"] for m in await store.list_models()] == ["m1", "m2"]
