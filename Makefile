@@ -31,7 +31,7 @@ lint: $(STAMP)  ## ruff + mypy on every package
 	$(BIN)/mypy
 
 bench: $(STAMP)  ## micro-benchmarks and load tests; prints ratios measured in one run
-	$(BIN)/python -m load
+	$(BIN)/python -m load bench
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache *.egg-info

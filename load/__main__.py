@@ -1,5 +1,186 @@
-"""`python -m load`: the benchmarks (filled in by the load issue)."""
+"""`python -m load`: load tests and micro-benchmarks that print ratios measured in one run.
 
+python -m load bench [--quick]            everything `make bench` runs
+python -m load run --url URL --rate R     one open-model run against a running service
+python -m load ramp --url URL             find the throughput at the p99 SLO
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import importlib
+import json
 import sys
+import time
+from pathlib import Path
+from typing import Any
 
-print("load: no benchmarks yet; see the load issue", file=sys.stderr)
+from load import servers
+from load.mix import Mix, decide_only
+from load.openloop import run_open
+from load.ramp import DEFAULT_SLO_MS, Ramp, ramp
+
+RESULTS = Path(__file__).resolve().parent / "results"
+MICRO = ("bench_geo", "bench_intent", "bench_triggers", "bench_dedupe", "bench_experiments")
+
+
+def log(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def micro_benchmarks() -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name in MICRO:
+        try:
+            module = importlib.import_module(f"load.{name}")
+        except ImportError:
+            continue
+        log(f"== micro-benchmark {name}")
+        t0 = time.perf_counter()
+        out[name] = module.run()
+        log(f"   {json.dumps(out[name], default=str)[:400]}  ({time.perf_counter() - t0:.1f} s)")
+    return out
+
+
+def ramp_against(label: str, ctx: Any, mix: Mix, args: argparse.Namespace) -> Ramp:
+    log(f"== {label}")
+    with ctx as (url, pid):
+        return asyncio.run(
+            ramp(
+                url,
+                mix.request,
+                server_pid=pid,
+                start_rps=args.start_rps,
+                step_s=args.step_s,
+                slo_ms=args.slo_ms,
+                log=log,
+            )
+        )
+
+
+def plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for label, r in results["load"].items():
+        steps = r.get("steps", [])
+        ax.plot(
+            [s["achieved_rps"] for s in steps],
+            [s["p99_ms"] for s in steps],
+            marker="o",
+            label=label,
+        )
+    ax.axhline(
+        results["slo_ms"], color="red", linestyle="--", label=f"SLO p99 {results['slo_ms']} ms"
+    )
+    ax.set_xlabel("throughput (requests/s)")
+    ax.set_ylabel("p99 latency (ms)")
+    ax.set_yscale("log")
+    ax.set_title("refreshd: p99 latency vs load (open model, one run)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def bench(args: argparse.Namespace) -> int:
+    started = dt.datetime.now(dt.UTC)
+    results: dict[str, Any] = {"started": started.isoformat(), "slo_ms": args.slo_ms, "load": {}}
+    results["micro"] = {} if args.skip_micro else micro_benchmarks()
+    ramps = {
+        "bare aiohttp /v1/decide": (servers.bare(), decide_only()),
+        "refreshd 1 worker /v1/decide": (servers.refreshd(1), decide_only()),
+        "refreshd 2 workers /v1/decide": (servers.refreshd(2), decide_only()),
+        "refreshd 1 worker mix": (servers.refreshd(1), Mix()),
+    }
+    for label, (ctx, mix) in ramps.items():
+        results["load"][label] = ramp_against(label, ctx, mix, args).summary()
+    mix_max = results["load"]["refreshd 1 worker mix"]["throughput_at_slo_rps"]
+    if mix_max:
+        rate = 0.7 * mix_max
+        log(f"== refreshd 1 worker mix at 70 % of max ({rate:.0f} rps) for {args.hold_s} s")
+        with servers.refreshd(1) as (url, _pid):
+            held = asyncio.run(
+                run_open(url, Mix(seed=1).request, rate=rate, duration_s=args.hold_s)
+            )
+        results["load"]["mix at 70 % of max"] = held.summary()
+    tput = {k: v.get("throughput_at_slo_rps", 0.0) for k, v in results["load"].items()}
+    bare = tput["bare aiohttp /v1/decide"] or float("nan")
+    one = tput["refreshd 1 worker /v1/decide"] or float("nan")
+    ratios = {
+        "decide 1 worker / bare aiohttp (target ≥ 0.5)": one / bare,
+        "decide 2 workers / 1 worker (target ≥ 1.6)": tput["refreshd 2 workers /v1/decide"] / one,
+    }
+    held_p99 = results["load"].get("mix at 70 % of max", {}).get("p99_ms")
+    results["ratios"] = ratios
+    results["mix_p99_at_70pct_ms (target ≤ 10)"] = held_p99
+    RESULTS.mkdir(exist_ok=True)
+    stem = RESULTS / started.strftime("%Y-%m-%dT%H%M%S")
+    stem.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))
+    plot(results, stem.with_suffix(".png"))
+    log("\n== summary (all measured in this run)")
+    for label, value in tput.items():
+        log(f"  {label:40s} {value:10.0f} rps at p99 ≤ {args.slo_ms} ms")
+    for label, value in ratios.items():
+        log(f"  {label:50s} {value:6.2f}")
+    log(f"  mix p99 at 70 % of max: {held_p99} ms (target ≤ 10 ms)")
+    log(f"  written: {stem}.json, {stem}.png")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m load",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command")
+    b = sub.add_parser("bench", help="micro-benchmarks + load comparisons in one run (make bench)")
+    b.add_argument("--quick", action="store_true", help="short steps (for a smoke run)")
+    b.add_argument("--skip-micro", action="store_true", help="only the HTTP load comparisons")
+    r = sub.add_parser("run", help="one open-model run against a running service (loopback only)")
+    r.add_argument("--url", required=True)
+    r.add_argument("--rate", type=float, required=True, help="requests per second")
+    r.add_argument("--duration", type=float, default=10.0, help="seconds")
+    r.add_argument("--decide-only", action="store_true")
+    g = sub.add_parser("ramp", help="step the rate up until p99 breaks the SLO (loopback only)")
+    g.add_argument("--url", required=True)
+    g.add_argument("--decide-only", action="store_true")
+    for p in (b, g):
+        p.add_argument("--slo-ms", type=float, default=DEFAULT_SLO_MS)
+        p.add_argument("--start-rps", type=float, default=200.0)
+        p.add_argument("--step-s", type=float, default=4.0)
+    b.add_argument("--hold-s", type=float, default=10.0)
+    args = parser.parse_args(argv)
+    if args.command in (None, "bench"):
+        if args.command is None:
+            args = parser.parse_args(["bench", *(argv or [])])
+        if args.quick:
+            args.step_s, args.hold_s = 1.5, 3.0
+        return bench(args)
+    mix = decide_only() if args.decide_only else Mix()
+    if args.command == "run":
+        res = asyncio.run(run_open(args.url, mix.request, rate=args.rate, duration_s=args.duration))
+        print(json.dumps(res.summary(), indent=2))
+        return 0
+    out = asyncio.run(
+        ramp(
+            args.url,
+            mix.request,
+            server_pid=None,
+            start_rps=args.start_rps,
+            step_s=args.step_s,
+            slo_ms=args.slo_ms,
+        )
+    )
+    print(json.dumps(out.summary(), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

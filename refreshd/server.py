@@ -38,7 +38,7 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _new_loop() -> asyncio.AbstractEventLoop:
+def new_loop() -> asyncio.AbstractEventLoop:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on Linux/macOS
@@ -50,7 +50,7 @@ def run_worker(settings: Settings) -> None:
     """Serve in this process until SIGINT/SIGTERM."""
     configure_logging(settings.log_level)
     sock = bind(settings.host, settings.port)
-    loop = _new_loop()
+    loop = new_loop()
     web.run_app(
         create_app(settings),
         sock=sock,

@@ -1,0 +1,110 @@
+"""Start the services under test as subprocesses, wait until ready, and read their CPU time."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _tree(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        path = Path(f"/proc/{p}/task/{p}/children")
+        with contextlib.suppress(OSError):
+            todo += [int(c) for c in path.read_text().split()]
+    return out
+
+
+def cpu_seconds(pid: int, *, exclude: str = "valkey") -> float:
+    """Return user+system CPU seconds of a process tree (Valkey excluded by default)."""
+    total = 0
+    for p in _tree(pid):
+        try:
+            if exclude and exclude in Path(f"/proc/{p}/cmdline").read_text():
+                continue
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / CLK_TCK
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before it was ready")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"server not ready at {url} after {timeout_s} s")
+        time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def refreshd(workers: int = 1, env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
+    """Run `refreshd serve` on a free port with its own embedded Valkey; yield (url, pid)."""
+    port = free_port()
+    with tempfile.TemporaryDirectory(prefix="refreshd-bench-") as data:
+        cmd = [
+            sys.executable,
+            "-m",
+            "refreshd",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--data-dir",
+            data,
+        ]
+        proc = subprocess.Popen(
+            cmd,
+            env={**os.environ, "REFRESHD_LOG_LEVEL": "WARNING", **(env or {})},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_ready(f"http://127.0.0.1:{port}/readyz", proc)
+            yield f"http://127.0.0.1:{port}", proc.pid
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@contextlib.contextmanager
+def bare() -> Iterator[tuple[str, int]]:
+    """Run the bare aiohttp endpoint on a free port; yield (url, pid)."""
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "load.bare", "--port", str(port)])
+    try:
+        wait_ready(f"http://127.0.0.1:{port}/healthz", proc)
+        yield f"http://127.0.0.1:{port}", proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
