@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Awaitable, Callable
-
 from aiohttp import web
 
 from refreshd import constants as C
 from refreshd import schemas as S
 from refreshd.http import json_response, read_json
 from refreshd.keys import METRICS, SERVICE, STORE
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+from refreshd.routing import BODY_ERRORS, Route
 
 
 async def decide(request: web.Request) -> web.Response:
@@ -57,24 +53,7 @@ async def openapi(request: web.Request) -> web.Response:
     return json_response(spec())
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Route:
-    """One route: how it is served and how the OpenAPI document describes it."""
-
-    method: str
-    path: str
-    handler: Handler
-    summary: str
-    request: type | None = None
-    response: type | None = None
-    status: int = 200
-    errors: tuple[int, ...] = ()
-    query: tuple[tuple[str, str, bool], ...] = ()  # (name, description, required)
-    content_type: str = "application/json"
-
-
-BODY_ERRORS = (400, 413, 415, 422)
-ROUTES: tuple[Route, ...] = (
+CORE_ROUTES: tuple[Route, ...] = (
     Route("POST", "/v1/decide", decide, "Decide whether the homepage refreshes now",
           S.DecideRequest, S.DecideResponse, errors=(*BODY_ERRORS, 409, 429)),
     Route("POST", "/v1/events", events, "Accept a batch of client events (idempotent by batch_id)",
@@ -88,6 +67,16 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/metrics", metrics, "Prometheus metrics", content_type="text/plain"),
     Route("GET", "/openapi.json", openapi, "This OpenAPI 3.1 document"),
 )  # fmt: skip
+
+
+def all_routes() -> tuple[Route, ...]:
+    """Return every route of the service, in documentation order."""
+    from refreshd import dedupe_api
+
+    return CORE_ROUTES + dedupe_api.ROUTES
+
+
+ROUTES = all_routes()
 
 
 def add_routes(app: web.Application) -> None:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from dedupe import Catalogue
 from refreshd.metrics import Metrics
 from refreshd.service import Service
 from refreshd.settings import Settings
@@ -15,4 +16,5 @@ SETTINGS = web.AppKey("settings", Settings)
 STORE: web.AppKey[Store] = web.AppKey("store")
 METRICS = web.AppKey("metrics", Metrics)
 SERVICE = web.AppKey("service", Service)
+CATALOGUE = web.AppKey("catalogue", Catalogue)
 CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock")

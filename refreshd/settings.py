@@ -33,6 +33,7 @@ class Settings:
     log_maxlen: int = C.LOG_MAXLEN
     log_level: str = "INFO"
     access_log: bool = False
+    catalogue_seed: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -107,6 +108,7 @@ class Settings:
             log_maxlen=integer("LOG_MAXLEN", C.LOG_MAXLEN, 1000, 100_000_000),
             log_level=log_level,
             access_log=flag("ACCESS_LOG", False),
+            catalogue_seed=integer("CATALOGUE_SEED", 0, 0, 2**31 - 1),
         )
 
     def replace(self, **changes: object) -> Settings:

@@ -1,0 +1,27 @@
+"""The route table's element: how a route is served and how OpenAPI describes it."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+BODY_ERRORS = (400, 413, 415, 422)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Route:
+    """One route: how it is served and how the OpenAPI document describes it."""
+
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    request: type | None = None
+    response: type | None = None
+    status: int = 200
+    errors: tuple[int, ...] = ()
+    query: tuple[tuple[str, str, bool], ...] = ()  # (name, description, required)
+    content_type: str = "application/json"
