@@ -1,4 +1,4 @@
-"""Event rules: the model, its JSON validation, and the compiled `where` predicates.
+"""Event rules: the model, its JSON validation, and its compiled form for the matcher.
 
 A rule is the body of `PUT /v1/triggers/{id}` (DESIGN.md). `parse_rule` turns the JSON into a
 frozen `Rule` or raises `RuleError` naming the offending field; `rule_to_json` gives the
@@ -29,9 +29,12 @@ __all__ = [
     "EVENT_SLOT",
     "Action",
     "Cond",
+    "Plan",
     "Rule",
     "RuleError",
+    "RuleSet",
     "Step",
+    "compile_rule",
     "default_rules",
     "parse_rule",
     "rule_to_json",
@@ -320,6 +323,68 @@ def step_predicate(step: Step) -> Predicate:
     if not tests:
         return lambda e: e.type == etype
     return lambda e: e.type == etype and all(t(g(e)) for g, t in tests)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A rule compiled for matching: positive steps, the negations between them, windows."""
+
+    order: int
+    rule: Rule
+    fp: int
+    preds: tuple[Predicate, ...]  # positive steps only
+    need: tuple[int, ...]
+    loop: tuple[bool, ...]
+    guard: tuple[Predicate | None, ...]  # the negation between step i-1 and step i
+    trailing: Predicate | None
+    strict: bool
+    within_ms: int
+    cooldown_ms: int
+    types: frozenset[str]  # every event type a step mentions: other events cannot matter
+
+
+def compile_rule(order: int, rule: Rule) -> Plan:
+    """Return the matching plan of a rule; `order` fixes firing order among rules."""
+    preds: list[Predicate] = []
+    need: list[int] = []
+    loop: list[bool] = []
+    guard: list[Predicate | None] = []
+    pending: Predicate | None = None
+    for step in rule.pattern:
+        if step.negated:
+            pending = step_predicate(step)
+            continue
+        preds.append(step_predicate(step))
+        need.append(1 if step.one_or_more else step.times)
+        loop.append(step.one_or_more)
+        guard.append(pending)
+        pending = None
+    return Plan(
+        order,
+        rule,
+        rule.fingerprint,
+        tuple(preds),
+        tuple(need),
+        tuple(loop),
+        tuple(guard),
+        pending,
+        rule.contiguity == "strict",
+        round(rule.within_s * 1000),
+        round(rule.cooldown_s * 1000),
+        frozenset(step.type for step in rule.pattern),
+    )
+
+
+class RuleSet:
+    """Compiled rules indexed by the event type of their first step; build once per version."""
+
+    def __init__(self, rules: Mapping[str, Rule]) -> None:
+        self.rules = dict(rules)
+        self.plans = {rid: compile_rule(i, r) for i, (rid, r) in enumerate(self.rules.items())}
+        index: dict[str, list[Plan]] = {}
+        for rid, plan in self.plans.items():
+            index.setdefault(self.rules[rid].pattern[0].type, []).append(plan)
+        self.by_start = {t: tuple(ps) for t, ps in index.items()}
 
 
 def default_rules() -> dict[str, Rule]:
