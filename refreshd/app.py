@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import datetime
 import functools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from dedupe import Catalogue, make_catalogue
 from refreshd import api, middleware
 from refreshd.embedded import EmbeddedValkey
-from refreshd.keys import CATALOGUE, CLOCK, METRICS, SERVICE, SETTINGS, STORE
+from refreshd.errors import StoreUnavailable
+from refreshd.keys import CATALOGUE, CLOCK, METRICS, RULEBOOK, RULES_FILE, SERVICE, SETTINGS, STORE
 from refreshd.metrics import Metrics
 from refreshd.redis_store import RedisStore
+from refreshd.rulebook import RuleBook, load_rules_file
 from refreshd.service import Service
 from refreshd.settings import Settings, SettingsError
 
@@ -44,13 +48,55 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         url = await asyncio.to_thread(embedded.start)
     store = RedisStore(url, timeout_s=settings.store_timeout_s, log_maxlen=settings.log_maxlen)
     app[STORE] = store
-    app[SERVICE] = Service(store, settings, app[METRICS], app[CLOCK])
+    rulebook = RuleBook()
+    app[RULEBOOK] = rulebook
+    app[SERVICE] = Service(store, settings, app[METRICS], app[CLOCK], rulebook)
+    try:
+        await _load_config(app)
+    except StoreUnavailable:
+        log.warning("store unavailable at start-up; configuration will load when it answers")
     try:
         yield
     finally:
         await store.close()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
+
+
+async def _load_config(app: web.Application) -> None:
+    """Load (and on a fresh store, seed) the rules; called at start and by the poller."""
+    store, rulebook = app[STORE], app[RULEBOOK]
+    if rulebook.version < 0:
+        await rulebook.seed(store, app[RULES_FILE])
+    else:
+        await rulebook.refresh(store)
+
+
+async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Periodic work: pick up configuration changes, sweep due event rules."""
+    settings = app[SETTINGS]
+    scheduler = AsyncIOScheduler(timezone=datetime.UTC)
+
+    async def poll() -> None:
+        try:
+            await _load_config(app)
+        except StoreUnavailable:
+            log.debug("config poll: store unavailable")
+
+    async def sweep() -> None:
+        try:
+            await app[SERVICE].sweep()
+        except StoreUnavailable:
+            log.debug("sweep: store unavailable")
+
+    opts = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+    scheduler.add_job(poll, "interval", seconds=settings.config_poll_s, id="config", **opts)
+    scheduler.add_job(sweep, "interval", seconds=settings.sweep_interval_s, id="sweep", **opts)
+    scheduler.start()
+    try:
+        yield
+    finally:
+        scheduler.shutdown(wait=False)
 
 
 def create_app(
@@ -66,6 +112,8 @@ def create_app(
     app[METRICS] = Metrics()
     app[CLOCK] = clock
     app[CATALOGUE] = _catalogue(settings.catalogue_seed)
+    app[RULES_FILE] = load_rules_file(settings.rules_file) if settings.rules_file else {}
     app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_jobs_ctx)
     api.add_routes(app)
     return app

@@ -46,6 +46,13 @@ RETRY_AFTER_S = 5
 # Compare-and-set retries for one user's state before giving up with 409.
 CAS_RETRIES = 8
 
+# Users swept per scheduler tick for trailing-negation rules; bounded so one tick stays short.
+SWEEP_BATCH = 500
+# How often workers look for changed rules, fences, experiments and models (DESIGN: ≤ 2 s).
+CONFIG_POLL_S = 1.0
+# How often the sweep for trailing-negation rules runs.
+SWEEP_INTERVAL_S = 5.0
+
 # When the device should check again if nothing else says so.
 NEXT_CHECK_S = 60
 

@@ -8,6 +8,8 @@ from aiohttp import web
 
 from dedupe import Catalogue
 from refreshd.metrics import Metrics
+from refreshd.rulebook import RuleBook
+from refreshd.rules import Rule
 from refreshd.service import Service
 from refreshd.settings import Settings
 from refreshd.store import Store
@@ -17,4 +19,6 @@ STORE: web.AppKey[Store] = web.AppKey("store")
 METRICS = web.AppKey("metrics", Metrics)
 SERVICE = web.AppKey("service", Service)
 CATALOGUE = web.AppKey("catalogue", Catalogue)
+RULEBOOK = web.AppKey("rulebook", RuleBook)
+RULES_FILE: web.AppKey[dict[str, Rule]] = web.AppKey("rules_file")
 CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock")

@@ -27,6 +27,9 @@ class MemoryStore:
         self.batches: set[tuple[str, str]] = set()
         self.models: dict[str, tuple[str, bytes]] = {}
         self.current_model: str | None = None
+        self.config: dict[str, dict[str, bytes]] = {}
+        self.config_versions: dict[str, int] = {}
+        self.due: dict[str, int] = {}
         self.logs: dict[str, deque[bytes]] = {
             LOG_DECISIONS: deque(maxlen=log_maxlen),
             LOG_EVENTS: deque(maxlen=log_maxlen),
@@ -81,6 +84,32 @@ class MemoryStore:
 
     async def list_models(self) -> list[bytes]:
         return [meta for _text, meta in self.models.values()]
+
+    async def put_config(self, kind: str, item_id: str, blob: bytes) -> int:
+        self.config.setdefault(kind, {})[item_id] = blob
+        self.config_versions[kind] = self.config_versions.get(kind, 0) + 1
+        return self.config_versions[kind]
+
+    async def delete_config(self, kind: str, item_id: str) -> int | None:
+        if self.config.get(kind, {}).pop(item_id, None) is None:
+            return None
+        self.config_versions[kind] = self.config_versions.get(kind, 0) + 1
+        return self.config_versions[kind]
+
+    async def get_config(self, kind: str) -> tuple[int, dict[str, bytes]]:
+        return self.config_versions.get(kind, 0), dict(self.config.get(kind, {}))
+
+    async def config_version(self, kind: str) -> int:
+        return self.config_versions.get(kind, 0)
+
+    async def mark_due(self, uid: str, due_ms: int) -> None:
+        self.due[uid] = min(due_ms, self.due.get(uid, due_ms))
+
+    async def due_users(self, now_ms: int, limit: int) -> list[str]:
+        ready = sorted((t, u) for u, t in self.due.items() if t <= now_ms)[:limit]
+        for _, u in ready:
+            del self.due[u]
+        return [u for _, u in ready]
 
     async def ping(self) -> bool:
         return True

@@ -55,6 +55,15 @@ class Metrics:
             ["stage"],
             registry=r,
         )
+        self.rule_firings = Counter(
+            "refreshd_rule_firings", "Event rules that fired, by rule", ["rule"], registry=r
+        )
+        self.late_events = Counter(
+            "refreshd_late_events", "Events too late for rule matching (ignored)", registry=r
+        )
+        self.suppressed_matches = Counter(
+            "refreshd_suppressed_matches", "Rule matches that fired nothing (cooldown)", registry=r
+        )
         self.store_up = Gauge(
             "refreshd_store_up", "1 when the last store check succeeded", registry=r
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any
 
 import msgspec
@@ -37,8 +38,12 @@ def spec() -> dict[str, Any]:
             + r.path.strip("/").replace("/", "_").replace(".", "_"),
             "responses": {},
         }
+        params = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in re.findall(r"{(\w+)}", r.path)
+        ]
         if r.query:
-            op["parameters"] = [
+            params += [
                 {
                     "name": n,
                     "in": "query",
@@ -48,21 +53,26 @@ def spec() -> dict[str, Any]:
                 }
                 for n, d, req in r.query
             ]
+        if params:
+            op["parameters"] = params
         if r.request is not None:
             op["requestBody"] = {
                 "required": True,
                 "content": {"application/json": {"schema": ref_of[r.request]}},
             }
-        if r.response is not None:
+        if r.status == 204:
+            op["responses"]["204"] = {"description": "No Content"}
+        elif r.response is not None:
             ok_content = {r.content_type: {"schema": ref_of[r.response]}}
         elif r.content_type == "text/plain":
             ok_content = {"text/plain": {"schema": {"type": "string"}}}
         else:
             ok_content = {"application/json": {"schema": {"type": "object"}}}
-        op["responses"][str(r.status)] = {
-            "description": STATUS_TEXT[r.status],
-            "content": ok_content,
-        }
+        if r.status != 204:
+            op["responses"][str(r.status)] = {
+                "description": STATUS_TEXT[r.status],
+                "content": ok_content,
+            }
         for code in sorted({*r.errors, 405}):
             resp: dict[str, Any] = {
                 "description": STATUS_TEXT[code],

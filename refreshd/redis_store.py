@@ -18,6 +18,7 @@ from refreshd.errors import StoreUnavailable
 from refreshd.schemas import Directive
 from refreshd.state import UserState
 from refreshd.store import (
+    DUE,
     LOG_DECISIONS,
     LOG_EVENTS,
     MODEL_CURRENT,
@@ -25,6 +26,8 @@ from refreshd.store import (
     Commit,
     CommitResult,
     batch_key,
+    config_key,
+    config_version_key,
     decode_directive,
     decode_state,
     directives_key,
@@ -207,6 +210,51 @@ class RedisStore:
                     pipe.hget(model_key(bytes(v).decode()), "meta")
                 metas = await pipe.execute()
             return [bytes(m) for m in metas if m is not None]
+
+        return await self._call(run)
+
+    async def put_config(self, kind: str, item_id: str, blob: bytes) -> int:
+        async def run() -> int:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(config_key(kind), item_id, blob)
+                pipe.incr(config_version_key(kind))
+                _, version = await pipe.execute()
+            return int(version)
+
+        return await self._call(run)
+
+    async def delete_config(self, kind: str, item_id: str) -> int | None:
+        async def run() -> int | None:
+            removed = await self.redis.hdel(config_key(kind), item_id)
+            if not removed:
+                return None
+            return int(await self.redis.incr(config_version_key(kind)))
+
+        return await self._call(run)
+
+    async def get_config(self, kind: str) -> tuple[int, dict[str, bytes]]:
+        async def run() -> tuple[int, dict[str, bytes]]:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.get(config_version_key(kind))
+                pipe.hgetall(config_key(kind))
+                version, items = await pipe.execute()
+            return int(version or 0), {bytes(k).decode(): bytes(v) for k, v in items.items()}
+
+        return await self._call(run)
+
+    async def config_version(self, kind: str) -> int:
+        raw: Any = await self._call(lambda: self.redis.get(config_version_key(kind)))
+        return int(raw or 0)
+
+    async def mark_due(self, uid: str, due_ms: int) -> None:
+        await self._call(lambda: self.redis.zadd(DUE, {uid: due_ms}, lt=True))
+
+    async def due_users(self, now_ms: int, limit: int) -> list[str]:
+        async def run() -> list[str]:
+            uids: Any = await self.redis.zrangebyscore(DUE, "-inf", now_ms, start=0, num=limit)
+            if uids:
+                await self.redis.zrem(DUE, *uids)
+            return [bytes(u).decode() for u in uids]
 
         return await self._call(run)
 

@@ -15,6 +15,7 @@ from refreshd import engine
 from refreshd.errors import Conflict, InvalidValue, StoreUnavailable
 from refreshd.locks import KeyedLock
 from refreshd.metrics import Metrics
+from refreshd.rulebook import RuleBook
 from refreshd.schemas import (
     DecideRequest,
     DecideResponse,
@@ -26,6 +27,7 @@ from refreshd.schemas import (
 from refreshd.settings import Settings
 from refreshd.state import UserState
 from refreshd.store import Commit, Store, live_directives
+from refreshd.triggers import Firing, MatchResult, UserMatchState, advance, feed, next_deadline
 
 log = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()
@@ -65,9 +67,15 @@ class Service:
     """Request flows shared by every handler: decide, events, directives."""
 
     def __init__(
-        self, store: Store, settings: Settings, metrics: Metrics, clock: Callable[[], int]
+        self,
+        store: Store,
+        settings: Settings,
+        metrics: Metrics,
+        clock: Callable[[], int],
+        rulebook: RuleBook | None = None,
     ) -> None:
         self.store = store
+        self.rulebook = rulebook or RuleBook()
         self.settings = settings
         self.metrics = metrics
         self.clock = clock
@@ -100,7 +108,11 @@ class Service:
                 self.metrics.store_errors.labels("load").inc()
                 return self._degraded_decision(req, decision_id)
             pending, expired = self._split(stored, now_ms)
-            live = [d for d in pending if d.id not in acks]
+            # Trailing "not followed by" rules whose window closed fire on this contact.
+            matched = advance(self.rulebook.ruleset, state.match, now_ms)
+            state = msgspec.structs.replace(state, match=matched.state)
+            new_dirs = self._directives(matched.fired, now_ms)
+            live = [d for d in pending if d.id not in acks] + new_dirs
             outcome = engine.decide(
                 state, req, decision_id=decision_id, directives=live, policy=self.policy
             )
@@ -109,7 +121,8 @@ class Service:
                 expected_version=state.version,
                 state=outcome.state,
                 now_ms=now_ms,
-                ack_ids=acks + expired,
+                ack_ids=acks + expired + self._evict(pending, acks, new_dirs),
+                new_directives=new_dirs,
                 decision_logs=[_json.encode(outcome.log)],
             )
             try:
@@ -121,6 +134,7 @@ class Service:
                 await self._backoff(_attempt)
                 continue
             self._count_acks(pending, acks, expired)
+            await self._after_commit(req.user_id, matched, new_dirs, outcome.state.match)
             return self._response(decision_id, outcome.decision, result.directives)
         raise Conflict("too many concurrent updates for this user; retry", field="user_id")
 
@@ -128,6 +142,75 @@ class Service:
         # Another worker wrote this user meanwhile: retry after a short jittered pause.
         self.metrics.cas_conflicts.inc()
         await asyncio.sleep(random.uniform(0, 0.001 * 2**attempt))
+
+    def _directives(self, fired: Sequence[Firing], now_ms: int) -> list[Directive]:
+        ttl_ms = C.DIRECTIVE_TTL_S * 1000
+        return [
+            f.directive(id=new_id("d_")[:18], created_ts=now_ms, expires_ts=now_ms + ttl_ms)
+            for f in fired
+        ]
+
+    @staticmethod
+    def _evict(
+        pending: Sequence[Directive], acks: Sequence[str], new: Sequence[Directive]
+    ) -> list[str]:
+        """Return ids of the oldest pending directives past the per-user cap."""
+        kept = [d for d in pending if d.id not in acks]
+        excess = len(kept) + len(new) - C.MAX_PENDING_DIRECTIVES
+        return [d.id for d in kept[: max(0, excess)]]
+
+    async def _after_commit(
+        self, uid: str, matched: MatchResult, new_dirs: Sequence[Directive], match: UserMatchState
+    ) -> None:
+        """Count what the rules did and schedule a sweep for a waiting trailing negation."""
+        if new_dirs:
+            self.metrics.directives.labels("created").inc(len(new_dirs))
+        for f in matched.fired:
+            self.metrics.rule_firings.labels(f.rule_id).inc()
+        if matched.late:
+            self.metrics.late_events.inc(matched.late)
+        if matched.suppressed:
+            self.metrics.suppressed_matches.inc(matched.suppressed)
+        due = next_deadline(self.rulebook.ruleset, match)
+        if due is not None:
+            try:
+                await self.store.mark_due(uid, due)
+            except StoreUnavailable:  # the next contact will fire it anyway
+                self.metrics.store_errors.labels("mark_due").inc()
+
+    async def sweep(self) -> int:
+        """Fire trailing-negation matches of users who have not been in touch; return how many."""
+        now_ms = self.clock()
+        fired = 0
+        for uid in await self.store.due_users(now_ms, C.SWEEP_BATCH):
+            async with self.locks.hold(uid):
+                fired += await self._sweep_user(uid, now_ms)
+        return fired
+
+    async def _sweep_user(self, uid: str, now_ms: int) -> int:
+        for attempt in range(C.CAS_RETRIES):
+            state, stored = await self.store.load_user(uid, now_ms)
+            matched = advance(self.rulebook.ruleset, state.match, now_ms)
+            new_dirs = self._directives(matched.fired, now_ms)
+            pending, expired = self._split(stored, now_ms)
+            new_state = msgspec.structs.replace(
+                state, version=state.version + 1, match=matched.state
+            )
+            commit = Commit(
+                uid=uid,
+                expected_version=state.version,
+                state=new_state,
+                now_ms=now_ms,
+                new_directives=new_dirs,
+                ack_ids=expired + self._evict(pending, (), new_dirs),
+            )
+            result = await self.store.commit(commit)
+            if result.status == "conflict":
+                await self._backoff(attempt)
+                continue
+            await self._after_commit(uid, matched, new_dirs, matched.state)
+            return len(new_dirs)
+        return 0
 
     @staticmethod
     def _split(stored: Sequence[Directive], now_ms: int) -> tuple[list[Directive], list[str]]:
@@ -197,12 +280,16 @@ class Service:
             state, stored = await self.store.load_user(req.user_id, now_ms)
             pending, expired = self._split(stored, now_ms)
             new_state = engine.apply_events(state, req.events)
+            matched = feed(self.rulebook.ruleset, state.match, req.events, now_ms)
+            new_state = msgspec.structs.replace(new_state, match=matched.state)
+            new_dirs = self._directives(matched.fired, now_ms)
             commit = Commit(
                 uid=req.user_id,
                 expected_version=state.version,
                 state=new_state,
                 now_ms=now_ms,
-                ack_ids=acks + expired,
+                new_directives=new_dirs,
+                ack_ids=acks + expired + self._evict(pending, acks, new_dirs),
                 batch_id=req.batch_id,
                 event_logs=logs,
             )
@@ -214,6 +301,7 @@ class Service:
                 self.metrics.duplicate_batches.inc()
                 return EventsResponse(0, True, self._delivered(result.directives))
             self._count_acks(pending, acks, expired)
+            await self._after_commit(req.user_id, matched, new_dirs, new_state.match)
             for e in req.events:
                 self.metrics.events.labels(e.type).inc()
             return EventsResponse(len(req.events), False, self._delivered(result.directives))

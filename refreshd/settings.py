@@ -34,6 +34,9 @@ class Settings:
     log_level: str = "INFO"
     access_log: bool = False
     catalogue_seed: int = 0
+    rules_file: Path | None = None  # JSON object of trigger id → rule, installed at start
+    config_poll_s: float = C.CONFIG_POLL_S
+    sweep_interval_s: float = C.SWEEP_INTERVAL_S
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -108,6 +111,9 @@ class Settings:
             log_maxlen=integer("LOG_MAXLEN", C.LOG_MAXLEN, 1000, 100_000_000),
             log_level=log_level,
             access_log=flag("ACCESS_LOG", False),
+            rules_file=Path(rf) if (rf := get("RULES_FILE")) else None,
+            config_poll_s=number("CONFIG_POLL_S", C.CONFIG_POLL_S, 0.1, 60.0),
+            sweep_interval_s=number("SWEEP_INTERVAL_S", C.SWEEP_INTERVAL_S, 0.1, 3600.0),
             catalogue_seed=integer("CATALOGUE_SEED", 0, 0, 2**31 - 1),
         )
 

@@ -8,6 +8,7 @@ import msgspec
 
 from refreshd import constants as C
 from refreshd.schemas import Event
+from refreshd.triggers import UserMatchState
 
 
 class UserState(msgspec.Struct, kw_only=True):
@@ -21,6 +22,7 @@ class UserState(msgspec.Struct, kw_only=True):
     refreshes: int = 0
     events: int = 0
     recent: list[Event] = msgspec.field(default_factory=list)  # sorted by ts, bounded
+    match: UserMatchState = msgspec.field(default_factory=UserMatchState)  # event-rule runs
 
 
 def add_events(

@@ -26,6 +26,15 @@ LOG_DECISIONS = "log:decisions"
 LOG_EVENTS = "log:events"
 MODEL_CURRENT = "model:current"
 MODELS = "models"
+DUE = "trig:due"
+
+
+def config_key(kind: str) -> str:
+    return f"cfg:{kind}"
+
+
+def config_version_key(kind: str) -> str:
+    return f"cfg:{kind}:ver"
 
 
 def model_key(version: str) -> str:
@@ -138,6 +147,30 @@ class Store(Protocol):
 
     async def list_models(self) -> list[bytes]:
         """Return the JSON metadata of every stored model, oldest first."""
+        ...
+
+    async def put_config(self, kind: str, item_id: str, blob: bytes) -> int:
+        """Store one configuration item (a rule, a fence, an experiment); return the new version."""
+        ...
+
+    async def delete_config(self, kind: str, item_id: str) -> int | None:
+        """Delete a configuration item; return the new version, or None if it did not exist."""
+        ...
+
+    async def get_config(self, kind: str) -> tuple[int, dict[str, bytes]]:
+        """Return (version, every item) of one kind of configuration."""
+        ...
+
+    async def config_version(self, kind: str) -> int:
+        """Return the version of one kind of configuration (0: never written)."""
+        ...
+
+    async def mark_due(self, uid: str, due_ms: int) -> None:
+        """Remember that a user's rule state needs a sweep at `due_ms`."""
+        ...
+
+    async def due_users(self, now_ms: int, limit: int) -> list[str]:
+        """Return users whose sweep is due, and forget them (the sweep re-marks if needed)."""
         ...
 
     async def ping(self) -> bool:

@@ -84,6 +84,7 @@ __all__ = [
     "advance",
     "default_rules",
     "feed",
+    "next_deadline",
     "parse_rule",
     "rule_to_json",
 ]
@@ -396,6 +397,20 @@ def feed(
         work.event(e)
     work.advance(now_ms)
     return MatchResult(work.state(), work.fired, late, work.suppressed)
+
+
+def next_deadline(rules: RuleSet, state: UserMatchState) -> int | None:
+    """Return when the earliest waiting trailing-negation match fires, if any (for sweeps)."""
+    due: int | None = None
+    for rid, rs in state.rules.items():
+        plan = rules.plans.get(rid)
+        if plan is None or plan.trailing is None or plan.fp != rs.fp:
+            continue
+        for r in rs.runs:
+            if _satisfied(plan, r):
+                t = r.first_ts + plan.within_ms
+                due = t if due is None else min(due, t)
+    return due
 
 
 def advance(rules: RuleSet | Mapping[str, Rule], state: UserMatchState, now_ms: int) -> MatchResult:

@@ -82,3 +82,24 @@ async def test_model_registry(store: Store) -> None:
     assert await store.get_model("m1") == ("tree text", meta)
     assert await store.get_model("nope") is None
     assert [msgspec.json.decode(m)["version"] for m in await store.list_models()] == ["m1", "m2"]
+
+
+async def test_config_items_are_versioned(store: Store) -> None:
+    assert await store.get_config("rules") == (0, {})
+    v1 = await store.put_config("rules", "r1", b"one")
+    v2 = await store.put_config("rules", "r2", b"two")
+    assert v2 > v1 and await store.config_version("rules") == v2
+    assert await store.delete_config("rules", "missing") is None
+    v3 = await store.delete_config("rules", "r1")
+    assert v3 is not None and v3 > v2
+    assert await store.get_config("rules") == (v3, {"r2": b"two"})
+    assert await store.get_config("fences") == (0, {})
+
+
+async def test_due_users_come_back_once_when_due(store: Store) -> None:
+    await store.mark_due("a", T0 + 100)
+    await store.mark_due("b", T0 + 50)
+    await store.mark_due("a", T0 + 10)  # an earlier deadline wins
+    assert await store.due_users(T0, 10) == []
+    assert await store.due_users(T0 + 60, 10) == ["a", "b"]
+    assert await store.due_users(T0 + 1000, 10) == []

@@ -1,0 +1,138 @@
+"""HTTP shell of event rules: PUT/GET/DELETE /v1/triggers/{id}, GET /v1/triggers."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+import msgspec
+from aiohttp import web
+
+from refreshd import constants as C
+from refreshd.errors import InvalidValue, MalformedJSON, NotFound, UnsupportedMediaType
+from refreshd.http import json_response
+from refreshd.keys import RULEBOOK, STORE
+from refreshd.routing import BODY_ERRORS, Route
+from refreshd.rulebook import KIND
+from refreshd.rules import parse_rule, rule_to_json
+
+_ID = re.compile(C.ID_PATTERN)
+
+
+class TriggerStep(msgspec.Struct, omit_defaults=True):
+    """Documentation shape of one pattern step (validation is `refreshd.rules.parse_rule`)."""
+
+    type: str
+    where: dict[str, Any] | None = None
+    times: int | None = None
+    one_or_more: bool | None = None
+    negated: bool | None = None
+
+
+class TriggerAction(msgspec.Struct, omit_defaults=True):
+    type: Literal["refresh", "fix_now", "show_cards", "reclaim_cards", "update_model"]
+    slots: list[str] | None = None
+    payload: dict[str, Any] | None = None
+
+
+class TriggerRule(msgspec.Struct, omit_defaults=True):
+    pattern: list[TriggerStep]
+    action: TriggerAction
+    contiguity: Literal["strict", "relaxed"] = "relaxed"
+    within_s: float = 600
+    cooldown_s: float = 0
+
+
+class TriggerOut(msgspec.Struct):
+    id: str
+    rule: dict[str, Any]
+    version: int
+
+
+class TriggerList(msgspec.Struct):
+    version: int
+    triggers: list[TriggerOut]
+
+
+def _rule_id(request: web.Request) -> str:
+    rid = request.match_info["id"]
+    if len(rid) > C.ID_MAX_LEN or not _ID.match(rid):
+        raise InvalidValue(
+            "trigger id must be 1–128 characters of A–Z a–z 0–9 . _ : @ -", field="id"
+        )
+    return rid
+
+
+async def put_trigger(request: web.Request) -> web.Response:
+    rid = _rule_id(request)
+    if request.content_type != "application/json":
+        raise UnsupportedMediaType("expected Content-Type application/json")
+    try:
+        body = msgspec.json.decode(await request.read())
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        raise MalformedJSON("body is not valid JSON") from None
+    rule = parse_rule(rid, body)  # RuleError is a 422 naming the field
+    store = request.app[STORE]
+    version = await store.put_config(KIND, rid, msgspec.json.encode(rule_to_json(rule)))
+    await request.app[RULEBOOK].refresh(store)
+    return json_response(TriggerOut(rid, rule_to_json(rule), version))
+
+
+async def get_trigger(request: web.Request) -> web.Response:
+    rid = _rule_id(request)
+    version, items = await request.app[STORE].get_config(KIND)
+    if rid not in items:
+        raise NotFound(f"no trigger {rid!r}", field="id")
+    return json_response(TriggerOut(rid, msgspec.json.decode(items[rid]), version))
+
+
+async def delete_trigger(request: web.Request) -> web.Response:
+    rid = _rule_id(request)
+    store = request.app[STORE]
+    if await store.delete_config(KIND, rid) is None:
+        raise NotFound(f"no trigger {rid!r}", field="id")
+    await request.app[RULEBOOK].refresh(store)
+    return web.Response(status=204)
+
+
+async def list_triggers(request: web.Request) -> web.Response:
+    version, items = await request.app[STORE].get_config(KIND)
+    out = [
+        TriggerOut(rid, msgspec.json.decode(blob), version) for rid, blob in sorted(items.items())
+    ]
+    return json_response(TriggerList(version, out))
+
+
+ROUTES: tuple[Route, ...] = (
+    Route(
+        "GET", "/v1/triggers", list_triggers, "List event rules", None, TriggerList, errors=(503,)
+    ),
+    Route(
+        "PUT",
+        "/v1/triggers/{id}",
+        put_trigger,
+        "Create or replace an event rule",
+        TriggerRule,
+        TriggerOut,
+        errors=(*BODY_ERRORS, 503),
+    ),
+    Route(
+        "GET",
+        "/v1/triggers/{id}",
+        get_trigger,
+        "Read an event rule",
+        None,
+        TriggerOut,
+        errors=(404, 422, 503),
+    ),
+    Route(
+        "DELETE",
+        "/v1/triggers/{id}",
+        delete_trigger,
+        "Delete an event rule",
+        None,
+        None,
+        status=204,
+        errors=(404, 422, 503),
+    ),
+)
