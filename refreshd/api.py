@@ -71,9 +71,9 @@ CORE_ROUTES: tuple[Route, ...] = (
 
 def all_routes() -> tuple[Route, ...]:
     """Return every route of the service, in documentation order."""
-    from refreshd import dedupe_api, triggers_api
+    from refreshd import dedupe_api, experiments_api, triggers_api
 
-    return CORE_ROUTES + triggers_api.ROUTES + dedupe_api.ROUTES
+    return CORE_ROUTES + triggers_api.ROUTES + experiments_api.ROUTES + dedupe_api.ROUTES
 
 
 ROUTES = all_routes()

@@ -16,7 +16,18 @@ from dedupe import Catalogue, make_catalogue
 from refreshd import api, middleware
 from refreshd.embedded import EmbeddedValkey
 from refreshd.errors import StoreUnavailable
-from refreshd.keys import CATALOGUE, CLOCK, METRICS, RULEBOOK, RULES_FILE, SERVICE, SETTINGS, STORE
+from refreshd.expbook import ExperimentBook
+from refreshd.keys import (
+    CATALOGUE,
+    CLOCK,
+    EXPERIMENTS,
+    METRICS,
+    RULEBOOK,
+    RULES_FILE,
+    SERVICE,
+    SETTINGS,
+    STORE,
+)
 from refreshd.metrics import Metrics
 from refreshd.redis_store import RedisStore
 from refreshd.rulebook import RuleBook, load_rules_file
@@ -50,7 +61,8 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[STORE] = store
     rulebook = RuleBook()
     app[RULEBOOK] = rulebook
-    app[SERVICE] = Service(store, settings, app[METRICS], app[CLOCK], rulebook)
+    app[EXPERIMENTS] = ExperimentBook()
+    app[SERVICE] = Service(store, settings, app[METRICS], app[CLOCK], rulebook, app[EXPERIMENTS])
     try:
         await _load_config(app)
     except StoreUnavailable:
@@ -70,6 +82,8 @@ async def _load_config(app: web.Application) -> None:
         await rulebook.seed(store, app[RULES_FILE])
     else:
         await rulebook.refresh(store)
+    await app[EXPERIMENTS].refresh(store)
+    await app[EXPERIMENTS].refresh(store)
 
 
 async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from dedupe import Catalogue
+from refreshd.expbook import ExperimentBook
 from refreshd.metrics import Metrics
 from refreshd.rulebook import RuleBook
 from refreshd.rules import Rule
@@ -21,4 +22,5 @@ SERVICE = web.AppKey("service", Service)
 CATALOGUE = web.AppKey("catalogue", Catalogue)
 RULEBOOK = web.AppKey("rulebook", RuleBook)
 RULES_FILE: web.AppKey[dict[str, Rule]] = web.AppKey("rules_file")
+EXPERIMENTS = web.AppKey("experiments", ExperimentBook)
 CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 
 from refreshd import constants as C
 from refreshd.schemas import Directive
@@ -30,6 +31,7 @@ class MemoryStore:
         self.config: dict[str, dict[str, bytes]] = {}
         self.config_versions: dict[str, int] = {}
         self.due: dict[str, int] = {}
+        self.stats: dict[str, dict[str, int]] = {}
         self.logs: dict[str, deque[bytes]] = {
             LOG_DECISIONS: deque(maxlen=log_maxlen),
             LOG_EVENTS: deque(maxlen=log_maxlen),
@@ -59,6 +61,10 @@ class MemoryStore:
             pending[d.id] = d
         self.logs[LOG_DECISIONS].extend(commit.decision_logs)
         self.logs[LOG_EVENTS].extend(commit.event_logs)
+        for key, fields in commit.stat_incrs:
+            row = self.stats.setdefault(key, {})
+            for name, inc in fields.items():
+                row[name] = row.get(name, 0) + inc
         return CommitResult("ok", live_directives(list(pending.values()), commit.now_ms))
 
     async def add_directive(self, uid: str, directive: Directive, ttl_s: int) -> None:
@@ -101,6 +107,9 @@ class MemoryStore:
 
     async def config_version(self, kind: str) -> int:
         return self.config_versions.get(kind, 0)
+
+    async def read_stats(self, keys: Sequence[str]) -> list[dict[str, int]]:
+        return [dict(self.stats.get(k, {})) for k in keys]
 
     async def mark_due(self, uid: str, due_ms: int) -> None:
         self.due[uid] = min(due_ms, self.due.get(uid, due_ms))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
@@ -71,6 +71,13 @@ end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', maxlen, '*', 'd', ARGV[i]); i = i + 1
+end
+local nkeys = tonumber(ARGV[i]); i = i + 1
+for k = 1, nkeys do
+  n = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, n do
+    redis.call('HINCRBY', KEYS[5 + k], ARGV[i], ARGV[i + 1]); i = i + 2
+  end
 end
 return {'ok', pending()}
 """
@@ -145,12 +152,18 @@ class RedisStore:
             args += [d.id, encode_directive(d)]
         args += [len(commit.decision_logs), *commit.decision_logs]
         args += [len(commit.event_logs), *commit.event_logs]
+        args.append(len(commit.stat_incrs))
+        for _key, fields in commit.stat_incrs:
+            args.append(len(fields))
+            for name, inc in fields.items():
+                args += [name, inc]
         keys = [
             user_key(uid),
             directives_key(uid),
             batch_key(uid, commit.batch_id or "-"),
             LOG_DECISIONS,
             LOG_EVENTS,
+            *(key for key, _ in commit.stat_incrs),
         ]
 
         async def run() -> CommitResult:
@@ -245,6 +258,16 @@ class RedisStore:
     async def config_version(self, kind: str) -> int:
         raw: Any = await self._call(lambda: self.redis.get(config_version_key(kind)))
         return int(raw or 0)
+
+    async def read_stats(self, keys: Sequence[str]) -> list[dict[str, int]]:
+        async def run() -> list[dict[str, int]]:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.hgetall(key)
+                rows = await pipe.execute()
+            return [{bytes(k).decode(): int(v) for k, v in row.items()} for row in rows]
+
+        return await self._call(run)
 
     async def mark_due(self, uid: str, due_ms: int) -> None:
         await self._call(lambda: self.redis.zadd(DUE, {uid: due_ms}, lt=True))

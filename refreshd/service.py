@@ -13,6 +13,8 @@ import msgspec
 from refreshd import constants as C
 from refreshd import engine
 from refreshd.errors import Conflict, InvalidValue, StoreUnavailable
+from refreshd.expbook import ExperimentBook
+from refreshd.exposure import Increment, choose, policy_for, record_decision, record_events
 from refreshd.locks import KeyedLock
 from refreshd.metrics import Metrics
 from refreshd.rulebook import RuleBook
@@ -23,6 +25,7 @@ from refreshd.schemas import (
     DirectiveRequest,
     EventsRequest,
     EventsResponse,
+    Exposure,
 )
 from refreshd.settings import Settings
 from refreshd.state import UserState
@@ -73,9 +76,11 @@ class Service:
         metrics: Metrics,
         clock: Callable[[], int],
         rulebook: RuleBook | None = None,
+        experiments: ExperimentBook | None = None,
     ) -> None:
         self.store = store
         self.rulebook = rulebook or RuleBook()
+        self.experiments = experiments or ExperimentBook()
         self.settings = settings
         self.metrics = metrics
         self.clock = clock
@@ -113,9 +118,27 @@ class Service:
             state = msgspec.structs.replace(state, match=matched.state)
             new_dirs = self._directives(matched.fired, now_ms)
             live = [d for d in pending if d.id not in acks] + new_dirs
+            chosen = choose(self.experiments.experiments, req.user_id)
+            policy = self.policy
+            if chosen is not None:
+                exp_id, cfg, assignment = chosen
+                variant = assignment.variant or ""
+                policy = policy_for(policy, cfg, variant)
             outcome = engine.decide(
-                state, req, decision_id=decision_id, directives=live, policy=self.policy
+                state, req, decision_id=decision_id, directives=live, policy=policy
             )
+            incs: list[Increment] = []
+            exposure: Exposure | None = None
+            if chosen is not None:
+                exp_state, incs = record_decision(
+                    outcome.state.exp, exp_id, variant, req.ts, outcome.decision.refresh
+                )
+                outcome = engine.Outcome(
+                    outcome.decision,
+                    msgspec.structs.replace(outcome.state, exp=exp_state),
+                    msgspec.structs.replace(outcome.log, experiment=exp_id, variant=variant),
+                )
+                exposure = Exposure(exp_id, variant)
             commit = Commit(
                 uid=req.user_id,
                 expected_version=state.version,
@@ -124,6 +147,7 @@ class Service:
                 ack_ids=acks + expired + self._evict(pending, acks, new_dirs),
                 new_directives=new_dirs,
                 decision_logs=[_json.encode(outcome.log)],
+                stat_incrs=incs,
             )
             try:
                 result = await self.store.commit(commit)
@@ -135,7 +159,7 @@ class Service:
                 continue
             self._count_acks(pending, acks, expired)
             await self._after_commit(req.user_id, matched, new_dirs, outcome.state.match)
-            return self._response(decision_id, outcome.decision, result.directives)
+            return self._response(decision_id, outcome.decision, result.directives, exposure)
         raise Conflict("too many concurrent updates for this user; retry", field="user_id")
 
     async def _backoff(self, attempt: int) -> None:
@@ -241,7 +265,11 @@ class Service:
         return self._response(decision_id, outcome.decision, [])
 
     def _response(
-        self, decision_id: str, decision: engine.Decision, directives: Sequence[Directive]
+        self,
+        decision_id: str,
+        decision: engine.Decision,
+        directives: Sequence[Directive],
+        exposure: Exposure | None = None,
     ) -> DecideResponse:
         self.metrics.decisions.labels(decision.reason, str(decision.refresh).lower()).inc()
         for cause in decision.degraded_reasons:
@@ -252,7 +280,7 @@ class Service:
             reason=decision.reason,
             score=decision.score,
             threshold=decision.threshold,
-            experiment=None,
+            experiment=exposure,
             model_version=None,
             next_check_s=decision.next_check_s,
             directives=self._delivered(directives),
@@ -281,7 +309,8 @@ class Service:
             pending, expired = self._split(stored, now_ms)
             new_state = engine.apply_events(state, req.events)
             matched = feed(self.rulebook.ruleset, state.match, req.events, now_ms)
-            new_state = msgspec.structs.replace(new_state, match=matched.state)
+            exp_state, incs = record_events(state.exp, req.events, self.experiments.experiments)
+            new_state = msgspec.structs.replace(new_state, match=matched.state, exp=exp_state)
             new_dirs = self._directives(matched.fired, now_ms)
             commit = Commit(
                 uid=req.user_id,
@@ -292,6 +321,7 @@ class Service:
                 ack_ids=acks + expired + self._evict(pending, acks, new_dirs),
                 batch_id=req.batch_id,
                 event_logs=logs,
+                stat_incrs=incs,
             )
             result = await self.store.commit(commit)
             if result.status == "conflict":

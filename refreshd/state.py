@@ -7,8 +7,17 @@ import bisect
 import msgspec
 
 from refreshd import constants as C
+from refreshd.expstats import UserTotals
 from refreshd.schemas import Event
 from refreshd.triggers import UserMatchState
+
+
+class ExpUser(msgspec.Struct, kw_only=True):
+    """A user's standing in one experiment: variant, first exposure, totals since then."""
+
+    variant: str
+    exposed_ts: int
+    totals: UserTotals = msgspec.field(default_factory=UserTotals)
 
 
 class UserState(msgspec.Struct, kw_only=True):
@@ -23,6 +32,7 @@ class UserState(msgspec.Struct, kw_only=True):
     events: int = 0
     recent: list[Event] = msgspec.field(default_factory=list)  # sorted by ts, bounded
     match: UserMatchState = msgspec.field(default_factory=UserMatchState)  # event-rule runs
+    exp: dict[str, ExpUser] = msgspec.field(default_factory=dict)  # experiment id → standing
 
 
 def add_events(

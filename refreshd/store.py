@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Literal, Protocol
 
 import msgspec
@@ -94,6 +94,8 @@ class Commit:
     batch_id: str | None = None
     decision_logs: Sequence[bytes] = ()
     event_logs: Sequence[bytes] = ()
+    # (hash key, {field: increment}): experiment statistics, added with HINCRBY.
+    stat_incrs: Sequence[tuple[str, Mapping[str, int]]] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -163,6 +165,10 @@ class Store(Protocol):
 
     async def config_version(self, kind: str) -> int:
         """Return the version of one kind of configuration (0: never written)."""
+        ...
+
+    async def read_stats(self, keys: Sequence[str]) -> list[dict[str, int]]:
+        """Return the integer fields of each statistics hash ({} when absent)."""
         ...
 
     async def mark_due(self, uid: str, due_ms: int) -> None:

@@ -103,3 +103,17 @@ async def test_due_users_come_back_once_when_due(store: Store) -> None:
     assert await store.due_users(T0, 10) == []
     assert await store.due_users(T0 + 60, 10) == ["a", "b"]
     assert await store.due_users(T0 + 1000, 10) == []
+
+
+async def test_stat_increments_commit_with_the_state(store: Store) -> None:
+    incs = [("exp:e:v:a", {"users": 1, "clicks.sum_x": 3}), ("exp:e:v:b", {"users": 1})]
+    assert (await store.commit(commit(0, stat_incrs=incs))).status == "ok"
+    assert (await store.commit(commit(0, stat_incrs=incs))).status == "conflict"  # not applied
+    assert (
+        await store.commit(commit(1, stat_incrs=[("exp:e:v:a", {"clicks.sum_x": -1})]))
+    ).status == "ok"
+    assert await store.read_stats(["exp:e:v:a", "exp:e:v:b", "exp:e:v:c"]) == [
+        {"users": 1, "clicks.sum_x": 2},
+        {"users": 1},
+        {},
+    ]
