@@ -29,7 +29,16 @@ from dedupe.catalogue import (
     recommend,
     true_duplicates,
 )
-from dedupe.items import DedupeRequest, Item, Recent, SlotItems, decode_request, iter_items
+from dedupe.errors import DedupeInputError
+from dedupe.items import (
+    DedupeRequest,
+    Item,
+    Recent,
+    SlotItems,
+    decode_request,
+    iter_items,
+    validate_request,
+)
 from dedupe.labels import PairScore, evaluate, label_listings, normalise_name, offer_family
 from dedupe.rules import (
     CategoryCap,
@@ -51,6 +60,7 @@ __all__ = [
     "CachedSlot",
     "Catalogue",
     "CategoryCap",
+    "DedupeInputError",
     "DedupeRequest",
     "Dropped",
     "ExactId",
@@ -90,5 +100,6 @@ __all__ = [
     "recommend",
     "refresh_slot",
     "true_duplicates",
+    "validate_request",
     "visible",
 ]

@@ -9,7 +9,7 @@ from typing import Literal
 import msgspec
 
 from dedupe import constants as C
-from dedupe.items import DedupeRequest, Item, Recent, SlotItems, StrategyName
+from dedupe.items import DedupeRequest, Item, Recent, SlotItems, StrategyName, validate_request
 from dedupe.rules import (
     CategoryCap,
     ExactId,
@@ -140,7 +140,12 @@ def allocate_slots(
 
 
 def allocate_request(req: DedupeRequest, *, now_ms: int) -> Allocation:
-    """Answer a decoded POST /v1/dedupe body (raises RuleConfigError for bad `rules`)."""
+    """Answer a decoded POST /v1/dedupe body.
+
+    Raises DedupeInputError (alias RuleConfigError), naming the field, for a repeated slot
+    name or bad `rules`; items without ids never get here (the types reject them on decode).
+    """
+    validate_request(req)
     rules = default_rules() if req.rules is None else load_rules(req.rules)
     return allocate_slots(req.slots, rules, req.recent, now_ms=now_ms, strategy=req.strategy)
 

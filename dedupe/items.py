@@ -9,6 +9,7 @@ import msgspec
 from msgspec import Meta
 
 from dedupe import constants as C
+from dedupe.errors import DedupeInputError
 
 ItemId = Annotated[str, Meta(min_length=1, max_length=C.ID_MAX_LEN)]
 Name = Annotated[str, Meta(min_length=1, max_length=C.NAME_MAX_LEN)]
@@ -57,6 +58,17 @@ def iter_items(slots: Iterable[SlotItems]) -> Iterator[tuple[str, Item]]:
     for slot in slots:
         for item in slot.items:
             yield slot.slot, item
+
+
+def validate_request(req: DedupeRequest) -> None:
+    """Reject what the types cannot express: a slot name used twice (DedupeInputError)."""
+    # Render order, drop reasons and the response are all keyed by slot name, so a repeated
+    # name is ambiguous; the second occurrence is the one reported.
+    seen: set[str] = set()
+    for i, slot in enumerate(req.slots):
+        if slot.slot in seen:
+            raise DedupeInputError(f"duplicate slot name {slot.slot!r}", f"slots[{i}].slot")
+        seen.add(slot.slot)
 
 
 def decode_request(body: bytes | str) -> DedupeRequest:

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import msgspec
 
 from dedupe import constants as C
+from dedupe.errors import RuleConfigError
 from dedupe.items import Item, Recent
 
 __all__ = [
@@ -30,15 +31,6 @@ __all__ = [
     "load_rules",
     "recent_index",
 ]
-
-
-class RuleConfigError(ValueError):
-    """A rule list that cannot be used; `field` names the offending JSON path."""
-
-    def __init__(self, message: str, field: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.message = message
-        self.field = field
 
 
 class ExactId(msgspec.Struct, frozen=True, tag_field="rule", tag="exact_id"):

@@ -6,12 +6,14 @@ import msgspec
 import pytest
 
 from dedupe import (
+    DedupeInputError,
     DedupeRequest,
     Item,
     RuleConfigError,
     allocate_request,
     decode_request,
     iter_items,
+    validate_request,
 )
 
 NOW_MS = 1_700_000_000_000
@@ -85,6 +87,29 @@ def test_allocate_request_uses_default_rules_or_the_bodys_rules() -> None:
     with pytest.raises(RuleConfigError) as err:
         allocate_request(req, now_ms=NOW_MS)
     assert err.value.field == "rules[0].k"
+
+
+def test_duplicate_slot_names_are_rejected_naming_the_second() -> None:
+    slot = {"items": [item_json()]}
+    names = ["nearby", "feed", "nearby", "feed"]
+    req = msgspec.convert({"slots": [{**slot, "slot": n} for n in names]}, DedupeRequest)
+    with pytest.raises(DedupeInputError) as err:
+        allocate_request(req, now_ms=NOW_MS)
+    assert err.value.field == "slots[2].slot"
+    assert "nearby" in err.value.message
+    # One error type: callers that catch RuleConfigError (the HTTP layer) see this too.
+    assert isinstance(err.value, RuleConfigError) and isinstance(err.value, ValueError)
+    # Slot names are checked before rules: the first field in the body is reported.
+    bad_rules = msgspec.structs.replace(req, rules=[{"rule": "nope"}])
+    with pytest.raises(RuleConfigError, match=r"slots\[2\]\.slot"):
+        allocate_request(bad_rules, now_ms=NOW_MS)
+
+
+def test_distinct_slot_names_pass_validation() -> None:
+    body: dict[str, object] = {
+        "slots": [{"slot": n, "items": []} for n in ("nearby", "Nearby", "feed")]
+    }
+    validate_request(msgspec.convert(body, DedupeRequest))
 
 
 def test_items_are_immutable_values() -> None:

@@ -129,3 +129,74 @@ async def test_negative_score_is_422(make_client: MakeClient) -> None:
     body = {"slots": [{"slot": "a", "items": [item("i1", "e1", -1.0)]}]}
     resp = await client.post("/v1/dedupe", json=body)
     assert resp.status == 422 and (await resp.json())["error"]["field"] == "slots[0].items[0].score"
+
+
+def without(d: dict, key: str) -> dict:
+    return {k: v for k, v in d.items() if k != key}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        pytest.param(
+            {"slots": [{"slot": "a", "items": [without(item("i1", "e1", 1.0), "item_id")]}]},
+            "slots[0].items[0].item_id",
+            id="item-without-id",
+        ),
+        pytest.param(
+            {"slots": [{"slot": "a", "items": [item("i1", "e1", 1.0), item("", "e2", 1.0)]}]},
+            "slots[0].items[1].item_id",
+            id="empty-item-id",
+        ),
+        pytest.param(
+            {"slots": [{"slot": "a", "items": [item("", "e1", 1.0)]}]},
+            "slots[0].items[0].item_id",
+            id="empty-first-item-id",
+        ),
+        pytest.param(
+            {
+                "slots": [
+                    {"slot": "nearby", "items": [item("i1", "e1", 1.0)]},
+                    {"slot": "nearby", "items": [item("i2", "e2", 1.0)]},
+                ]
+            },
+            "slots[1].slot",
+            id="duplicate-slot-names",
+        ),
+        pytest.param(
+            {
+                "slots": [
+                    {"slot": "nearby", "items": []},
+                    {"slot": "feed", "items": []},
+                    {"slot": "nearby", "items": []},
+                ],
+                "strategy": "optimal",
+            },
+            "slots[2].slot",
+            id="duplicate-slot-names-optimal",
+        ),
+        pytest.param(
+            {"slots": [{"slot": "a", "items": []}], "rules": [{"rule": "same_brand"}]},
+            "rules[0].rule",
+            id="unknown-rule-type",
+        ),
+        pytest.param(
+            {"slots": [{"slot": "a", "items": []}], "rules": [{"k": 2}]},
+            "rules[0].rule",
+            id="rule-without-type",
+        ),
+        pytest.param(
+            {"slots": [{"slot": "a", "items": []}], "strategy": "best"},
+            "strategy",
+            id="unknown-strategy",
+        ),
+    ],
+)
+async def test_bad_dedupe_bodies_are_422_naming_the_field(
+    make_client: MakeClient, body: dict[str, Any], field: str
+) -> None:
+    client = await make_client()
+    resp = await client.post("/v1/dedupe", json=body)
+    assert resp.status == 422, await resp.text()
+    error = (await resp.json())["error"]
+    assert error["field"] == field
