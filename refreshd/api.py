@@ -8,6 +8,7 @@ from refreshd import constants as C
 from refreshd import schemas as S
 from refreshd.http import json_response, read_json
 from refreshd.keys import METRICS, SERVICE, STORE
+from refreshd.middleware import require_token
 from refreshd.routing import BODY_ERRORS, Route
 
 
@@ -54,19 +55,42 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 CORE_ROUTES: tuple[Route, ...] = (
-    Route("POST", "/v1/decide", decide, "Decide whether the homepage refreshes now",
-          S.DecideRequest, S.DecideResponse, errors=(*BODY_ERRORS, 409, 429)),
-    Route("POST", "/v1/events", events, "Accept a batch of client events (idempotent by batch_id)",
-          S.EventsRequest, S.EventsResponse, errors=(*BODY_ERRORS, 409, 429, 503)),
-    Route("POST", "/v1/directives", add_directive,
-          "Queue a directive for a user's next contact (replaces unreliable pushes)",
-          S.DirectiveRequest, S.DirectiveCreated, status=201, errors=(*BODY_ERRORS, 401, 503)),
+    Route(
+        "POST",
+        "/v1/decide",
+        decide,
+        "Decide whether the homepage refreshes now",
+        S.DecideRequest,
+        S.DecideResponse,
+        errors=(*BODY_ERRORS, 409, 429),
+    ),
+    Route(
+        "POST",
+        "/v1/events",
+        events,
+        "Accept a batch of client events (idempotent by batch_id)",
+        S.EventsRequest,
+        S.EventsResponse,
+        errors=(*BODY_ERRORS, 409, 429, 503),
+    ),
+    Route(
+        "POST",
+        "/v1/directives",
+        add_directive,
+        "Queue a directive for a user's next contact (replaces unreliable pushes)",
+        S.DirectiveRequest,
+        S.DirectiveCreated,
+        status=201,
+        errors=(*BODY_ERRORS, 503),
+        admin=True,
+    ),
     Route("GET", "/healthz", healthz, "Liveness", None, S.Health),
-    Route("GET", "/readyz", readyz, "Readiness: the store answers", None, S.Readiness,
-          errors=(503,)),
+    Route(
+        "GET", "/readyz", readyz, "Readiness: the store answers", None, S.Readiness, errors=(503,)
+    ),
     Route("GET", "/metrics", metrics, "Prometheus metrics", content_type="text/plain"),
     Route("GET", "/openapi.json", openapi, "This OpenAPI 3.1 document"),
-)  # fmt: skip
+)
 
 
 def all_routes() -> tuple[Route, ...]:
@@ -79,6 +103,9 @@ def all_routes() -> tuple[Route, ...]:
 ROUTES = all_routes()
 
 
-def add_routes(app: web.Application) -> None:
+def add_routes(app: web.Application, admin_token: str | None = None) -> None:
     for route in ROUTES:
-        app.router.add_route(route.method, route.path, route.handler)
+        handler = route.handler
+        if route.admin and admin_token:
+            handler = require_token(handler, admin_token)
+        app.router.add_route(route.method, route.path, handler)

@@ -129,5 +129,5 @@ def create_app(
     app[RULES_FILE] = load_rules_file(settings.rules_file) if settings.rules_file else {}
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_jobs_ctx)
-    api.add_routes(app)
+    api.add_routes(app, settings.admin_token)
     return app

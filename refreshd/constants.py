@@ -53,6 +53,10 @@ CONFIG_POLL_S = 1.0
 # How often the sweep for trailing-negation rules runs.
 SWEEP_INTERVAL_S = 5.0
 
+# A device polls every few seconds at most; 20/s sustained (burst 40) is a runaway client.
+USER_RATE_PER_S = 20.0
+USER_BURST = 40
+
 # When the device should check again if nothing else says so.
 NEXT_CHECK_S = 60
 

@@ -34,6 +34,11 @@ class Unauthorized(RefreshdError):
     code = "unauthorized"
 
 
+class Forbidden(RefreshdError):
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(RefreshdError):
     status = 404
     code = "not_found"
@@ -67,6 +72,10 @@ class InvalidValue(RefreshdError):
 class RateLimited(RefreshdError):
     status = 429
     code = "rate_limited"
+
+    def __init__(self, message: str, *, retry_after_s: float, field: str | None = None) -> None:
+        super().__init__(message, field=field)
+        self.retry_after_s = retry_after_s
 
 
 class StoreUnavailable(RefreshdError):

@@ -138,6 +138,7 @@ ROUTES: tuple[Route, ...] = (
         ExperimentConfig,
         ExperimentOut,
         errors=(*BODY_ERRORS, 409, 503),
+        admin=True,
     ),
     Route(
         "GET",

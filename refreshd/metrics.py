@@ -64,6 +64,9 @@ class Metrics:
         self.suppressed_matches = Counter(
             "refreshd_suppressed_matches", "Rule matches that fired nothing (cooldown)", registry=r
         )
+        self.rate_limited = Counter(
+            "refreshd_rate_limited", "Requests refused with 429 (per-user rate)", registry=r
+        )
         self.store_up = Gauge(
             "refreshd_store_up", "1 when the last store check succeeded", registry=r
         )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
+import math
 import time
 
 from aiohttp import web
@@ -11,10 +13,13 @@ from aiohttp.typedefs import Handler
 from refreshd import constants as C
 from refreshd.errors import (
     BodyTooLarge,
+    Forbidden,
     MethodNotAllowed,
     NotFound,
+    RateLimited,
     RefreshdError,
     StoreUnavailable,
+    Unauthorized,
     UnsupportedMediaType,
 )
 from refreshd.http import json_response
@@ -31,8 +36,30 @@ _HTTP_ERRORS: dict[int, type[RefreshdError]] = {
 
 
 def error_response(err: RefreshdError) -> web.Response:
-    headers = {"Retry-After": str(C.RETRY_AFTER_S)} if isinstance(err, StoreUnavailable) else None
+    headers = None
+    if isinstance(err, StoreUnavailable):
+        headers = {"Retry-After": str(C.RETRY_AFTER_S)}
+    elif isinstance(err, RateLimited):
+        headers = {"Retry-After": str(max(1, math.ceil(err.retry_after_s)))}
+    elif isinstance(err, Unauthorized):
+        headers = {"WWW-Authenticate": 'Bearer realm="refreshd"'}
     return json_response(err.body(), status=err.status, headers=headers)
+
+
+def require_token(handler: Handler, token: str) -> Handler:
+    """Wrap an admin handler: 401 without a bearer token, 403 with a wrong one."""
+    expected = token.encode()
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        auth = request.headers.get("Authorization", "")
+        scheme, _, given = auth.partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            raise Unauthorized("this route needs 'Authorization: Bearer <admin token>'")
+        if not hmac.compare_digest(given.strip().encode(), expected):
+            raise Forbidden("wrong admin token")
+        return await handler(request)
+
+    return guarded
 
 
 @web.middleware

@@ -12,11 +12,20 @@ from refreshd import schemas as S
 
 REF = "#/components/schemas/{name}"
 STATUS_TEXT = {
-    200: "OK", 201: "Created", 400: "Malformed JSON", 401: "Missing or wrong bearer token",
-    404: "Unknown id", 405: "Method not allowed", 409: "Conflict", 413: "Body too large",
-    415: "Wrong content type", 422: "A value is out of range or of the wrong type",
-    429: "Rate limited", 503: "Store unavailable; retry after Retry-After seconds",
-}  # fmt: skip
+    200: "OK",
+    201: "Created",
+    400: "Malformed JSON",
+    401: "Missing bearer token (admin routes, when REFRESHD_ADMIN_TOKEN is set)",
+    403: "Wrong bearer token",
+    404: "Unknown id",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Body too large",
+    415: "Wrong content type",
+    422: "A value is out of range or of the wrong type",
+    429: "Rate limited",
+    503: "Store unavailable; retry after Retry-After seconds",
+}
 
 
 @functools.cache
@@ -73,7 +82,11 @@ def spec() -> dict[str, Any]:
                 "description": STATUS_TEXT[r.status],
                 "content": ok_content,
             }
-        for code in sorted({*r.errors, 405}):
+        errors = {*r.errors, 405}
+        if r.admin:
+            errors |= {401, 403}
+            op["security"] = [{"adminToken": []}, {}]
+        for code in sorted(errors):
             resp: dict[str, Any] = {
                 "description": STATUS_TEXT[code],
                 "content": {"application/json": {"schema": ref_of[S.ErrorBody]}},
@@ -84,8 +97,14 @@ def spec() -> dict[str, Any]:
         paths.setdefault(r.path, {})[r.method.lower()] = op
     return {
         "openapi": "3.1.0",
-        "info": {"title": "refreshd", "version": "0.1.0",
-                 "description": "When a mobile homepage should refresh, and without duplicates."},
+        "info": {
+            "title": "refreshd",
+            "version": "0.1.0",
+            "description": "When a mobile homepage should refresh, and without duplicates.",
+        },
         "paths": paths,
-        "components": {"schemas": components},
-    }  # fmt: skip
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}},
+        },
+    }

@@ -25,3 +25,4 @@ class Route:
     errors: tuple[int, ...] = ()
     query: tuple[tuple[str, str, bool], ...] = ()  # (name, description, required)
     content_type: str = "application/json"
+    admin: bool = False  # needs the bearer token when REFRESHD_ADMIN_TOKEN is set

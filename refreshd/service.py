@@ -12,11 +12,12 @@ import msgspec
 
 from refreshd import constants as C
 from refreshd import engine
-from refreshd.errors import Conflict, InvalidValue, StoreUnavailable
+from refreshd.errors import Conflict, InvalidValue, RateLimited, StoreUnavailable
 from refreshd.expbook import ExperimentBook
 from refreshd.exposure import Increment, choose, policy_for, record_decision, record_events
 from refreshd.locks import KeyedLock
 from refreshd.metrics import Metrics
+from refreshd.ratelimit import RateLimiter
 from refreshd.rulebook import RuleBook
 from refreshd.schemas import (
     DecideRequest,
@@ -85,6 +86,7 @@ class Service:
         self.metrics = metrics
         self.clock = clock
         self.locks = KeyedLock()
+        self.limiter = RateLimiter(settings.user_rate_per_s, settings.user_burst)
         self.policy = engine.Policy(
             min_interval_s=settings.min_interval_s,
             fallback_interval_s=settings.fallback_interval_s,
@@ -99,6 +101,7 @@ class Service:
     async def decide(self, req: DecideRequest) -> DecideResponse:
         """Decide for one opportunity; degrade to the fallback rule when the store is down."""
         validate_decide(req, self.clock())
+        self._limit(req.user_id)
         async with self.locks.hold(req.user_id):
             return await self._decide(req)
 
@@ -161,6 +164,14 @@ class Service:
             await self._after_commit(req.user_id, matched, new_dirs, outcome.state.match)
             return self._response(decision_id, outcome.decision, result.directives, exposure)
         raise Conflict("too many concurrent updates for this user; retry", field="user_id")
+
+    def _limit(self, user_id: str) -> None:
+        wait = self.limiter.allow(user_id, self.clock() / 1000)
+        if wait > 0:
+            self.metrics.rate_limited.inc()
+            raise RateLimited(
+                "too many requests for this user", retry_after_s=wait, field="user_id"
+            )
 
     async def _backoff(self, attempt: int) -> None:
         # Another worker wrote this user meanwhile: retry after a short jittered pause.
@@ -292,6 +303,7 @@ class Service:
     async def events(self, req: EventsRequest) -> EventsResponse:
         """Accept a batch of events exactly once per batch_id; 503 if the store is down."""
         validate_events(req, self.clock())
+        self._limit(req.user_id)
         async with self.locks.hold(req.user_id):
             return await self._events(req)
 

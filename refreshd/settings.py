@@ -35,6 +35,9 @@ class Settings:
     access_log: bool = False
     catalogue_seed: int = 0
     rules_file: Path | None = None  # JSON object of trigger id → rule, installed at start
+    admin_token: str | None = None  # bearer token for admin writes; unset: no auth
+    user_rate_per_s: float = C.USER_RATE_PER_S
+    user_burst: int = C.USER_BURST
     config_poll_s: float = C.CONFIG_POLL_S
     sweep_interval_s: float = C.SWEEP_INTERVAL_S
 
@@ -112,6 +115,9 @@ class Settings:
             log_level=log_level,
             access_log=flag("ACCESS_LOG", False),
             rules_file=Path(rf) if (rf := get("RULES_FILE")) else None,
+            admin_token=get("ADMIN_TOKEN"),
+            user_rate_per_s=number("USER_RATE_PER_S", C.USER_RATE_PER_S, 0.0, 10_000.0),
+            user_burst=integer("USER_BURST", C.USER_BURST, 1, 100_000),
             config_poll_s=number("CONFIG_POLL_S", C.CONFIG_POLL_S, 0.1, 60.0),
             sweep_interval_s=number("SWEEP_INTERVAL_S", C.SWEEP_INTERVAL_S, 0.1, 3600.0),
             catalogue_seed=integer("CATALOGUE_SEED", 0, 0, 2**31 - 1),

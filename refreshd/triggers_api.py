@@ -115,6 +115,7 @@ ROUTES: tuple[Route, ...] = (
         TriggerRule,
         TriggerOut,
         errors=(*BODY_ERRORS, 503),
+        admin=True,
     ),
     Route(
         "GET",
@@ -134,5 +135,6 @@ ROUTES: tuple[Route, ...] = (
         None,
         status=204,
         errors=(404, 422, 503),
+        admin=True,
     ),
 )
