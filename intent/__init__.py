@@ -1,1 +1,40 @@
-"""intent: see DESIGN.md; filled in by its issue."""
+"""intent: when to refresh — feature windows, point-in-time datasets, training, scoring, policy."""
+
+from intent.dataset import Dataset, EventLog, build_dataset, detect_leakage
+from intent.features import (
+    FEATURE_NAMES,
+    FEATURES,
+    FEATURES_VERSION,
+    MISSING,
+    Context,
+    FeatureSpec,
+    compute,
+)
+from intent.generate import SyntheticLog, generate
+from intent.model import IntentModel, ModelMismatch
+from intent.policy import decide_intent
+from intent.train import TrainResult, bootstrap, evaluate, is_better, train
+
+__all__ = [
+    "FEATURES",
+    "FEATURES_VERSION",
+    "FEATURE_NAMES",
+    "MISSING",
+    "Context",
+    "Dataset",
+    "EventLog",
+    "FeatureSpec",
+    "IntentModel",
+    "ModelMismatch",
+    "SyntheticLog",
+    "TrainResult",
+    "bootstrap",
+    "build_dataset",
+    "compute",
+    "decide_intent",
+    "detect_leakage",
+    "evaluate",
+    "generate",
+    "is_better",
+    "train",
+]

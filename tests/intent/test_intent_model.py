@@ -1,0 +1,66 @@
+"""Loading a model from text: identical predictions, and refusing the wrong features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from intent.dataset import Dataset
+from intent.features import FEATURE_NAMES, FEATURES, FEATURES_VERSION, features_version
+from intent.model import IntentModel, ModelMismatch, read_features_version, with_features_version
+from intent.train import TrainResult
+
+
+def test_round_trip_gives_identical_predictions(
+    trained: TrainResult, synthetic_dataset: Dataset
+) -> None:
+    X = synthetic_dataset.X[:300]
+    a = IntentModel.from_text(trained.model_text)
+    pa = a.predict(X)
+    assert np.all((pa > 0) & (pa < 1))
+    assert read_features_version(trained.model_text) == FEATURES_VERSION
+    assert IntentModel.from_text(trained.model_text).predict(X).tolist() == pa.tolist()
+    resaved = with_features_version(a._booster.model_to_string(), FEATURES_VERSION)
+    assert IntentModel.from_text(resaved).predict(X).tolist() == pa.tolist()
+
+
+def test_predict_one_equals_the_batched_row(
+    trained: TrainResult, synthetic_dataset: Dataset
+) -> None:
+    model = IntentModel.from_text(trained.model_text)
+    X = synthetic_dataset.X[:20]
+    batch = model.predict(X)
+    assert [model.predict_one(row.tolist()) for row in X] == batch.tolist()
+
+
+def test_version_identifies_the_artifact(trained: TrainResult) -> None:
+    a = IntentModel.from_text(trained.model_text)
+    assert a.version == IntentModel.from_text(trained.model_text).version
+    assert IntentModel.from_text(trained.model_text, version="m7").version == "m7"
+    assert a.feature_names == FEATURE_NAMES
+
+
+def test_a_model_for_other_declarations_is_refused(trained: TrainResult) -> None:
+    other = features_version(FEATURES[:-1])
+    with pytest.raises(ModelMismatch, match="retrain"):
+        IntentModel.from_text(trained.model_text, features_version=other)
+    untagged = trained.model_text.rsplit("refreshd_features_version=", 1)[0]
+    with pytest.raises(ModelMismatch, match="None"):
+        IntentModel.from_text(untagged)
+
+
+def test_feature_names_must_match(trained: TrainResult) -> None:
+    renamed = ("clicks_5m", *FEATURE_NAMES[1:])
+    with pytest.raises(ModelMismatch, match="missing"):
+        IntentModel.from_text(trained.model_text, feature_names=renamed)
+    swapped = (FEATURE_NAMES[1], FEATURE_NAMES[0], *FEATURE_NAMES[2:])
+    with pytest.raises(ModelMismatch, match="another order"):
+        IntentModel.from_text(trained.model_text, feature_names=swapped)
+
+
+def test_rows_of_the_wrong_width_are_refused(trained: TrainResult) -> None:
+    model = IntentModel.from_text(trained.model_text)
+    with pytest.raises(ValueError, match="features"):
+        model.predict(np.zeros((2, len(FEATURE_NAMES) - 1)))
+    with pytest.raises(ValueError, match="features"):
+        model.predict_one([0.0] * 3)
