@@ -7,7 +7,7 @@ from aiohttp import web
 from refreshd import constants as C
 from refreshd import schemas as S
 from refreshd.http import json_response, read_json
-from refreshd.keys import METRICS, SERVICE, STORE
+from refreshd.keys import METRICS, REGISTRY, SERVICE, SETTINGS, STORE
 from refreshd.middleware import require_token
 from refreshd.routing import BODY_ERRORS, Route
 
@@ -35,8 +35,12 @@ async def healthz(request: web.Request) -> web.Response:
 async def readyz(request: web.Request) -> web.Response:
     store_ok = await request.app[STORE].ping()
     request.app[METRICS].store_up.set(1 if store_ok else 0)
-    body = S.Readiness("ready" if store_ok else "unavailable", store=store_ok, model=False)
-    if not store_ok:
+    model_ok = request.app[REGISTRY].model is not None
+    # With a bootstrap configured a worker is ready once it scores with a model; without one
+    # there is nothing to wait for and the fallback rule decides until a model is published.
+    ready = store_ok and (model_ok or not request.app[SETTINGS].bootstrap_model)
+    body = S.Readiness("ready" if ready else "unavailable", store=store_ok, model=model_ok)
+    if not ready:
         return json_response(body, status=503, headers={"Retry-After": str(C.RETRY_AFTER_S)})
     return json_response(body)
 
@@ -95,9 +99,15 @@ CORE_ROUTES: tuple[Route, ...] = (
 
 def all_routes() -> tuple[Route, ...]:
     """Return every route of the service, in documentation order."""
-    from refreshd import dedupe_api, experiments_api, triggers_api
+    from refreshd import dedupe_api, experiments_api, models_api, triggers_api
 
-    return CORE_ROUTES + triggers_api.ROUTES + experiments_api.ROUTES + dedupe_api.ROUTES
+    return (
+        CORE_ROUTES
+        + triggers_api.ROUTES
+        + experiments_api.ROUTES
+        + models_api.ROUTES
+        + dedupe_api.ROUTES
+    )
 
 
 ROUTES = all_routes()

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import functools
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from dedupe import Catalogue, make_catalogue
+from intent.train import bootstrap as bootstrap_model
 from refreshd import api, middleware
 from refreshd.embedded import EmbeddedValkey
-from refreshd.errors import StoreUnavailable
+from refreshd.errors import Conflict, StoreUnavailable
 from refreshd.expbook import ExperimentBook
 from refreshd.keys import (
     CATALOGUE,
     CLOCK,
     EXPERIMENTS,
     METRICS,
+    REGISTRY,
     RULEBOOK,
     RULES_FILE,
     SERVICE,
@@ -30,11 +34,15 @@ from refreshd.keys import (
 )
 from refreshd.metrics import Metrics
 from refreshd.redis_store import RedisStore
+from refreshd.registry import ModelRegistry, publish
 from refreshd.rulebook import RuleBook, load_rules_file
 from refreshd.service import Service
 from refreshd.settings import Settings, SettingsError
+from refreshd.training import retrain
 
 log = logging.getLogger(__name__)
+# A training run holds the lease this long at most (a crashed trainer frees it by expiry).
+TRAIN_LEASE_S = 1800
 
 
 @functools.lru_cache(maxsize=4)
@@ -62,7 +70,10 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     rulebook = RuleBook()
     app[RULEBOOK] = rulebook
     app[EXPERIMENTS] = ExperimentBook()
-    app[SERVICE] = Service(store, settings, app[METRICS], app[CLOCK], rulebook, app[EXPERIMENTS])
+    app[REGISTRY] = ModelRegistry()
+    app[SERVICE] = Service(
+        store, settings, app[METRICS], app[CLOCK], rulebook, app[EXPERIMENTS], app[REGISTRY]
+    )
     try:
         await _load_config(app)
     except StoreUnavailable:
@@ -83,7 +94,36 @@ async def _load_config(app: web.Application) -> None:
     else:
         await rulebook.refresh(store)
     await app[EXPERIMENTS].refresh(store)
+    await app[REGISTRY].refresh(store)
     await app[EXPERIMENTS].refresh(store)
+
+
+async def _locked_retrain(app: web.Application, *, source: str, only_if_missing: bool) -> None:
+    """Train under a store lease so one worker of many does it; bootstrap from synthetic data."""
+    store, registry = app[STORE], app[REGISTRY]
+    owner = uuid.uuid4().hex
+    try:
+        if only_if_missing and await store.current_model_version() is not None:
+            return
+        if not await store.try_lock("train", owner, TRAIN_LEASE_S):
+            return  # another worker is on it; the config poll will pick its model up
+        try:
+            now_ms = app[CLOCK]()
+            if only_if_missing:
+                if await store.current_model_version() is None:
+                    log.info("no intent model yet: training a first one on a synthetic log")
+                    result = await asyncio.to_thread(bootstrap_model)
+                    await publish(store, result, created_ts=now_ms, source=source)
+            else:
+                report = await retrain(store, registry, now_ms=now_ms, source=source)
+                log.info("retrain: %s (%d rows)", report.reason, report.rows)
+        finally:
+            await store.release_lock("train", owner)
+        await registry.refresh(store)
+    except (StoreUnavailable, Conflict) as exc:
+        log.info("%s skipped: %s", source, exc)
+    except Exception:
+        log.exception("%s failed", source)
 
 
 async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -103,7 +143,19 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
         except StoreUnavailable:
             log.debug("sweep: store unavailable")
 
+    async def retrain_job() -> None:
+        await _locked_retrain(app, source="retrain", only_if_missing=False)
+
     opts = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+    if settings.retrain_interval_s > 0:
+        scheduler.add_job(
+            retrain_job, "interval", seconds=settings.retrain_interval_s, id="retrain", **opts
+        )
+    bootstrap: asyncio.Task[None] | None = None
+    if settings.bootstrap_model:
+        bootstrap = asyncio.create_task(
+            _locked_retrain(app, source="bootstrap", only_if_missing=True)
+        )
     scheduler.add_job(poll, "interval", seconds=settings.config_poll_s, id="config", **opts)
     scheduler.add_job(sweep, "interval", seconds=settings.sweep_interval_s, id="sweep", **opts)
     scheduler.start()
@@ -111,6 +163,10 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         scheduler.shutdown(wait=False)
+        if bootstrap is not None and not bootstrap.done():
+            bootstrap.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await bootstrap
 
 
 def create_app(

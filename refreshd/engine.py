@@ -5,10 +5,10 @@ the simulator measures is what the service does. Order of rules (DESIGN.md):
 
 1. pull-to-refresh always refreshes;
 2. a pending `refresh` directive (from an event rule) refreshes its slots;
-3. geo (zone change / left the coverage circle) — wired in by the space issue;
+3. geo: the device left its coverage circle or changed zone (`geo_refresh`);
 4. cooldown: never refresh twice within `min_interval_s`;
-5. the intent policy (score >= threshold) — wired in by the time issue;
-6. otherwise the fallback rule decides.
+5. the intent policy: refresh when the model's score >= the variant's threshold;
+6. otherwise (no model, scorer failed or timed out, or a `fixed` policy) the fallback rule.
 
 The fallback rule (also the `fixed` policy of an experiment's control arm): on `open`,
 `return` or `timer`, refresh when no refresh is on record or the last one is at least
@@ -23,11 +23,12 @@ from typing import Literal
 
 import msgspec
 
+from intent.policy import decide_intent
 from refreshd import constants as C
 from refreshd.schemas import DecideRequest, Directive, Event, Reason
 from refreshd.state import UserState, add_events
 
-__all__ = ["Decision", "DecisionLog", "Outcome", "Policy", "apply_events", "decide"]
+__all__ = ["Decision", "DecisionLog", "Outcome", "Policy", "apply_events", "decide", "needs_score"]
 
 FALLBACK_TRIGGERS = frozenset({"open", "return", "timer"})
 
@@ -42,6 +43,9 @@ class Policy:
     kind: Literal["intent", "fixed"] = "intent"
 
 
+DEFAULT_POLICY = Policy()
+
+
 class Decision(msgspec.Struct, kw_only=True):
     refresh: bool
     reason: Reason
@@ -50,6 +54,7 @@ class Decision(msgspec.Struct, kw_only=True):
     threshold: float | None = None
     slots: list[str] | None = None
     degraded_reasons: list[str] = msgspec.field(default_factory=list)
+    model_version: str | None = None
 
 
 class DecisionLog(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -70,6 +75,10 @@ class DecisionLog(msgspec.Struct, kw_only=True, omit_defaults=True):
     lat: float | None = None
     lng: float | None = None
     tz_offset_min: int | None = None
+    received_ts: int | None = None  # server clock at decision time (point-in-time joins)
+    last_refresh_ts: int | None = None  # before this decision (a feature's context)
+    zone: int | None = None
+    features: list[float] | None = None  # the vector the model saw (online/offline parity)
 
 
 class Outcome(msgspec.Struct):
@@ -90,20 +99,52 @@ def _fallback(state: UserState, trigger: str, ts: int, policy: Policy) -> tuple[
     return False, max(policy.min_interval_s, min(C.NEXT_CHECK_S * 5, -(-wait_ms // 1000)))
 
 
+def _in_cooldown(state: UserState, ts: int, policy: Policy) -> bool:
+    last = state.last_refresh_ts
+    return last is not None and last <= ts < last + policy.min_interval_s * 1000
+
+
+def needs_score(
+    state: UserState,
+    req: DecideRequest,
+    *,
+    directives: Sequence[Directive] = (),
+    policy: Policy = DEFAULT_POLICY,
+    geo_refresh: bool = False,
+) -> bool:
+    """Return whether the intent score can change this decision (so it is worth computing)."""
+    return (
+        policy.kind == "intent"
+        and req.trigger != "pull"
+        and not geo_refresh
+        and not any(d.type == "refresh" for d in directives)
+        and not _in_cooldown(state, req.ts, policy)
+    )
+
+
 def decide(
     state: UserState,
     req: DecideRequest,
     *,
     decision_id: str,
     directives: Sequence[Directive] = (),
-    policy: Policy = Policy(),
+    policy: Policy = DEFAULT_POLICY,
     degraded_reasons: Sequence[str] = (),
+    score: float | None = None,
+    model_version: str | None = None,
+    features: list[float] | None = None,
+    geo_refresh: bool = False,
+    zone: int | None = None,
+    received_ts: int | None = None,
 ) -> Outcome:
-    """Decide whether the homepage refreshes now; return the decision, new state and log row."""
+    """Decide whether the homepage refreshes now; return the decision, new state and log row.
+
+    `score` is the intent model's probability for this opportunity (None: no model answered);
+    `geo_refresh` says the device left its coverage circle or changed zone.
+    """
     ts = req.ts
     reasons = list(degraded_reasons)
     refresh_dirs = [d for d in directives if d.type == "refresh"]
-    score: float | None = None
     threshold: float | None = None
     slots = req.slots
     if req.trigger == "pull":
@@ -117,27 +158,31 @@ def decide(
                 break
             wanted.update(d.slots)
         slots = sorted(wanted) if wanted else req.slots
-    elif (
-        state.last_refresh_ts is not None
-        and ts - state.last_refresh_ts < policy.min_interval_s * 1000
-        and ts >= state.last_refresh_ts
-    ):
+    elif geo_refresh:
+        refresh, reason, next_check = True, "geo", policy.fallback_interval_s
+    elif _in_cooldown(state, ts, policy):
         refresh, reason = False, "cooldown"
+        assert state.last_refresh_ts is not None
         next_check = max(1, -(-(state.last_refresh_ts + policy.min_interval_s * 1000 - ts) // 1000))
+    elif policy.kind == "intent" and score is not None:
+        threshold = policy.threshold
+        refresh, reason = decide_intent(score, threshold)
+        next_check = policy.fallback_interval_s if refresh else C.NEXT_CHECK_S
     else:
-        if policy.kind == "intent":
-            # No scorer is wired in yet: the documented fallback rule decides.
-            reasons.append("no_model")
+        if policy.kind == "intent" and not reasons:
+            reasons.append("no_model")  # the documented fallback rule decides instead
         refresh, next_check = _fallback(state, req.trigger, ts, policy)
         reason = "fallback"
+    used_score = score if reason in ("intent", "no_intent") else None
     decision = Decision(
         refresh=refresh,
         reason=reason,  # type: ignore[arg-type]
         next_check_s=int(next_check),
-        score=score,
+        score=used_score,
         threshold=threshold,
         slots=slots if refresh else None,
         degraded_reasons=sorted(set(reasons)),
+        model_version=model_version if used_score is not None else None,
     )
     new_state = msgspec.structs.replace(
         state,
@@ -155,11 +200,16 @@ def decide(
         refresh=refresh,
         reason=reason,
         degraded=bool(decision.degraded_reasons),
-        score=score,
+        score=used_score,
         threshold=threshold,
+        model_version=model_version if used_score is not None else None,
         lat=req.lat,
         lng=req.lng,
         tz_offset_min=req.tz_offset_min,
+        received_ts=received_ts,
+        last_refresh_ts=state.last_refresh_ts,
+        zone=zone,
+        features=features,
     )
     return Outcome(decision, new_state, log)
 

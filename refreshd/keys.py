@@ -9,6 +9,7 @@ from aiohttp import web
 from dedupe import Catalogue
 from refreshd.expbook import ExperimentBook
 from refreshd.metrics import Metrics
+from refreshd.registry import ModelRegistry
 from refreshd.rulebook import RuleBook
 from refreshd.rules import Rule
 from refreshd.service import Service
@@ -23,4 +24,5 @@ CATALOGUE = web.AppKey("catalogue", Catalogue)
 RULEBOOK = web.AppKey("rulebook", RuleBook)
 RULES_FILE: web.AppKey[dict[str, Rule]] = web.AppKey("rules_file")
 EXPERIMENTS = web.AppKey("experiments", ExperimentBook)
+REGISTRY = web.AppKey("registry", ModelRegistry)
 CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock")

@@ -32,6 +32,7 @@ class MemoryStore:
         self.config_versions: dict[str, int] = {}
         self.due: dict[str, int] = {}
         self.stats: dict[str, dict[str, int]] = {}
+        self.locks: dict[str, str] = {}
         self.logs: dict[str, deque[bytes]] = {
             LOG_DECISIONS: deque(maxlen=log_maxlen),
             LOG_EVENTS: deque(maxlen=log_maxlen),
@@ -74,7 +75,8 @@ class MemoryStore:
         return (uid, batch_id) in self.batches
 
     async def read_log(self, stream: str, count: int) -> list[bytes]:
-        return list(self.logs.get(stream, ()))[:count]
+        rows = list(self.logs.get(stream, ()))
+        return rows[-count:] if count else []
 
     async def put_model(self, version: str, text: str, meta: bytes) -> None:
         self.models[version] = (text, meta)
@@ -110,6 +112,16 @@ class MemoryStore:
 
     async def read_stats(self, keys: Sequence[str]) -> list[dict[str, int]]:
         return [dict(self.stats.get(k, {})) for k in keys]
+
+    async def try_lock(self, name: str, owner: str, ttl_s: int) -> bool:
+        if name in self.locks:
+            return False
+        self.locks[name] = owner
+        return True
+
+    async def release_lock(self, name: str, owner: str) -> None:
+        if self.locks.get(name) == owner:
+            del self.locks[name]
 
     async def mark_due(self, uid: str, due_ms: int) -> None:
         self.due[uid] = min(due_ms, self.due.get(uid, due_ms))

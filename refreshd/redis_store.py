@@ -187,8 +187,8 @@ class RedisStore:
         return bool(await self._call(lambda: self.redis.exists(batch_key(uid, batch_id))))
 
     async def read_log(self, stream: str, count: int) -> list[bytes]:
-        rows: Any = await self._call(lambda: self.redis.xrange(stream, "-", "+", count=count))
-        return [bytes(fields[b"d"]) for _id, fields in rows]
+        rows: Any = await self._call(lambda: self.redis.xrevrange(stream, "+", "-", count=count))
+        return [bytes(fields[b"d"]) for _id, fields in reversed(rows)]
 
     async def put_model(self, version: str, text: str, meta: bytes) -> None:
         async def run() -> None:
@@ -268,6 +268,18 @@ class RedisStore:
             return [{bytes(k).decode(): int(v) for k, v in row.items()} for row in rows]
 
         return await self._call(run)
+
+    async def try_lock(self, name: str, owner: str, ttl_s: int) -> bool:
+        return bool(
+            await self._call(lambda: self.redis.set(f"lock:{name}", owner, nx=True, ex=ttl_s))
+        )
+
+    async def release_lock(self, name: str, owner: str) -> None:
+        script = (
+            "if redis.call('GET', KEYS[1]) == ARGV[1] then "
+            "return redis.call('DEL', KEYS[1]) end return 0"
+        )
+        await self._call(lambda: self.redis.eval(script, 1, f"lock:{name}", owner))
 
     async def mark_due(self, uid: str, due_ms: int) -> None:
         await self._call(lambda: self.redis.zadd(DUE, {uid: due_ms}, lt=True))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import random
 import uuid
@@ -10,6 +11,8 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
+from intent.features import Context, compute
+from intent.scoring import MicroBatcher, ScoringUnavailable
 from refreshd import constants as C
 from refreshd import engine
 from refreshd.errors import Conflict, InvalidValue, RateLimited, StoreUnavailable
@@ -18,6 +21,7 @@ from refreshd.exposure import Increment, choose, policy_for, record_decision, re
 from refreshd.locks import KeyedLock
 from refreshd.metrics import Metrics
 from refreshd.ratelimit import RateLimiter
+from refreshd.registry import ModelRegistry
 from refreshd.rulebook import RuleBook
 from refreshd.schemas import (
     DecideRequest,
@@ -67,6 +71,16 @@ def validate_events(req: EventsRequest, now_ms: int) -> None:
         check_ts(event.ts, now_ms, f"events[{i}].ts")
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Scored:
+    """What the intent model said about one opportunity (nothing, when it was not asked)."""
+
+    score: float | None = None
+    model_version: str | None = None
+    features: list[float] | None = None
+    reasons: list[str] = dataclasses.field(default_factory=list)
+
+
 class Service:
     """Request flows shared by every handler: decide, events, directives."""
 
@@ -78,10 +92,17 @@ class Service:
         clock: Callable[[], int],
         rulebook: RuleBook | None = None,
         experiments: ExperimentBook | None = None,
+        registry: ModelRegistry | None = None,
     ) -> None:
         self.store = store
         self.rulebook = rulebook or RuleBook()
         self.experiments = experiments or ExperimentBook()
+        self.registry = registry or ModelRegistry()
+        self.batcher = MicroBatcher(
+            lambda: self.registry.model,
+            max_batch=settings.score_batch_max,
+            max_wait_ms=settings.score_batch_wait_ms,
+        )
         self.settings = settings
         self.metrics = metrics
         self.clock = clock
@@ -127,8 +148,18 @@ class Service:
                 exp_id, cfg, assignment = chosen
                 variant = assignment.variant or ""
                 policy = policy_for(policy, cfg, variant)
+            scored = await self._score(state, req, live, policy)
             outcome = engine.decide(
-                state, req, decision_id=decision_id, directives=live, policy=policy
+                state,
+                req,
+                decision_id=decision_id,
+                directives=live,
+                policy=policy,
+                degraded_reasons=scored.reasons,
+                score=scored.score,
+                model_version=scored.model_version,
+                features=scored.features,
+                received_ts=now_ms,
             )
             incs: list[Increment] = []
             exposure: Exposure | None = None
@@ -164,6 +195,35 @@ class Service:
             await self._after_commit(req.user_id, matched, new_dirs, outcome.state.match)
             return self._response(decision_id, outcome.decision, result.directives, exposure)
         raise Conflict("too many concurrent updates for this user; retry", field="user_id")
+
+    async def _score(
+        self,
+        state: UserState,
+        req: DecideRequest,
+        directives: Sequence[Directive],
+        policy: engine.Policy,
+    ) -> Scored:
+        """Compute the opportunity's features; score them when the score can matter."""
+        if req.trigger == "pull":
+            return Scored()
+        ctx = Context(
+            trigger=req.trigger,
+            tz_offset_min=req.tz_offset_min,
+            zone=None,
+            last_refresh_ts=state.last_refresh_ts,
+        )
+        features = compute(state.recent, req.ts, ctx)
+        if not engine.needs_score(state, req, directives=directives, policy=policy):
+            return Scored(features=features)
+        try:
+            async with asyncio.timeout(self.settings.score_timeout_ms / 1000):
+                score, version = await self.batcher.score(features)
+        except ScoringUnavailable:
+            cause = "no_model" if self.registry.model is None else "scorer_failed"
+            return Scored(features=features, reasons=[cause])
+        except TimeoutError:
+            return Scored(features=features, reasons=["scorer_timeout"])
+        return Scored(score=score, model_version=version, features=features)
 
     def _limit(self, user_id: str) -> None:
         wait = self.limiter.allow(user_id, self.clock() / 1000)
@@ -292,7 +352,7 @@ class Service:
             score=decision.score,
             threshold=decision.threshold,
             experiment=exposure,
-            model_version=None,
+            model_version=decision.model_version,
             next_check_s=decision.next_check_s,
             directives=self._delivered(directives),
             degraded=bool(decision.degraded_reasons),
@@ -312,7 +372,8 @@ class Service:
         acks = list(dict.fromkeys(req.ack or ()))
         logs = [
             _json.encode(
-                {"user_id": req.user_id, "batch_id": req.batch_id, **msgspec.to_builtins(e)}
+                {"user_id": req.user_id, "batch_id": req.batch_id, "received_ts": now_ms}
+                | msgspec.to_builtins(e)
             )
             for e in req.events
         ]

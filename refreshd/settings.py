@@ -38,6 +38,11 @@ class Settings:
     admin_token: str | None = None  # bearer token for admin writes; unset: no auth
     user_rate_per_s: float = C.USER_RATE_PER_S
     user_burst: int = C.USER_BURST
+    bootstrap_model: bool = True  # train a first model on a synthetic log when none exists
+    retrain_interval_s: float = C.RETRAIN_INTERVAL_S  # 0: only on demand
+    score_timeout_ms: float = C.SCORE_TIMEOUT_MS
+    score_batch_wait_ms: float = C.SCORE_BATCH_WAIT_MS
+    score_batch_max: int = C.SCORE_BATCH_MAX
     config_poll_s: float = C.CONFIG_POLL_S
     sweep_interval_s: float = C.SWEEP_INTERVAL_S
 
@@ -118,6 +123,13 @@ class Settings:
             admin_token=get("ADMIN_TOKEN"),
             user_rate_per_s=number("USER_RATE_PER_S", C.USER_RATE_PER_S, 0.0, 10_000.0),
             user_burst=integer("USER_BURST", C.USER_BURST, 1, 100_000),
+            bootstrap_model=flag("BOOTSTRAP_MODEL", True),
+            retrain_interval_s=number(
+                "RETRAIN_INTERVAL_S", C.RETRAIN_INTERVAL_S, 0.0, 30 * 86_400.0
+            ),
+            score_timeout_ms=number("SCORE_TIMEOUT_MS", C.SCORE_TIMEOUT_MS, 1.0, 10_000.0),
+            score_batch_wait_ms=number("SCORE_BATCH_WAIT_MS", C.SCORE_BATCH_WAIT_MS, 0.0, 50.0),
+            score_batch_max=integer("SCORE_BATCH_MAX", C.SCORE_BATCH_MAX, 1, 10_000),
             config_poll_s=number("CONFIG_POLL_S", C.CONFIG_POLL_S, 0.1, 60.0),
             sweep_interval_s=number("SWEEP_INTERVAL_S", C.SWEEP_INTERVAL_S, 0.1, 3600.0),
             catalogue_seed=integer("CATALOGUE_SEED", 0, 0, 2**31 - 1),

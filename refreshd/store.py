@@ -130,7 +130,7 @@ class Store(Protocol):
         ...
 
     async def read_log(self, stream: str, count: int) -> list[bytes]:
-        """Return up to `count` of the oldest entries of a log stream (JSON blobs)."""
+        """Return the newest `count` entries of a log stream (JSON blobs), oldest first."""
         ...
 
     async def put_model(self, version: str, text: str, meta: bytes) -> None:
@@ -170,6 +170,12 @@ class Store(Protocol):
     async def read_stats(self, keys: Sequence[str]) -> list[dict[str, int]]:
         """Return the integer fields of each statistics hash ({} when absent)."""
         ...
+
+    async def try_lock(self, name: str, owner: str, ttl_s: int) -> bool:
+        """Take a named lease if free (so one worker of many trains); it expires after ttl_s."""
+        ...
+
+    async def release_lock(self, name: str, owner: str) -> None: ...
 
     async def mark_due(self, uid: str, due_ms: int) -> None:
         """Remember that a user's rule state needs a sweep at `due_ms`."""

@@ -45,7 +45,8 @@ def raw(redis_url: str) -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def settings(redis_url: str, tmp_path: Path) -> Settings:
-    return Settings(redis_url=redis_url, data_dir=tmp_path)
+    # No synthetic bootstrap model per app: tests that need a model train or publish one.
+    return Settings(redis_url=redis_url, data_dir=tmp_path, bootstrap_model=False)
 
 
 @pytest.fixture

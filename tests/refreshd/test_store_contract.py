@@ -117,3 +117,12 @@ async def test_stat_increments_commit_with_the_state(store: Store) -> None:
         {"users": 1},
         {},
     ]
+
+
+async def test_locks_are_exclusive_until_released_by_their_owner(store: Store) -> None:
+    assert await store.try_lock("train", "a", 60)
+    assert not await store.try_lock("train", "b", 60)
+    await store.release_lock("train", "b")  # not the owner: no effect
+    assert not await store.try_lock("train", "b", 60)
+    await store.release_lock("train", "a")
+    assert await store.try_lock("train", "b", 60)
