@@ -40,6 +40,8 @@ from refreshd.store import (
 
 T = TypeVar("T")
 
+# Log rows fetched per call when reading a stream for training.
+LOG_PAGE = 5000
 # Inactive users' state expires after 90 days, so memory stays bounded without a sweeper.
 USER_TTL_S = 90 * 86_400
 
@@ -187,8 +189,20 @@ class RedisStore:
         return bool(await self._call(lambda: self.redis.exists(batch_key(uid, batch_id))))
 
     async def read_log(self, stream: str, count: int) -> list[bytes]:
-        rows: Any = await self._call(lambda: self.redis.xrevrange(stream, "+", "-", count=count))
-        return [bytes(fields[b"d"]) for _id, fields in reversed(rows)]
+        # Page backwards so each call stays short (the store timeout applies per call).
+        out: list[bytes] = []
+        top = "+"
+        while len(out) < count:
+            page = min(LOG_PAGE, count - len(out))
+            rows: Any = await self._call(
+                lambda top=top, page=page: self.redis.xrevrange(stream, top, "-", count=page)
+            )
+            out += [bytes(fields[b"d"]) for _id, fields in rows]
+            if len(rows) < page:
+                break
+            top = "(" + bytes(rows[-1][0]).decode()
+        out.reverse()
+        return out
 
     async def put_model(self, version: str, text: str, meta: bytes) -> None:
         async def run() -> None:

@@ -58,6 +58,9 @@ async def retrain(
             current_metrics = await asyncio.to_thread(evaluate, registry.text, holdout)
         except Exception as exc:  # e.g. older feature declarations: the new model wins
             log.warning("current model cannot be evaluated on the new holdout: %s", exc)
+    if not force and result.model_text == registry.text:
+        return TrainReport(False, "identical to the current model", len(dataset),
+                           result.metrics, current_metrics, None)  # fmt: skip
     if not force and not is_better(result.metrics, current_metrics):
         return TrainReport(False, "current model is as good or better on the same holdout",
                            len(dataset), result.metrics, current_metrics, None)  # fmt: skip

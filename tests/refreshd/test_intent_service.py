@@ -1,0 +1,228 @@
+"""The intent model inside the service: parity online/offline and edge/cloud, registry, training."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any
+
+import msgspec
+import numpy as np
+import pytest
+import redis
+from aiohttp.test_utils import TestClient
+
+from intent.dataset import build_dataset
+from intent.features import Context, compute
+from intent.generate import generate
+from intent.model import IntentModel
+from intent.train import TrainResult
+from refreshd.engine import DecisionLog
+from refreshd.keys import REGISTRY, STORE
+from refreshd.memory_store import MemoryStore
+from refreshd.metrics import Metrics
+from refreshd.registry import publish
+from refreshd.schemas import DecideRequest, Event, EventsRequest
+from refreshd.service import Service
+from refreshd.settings import Settings
+from refreshd.store import LOG_DECISIONS, LOG_EVENTS
+from tests.support import FakeClock, MakeClient, now_ms
+
+
+def replay_items(users: int, days: int, seed: int) -> tuple[list[tuple[int, str, Any]], int]:
+    """Return the generated log as (received_ts, kind, payload) in arrival order."""
+    log = generate(users=users, days=days, seed=seed)
+    batches: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for e in log.events:
+        batches[(e["user_id"], e["batch_id"])].append(e)
+    items: list[tuple[int, str, Any]] = []
+    for (uid, bid), evs in batches.items():
+        body = EventsRequest(
+            user_id=uid,
+            batch_id=bid,
+            events=[
+                msgspec.convert(
+                    {k: v for k, v in e.items() if k not in ("user_id", "batch_id", "received_ts")},
+                    Event,
+                )
+                for e in evs
+            ],
+        )
+        items.append((max(e["received_ts"] for e in evs), "events", body))
+    for d in log.decisions:
+        req = DecideRequest(
+            user_id=d["user_id"],
+            ts=d["ts"],
+            trigger=d["trigger"],
+            tz_offset_min=d.get("tz_offset_min"),
+        )
+        items.append((d["received_ts"], "decide", req))
+    items.sort(key=lambda x: (x[0], x[1] == "decide"))
+    return items, len(log.decisions)
+
+
+@pytest.mark.slow
+async def test_online_features_equal_offline_dataset_value_for_value() -> None:
+    items, n_decisions = replay_items(users=400, days=3, seed=11)
+    assert n_decisions >= 10_000
+    clock = FakeClock(items[0][0])
+    store = MemoryStore()
+    settings = Settings(user_rate_per_s=0, bootstrap_model=False)
+    service = Service(store, settings, Metrics(), clock)
+    for received_ts, kind, body in items:
+        clock.ms = received_ts
+        if kind == "events":
+            await service.events(body)
+        else:
+            await service.decide(body)
+    decisions = [msgspec.json.decode(b) for b in await store.read_log(LOG_DECISIONS, 10**6)]
+    events = [msgspec.json.decode(b) for b in await store.read_log(LOG_EVENTS, 10**6)]
+    assert len(decisions) == n_decisions
+    dataset = build_dataset(decisions, events)
+    online = {d["decision_id"]: d["features"] for d in decisions if d.get("features") is not None}
+    assert len(dataset) >= 10_000 and len(online) >= len(dataset)
+    mismatched = [
+        i for i, did in enumerate(dataset.decision_ids) if list(dataset.X[i]) != online[did]
+    ]
+    assert mismatched == [], f"{len(mismatched)} of {len(dataset)} rows differ"
+
+
+async def publish_model(client: TestClient, result: TrainResult) -> str:
+    meta = await publish(client.app[STORE], result, created_ts=now_ms(), source="test")
+    await client.app[REGISTRY].refresh(client.app[STORE])
+    return meta.version
+
+
+async def test_edge_scoring_with_the_artifact_matches_decide(
+    make_client: MakeClient, trained_model: TrainResult
+) -> None:
+    clock = FakeClock()
+    client = await make_client(clock=clock)
+    version = await publish_model(client, trained_model)
+    resp = await client.get("/v1/models/current/artifact")
+    assert resp.status == 200 and resp.headers["X-Model-Version"] == version
+    device_model = IntentModel.from_text(await resp.text())
+    rng = np.random.default_rng(3)
+    device_events: list[Event] = []
+    last_refresh: int | None = None
+    agree = 0
+    for step in range(40):
+        clock.advance(float(rng.integers(40, 400)))
+        kinds = rng.choice(["impression", "click", "open", "scroll"], size=int(rng.integers(1, 5)))
+        batch = [Event(type=str(k), ts=clock.ms - int(rng.integers(1, 30_000))) for k in kinds]
+        device_events += batch
+        await client.post(
+            "/v1/events",
+            json={
+                "user_id": "edge",
+                "batch_id": f"b{step}",
+                "events": [msgspec.to_builtins(e) for e in batch],
+            },
+        )
+        trigger = str(rng.choice(["open", "return", "scroll"]))
+        body = await (
+            await client.post(
+                "/v1/decide",
+                json={"user_id": "edge", "ts": clock.ms, "trigger": trigger, "tz_offset_min": 480},
+            )
+        ).json()
+        ctx = Context(trigger=trigger, tz_offset_min=480, zone=None, last_refresh_ts=last_refresh)
+        edge_score = device_model.predict_one(
+            compute(sorted(device_events, key=lambda e: e.ts), clock.ms, ctx)
+        )
+        if body["reason"] in ("intent", "no_intent"):
+            assert body["score"] == edge_score
+            assert body["refresh"] == (edge_score >= body["threshold"])
+            agree += 1
+        if body["refresh"]:
+            last_refresh = clock.ms
+    assert agree >= 20
+
+
+async def test_registry_train_and_propagation(make_client: MakeClient, raw: redis.Redis) -> None:
+    a = await make_client(config_poll_s=0.2)
+    b = await make_client(config_poll_s=0.2)
+    assert (await a.get("/v1/models/current")).status == 404
+    assert (await a.post("/v1/models/train")).status == 409  # no logs yet
+    log = generate(users=150, days=2, seed=5)
+    for d in log.decisions:
+        raw.xadd("log:decisions", {"d": msgspec.json.encode(d)})
+    for e in log.events:
+        raw.xadd("log:events", {"d": msgspec.json.encode(e)})
+    resp = await a.post("/v1/models/train")
+    assert resp.status == 200, await resp.text()
+    report = await resp.json()
+    assert report["published"] is True and report["metrics"]["auc"] > 0.6
+    version = report["model"]["version"]
+    # Same logs again: nothing better to publish, so the current model stays.
+    again = await (await a.post("/v1/models/train")).json()
+    assert again["published"] is False and again["current_metrics"]["auc"] == pytest.approx(
+        report["metrics"]["auc"]
+    )
+    # The other worker picks the new version up by itself (documented: within 5 s).
+    for _ in range(50):
+        if b.app[REGISTRY].version == version:
+            break
+        await asyncio.sleep(0.1)
+    assert b.app[REGISTRY].version == version
+    listed = await (await b.get("/v1/models")).json()
+    assert listed["current"] == version and [m["version"] for m in listed["models"]] == [version]
+    current = await (await b.get("/v1/models/current")).json()
+    assert current["features_version"] and current["metrics"]["calibration"]
+    body = await (
+        await b.post("/v1/decide", json={"user_id": "z", "ts": now_ms(), "trigger": "open"})
+    ).json()
+    assert body["model_version"] == version and body["reason"] in ("intent", "no_intent")
+
+
+async def test_scorer_timeout_falls_back_degraded(
+    make_client: MakeClient, trained_model: TrainResult
+) -> None:
+    client = await make_client(score_timeout_ms=1.0, score_batch_wait_ms=40.0)
+    await publish_model(client, trained_model)
+    body = await (
+        await client.post("/v1/decide", json={"user_id": "t", "ts": now_ms(), "trigger": "open"})
+    ).json()
+    assert body["degraded"] is True and body["degraded_reasons"] == ["scorer_timeout"]
+    assert body["reason"] == "fallback" and body["score"] is None
+
+
+async def test_experiment_variant_threshold_is_used(
+    make_client: MakeClient, trained_model: TrainResult
+) -> None:
+    client = await make_client()
+    await publish_model(client, trained_model)
+    exp = {
+        "seed": "s",
+        "weights": [0.5, 0.5],
+        "status": "running",
+        "variants": [
+            {"key": "never", "params": {"policy": "intent", "threshold": 1.0}},
+            {"key": "always", "params": {"policy": "intent", "threshold": 0.0}},
+        ],
+    }
+    assert (await client.put("/v1/experiments/thr", json=exp)).status == 200
+    seen = set()
+    for i in range(30):
+        body = await (
+            await client.post(
+                "/v1/decide", json={"user_id": f"v{i}", "ts": now_ms(), "trigger": "open"}
+            )
+        ).json()
+        variant = body["experiment"]["variant"]
+        seen.add(variant)
+        assert body["threshold"] == (1.0 if variant == "never" else 0.0)
+        assert body["refresh"] is (variant == "always")
+    assert seen == {"never", "always"}
+
+
+def test_decision_log_rows_carry_what_training_needs() -> None:
+    fields = set(DecisionLog.__struct_fields__)
+    assert {
+        "received_ts",
+        "last_refresh_ts",
+        "features",
+        "trigger",
+        "tz_offset_min",
+        "zone",
+    } <= fields
