@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from functools import partial
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -195,7 +196,7 @@ class RedisStore:
         while len(out) < count:
             page = min(LOG_PAGE, count - len(out))
             rows: Any = await self._call(
-                lambda top=top, page=page: self.redis.xrevrange(stream, top, "-", count=page)
+                partial(self.redis.xrevrange, stream, top, "-", count=page)
             )
             out += [bytes(fields[b"d"]) for _id, fields in rows]
             if len(rows) < page:
