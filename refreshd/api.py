@@ -99,10 +99,11 @@ CORE_ROUTES: tuple[Route, ...] = (
 
 def all_routes() -> tuple[Route, ...]:
     """Return every route of the service, in documentation order."""
-    from refreshd import dedupe_api, experiments_api, models_api, triggers_api
+    from refreshd import dedupe_api, experiments_api, geofences_api, models_api, triggers_api
 
     return (
         CORE_ROUTES
+        + geofences_api.ROUTES
         + triggers_api.ROUTES
         + experiments_api.ROUTES
         + models_api.ROUTES

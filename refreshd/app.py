@@ -20,10 +20,12 @@ from refreshd import api, middleware
 from refreshd.embedded import EmbeddedValkey
 from refreshd.errors import Conflict, StoreUnavailable
 from refreshd.expbook import ExperimentBook
+from refreshd.fencebook import FenceBook
 from refreshd.keys import (
     CATALOGUE,
     CLOCK,
     EXPERIMENTS,
+    FENCES,
     METRICS,
     REGISTRY,
     RULEBOOK,
@@ -71,8 +73,16 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[RULEBOOK] = rulebook
     app[EXPERIMENTS] = ExperimentBook()
     app[REGISTRY] = ModelRegistry()
+    app[FENCES] = FenceBook()
     app[SERVICE] = Service(
-        store, settings, app[METRICS], app[CLOCK], rulebook, app[EXPERIMENTS], app[REGISTRY]
+        store,
+        settings,
+        app[METRICS],
+        app[CLOCK],
+        rulebook,
+        app[EXPERIMENTS],
+        app[REGISTRY],
+        app[FENCES],
     )
     try:
         await _load_config(app)
@@ -95,6 +105,7 @@ async def _load_config(app: web.Application) -> None:
         await rulebook.refresh(store)
     await app[EXPERIMENTS].refresh(store)
     await app[REGISTRY].refresh(store)
+    await app[FENCES].refresh(store)
     await app[EXPERIMENTS].refresh(store)
 
 

@@ -65,6 +65,9 @@ SCORE_TIMEOUT_MS = 25.0
 SCORE_BATCH_WAIT_MS = 1.0
 SCORE_BATCH_MAX = 256
 
+# /v1/decide carries a position without its accuracy; assume a typical urban phone fix.
+DECIDE_FIX_ACCURACY_M = 30.0
+
 # When the device should check again if nothing else says so.
 NEXT_CHECK_S = 60
 

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from dedupe import Catalogue
 from refreshd.expbook import ExperimentBook
+from refreshd.fencebook import FenceBook
 from refreshd.metrics import Metrics
 from refreshd.registry import ModelRegistry
 from refreshd.rulebook import RuleBook
@@ -25,4 +26,5 @@ RULEBOOK = web.AppKey("rulebook", RuleBook)
 RULES_FILE: web.AppKey[dict[str, Rule]] = web.AppKey("rules_file")
 EXPERIMENTS = web.AppKey("experiments", ExperimentBook)
 REGISTRY = web.AppKey("registry", ModelRegistry)
+FENCES = web.AppKey("fences", FenceBook)
 CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock")

@@ -67,6 +67,12 @@ class Metrics:
         self.rate_limited = Counter(
             "refreshd_rate_limited", "Requests refused with 429 (per-user rate)", registry=r
         )
+        self.transitions = Counter(
+            "refreshd_fence_transitions", "Geofence transitions by type", ["type"], registry=r
+        )
+        self.fixes = Counter(
+            "refreshd_location_fixes", "Location fixes by zone", ["zone"], registry=r
+        )
         self.store_up = Gauge(
             "refreshd_store_up", "1 when the last store check succeeded", registry=r
         )

@@ -80,6 +80,39 @@ class DecideResponse(msgspec.Struct):
     slots: list[str] | None = None
 
 
+class LocationRequest(msgspec.Struct, kw_only=True):
+    user_id: Id
+    ts: TsMs
+    lat: Lat
+    lng: Lng
+    accuracy_m: Annotated[float, Meta(ge=0.0, le=10_000.0)]
+    speed_mps: Annotated[float, Meta(ge=0.0, le=350.0)] | None = None
+    ack: AckList | None = None
+
+
+class CoverageOut(msgspec.Struct):
+    lat: float
+    lng: float
+    radius_m: float
+
+
+class TransitionOut(msgspec.Struct):
+    fence_id: str
+    type: Literal["enter_buffer", "enter", "dwell", "exit", "exit_buffer"]
+    ts: int
+
+
+class LocationResponse(msgspec.Struct):
+    transitions: list[TransitionOut]
+    zone: Annotated[int, Meta(ge=1, le=5)]
+    coverage: CoverageOut
+    next_fix_s: int
+    refresh: bool
+    service_cards: list[Any]
+    directives: list[Directive]
+    ignored: bool = False
+
+
 class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
     type: EventType
     ts: TsMs

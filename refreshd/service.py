@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 import msgspec
 
+from geo import Fix, LocateResult, locate
 from intent.features import Context, compute
 from intent.scoring import MicroBatcher, ScoringUnavailable
 from refreshd import constants as C
@@ -18,12 +19,14 @@ from refreshd import engine
 from refreshd.errors import Conflict, InvalidValue, RateLimited, StoreUnavailable
 from refreshd.expbook import ExperimentBook
 from refreshd.exposure import Increment, choose, policy_for, record_decision, record_events
+from refreshd.fencebook import FenceBook
 from refreshd.locks import KeyedLock
 from refreshd.metrics import Metrics
 from refreshd.ratelimit import RateLimiter
 from refreshd.registry import ModelRegistry
 from refreshd.rulebook import RuleBook
 from refreshd.schemas import (
+    CoverageOut,
     DecideRequest,
     DecideResponse,
     Directive,
@@ -31,6 +34,9 @@ from refreshd.schemas import (
     EventsRequest,
     EventsResponse,
     Exposure,
+    LocationRequest,
+    LocationResponse,
+    TransitionOut,
 )
 from refreshd.settings import Settings
 from refreshd.state import UserState
@@ -93,11 +99,13 @@ class Service:
         rulebook: RuleBook | None = None,
         experiments: ExperimentBook | None = None,
         registry: ModelRegistry | None = None,
+        fences: FenceBook | None = None,
     ) -> None:
         self.store = store
         self.rulebook = rulebook or RuleBook()
         self.experiments = experiments or ExperimentBook()
         self.registry = registry or ModelRegistry()
+        self.fences = fences or FenceBook()
         self.batcher = MicroBatcher(
             lambda: self.registry.model,
             max_batch=settings.score_batch_max,
@@ -141,6 +149,9 @@ class Service:
             matched = advance(self.rulebook.ruleset, state.match, now_ms)
             state = msgspec.structs.replace(state, match=matched.state)
             new_dirs = self._directives(matched.fired, now_ms)
+            geo = self._decide_fix(state, req)
+            if geo is not None:
+                state = msgspec.structs.replace(state, geo=geo.new_geo_state)
             live = [d for d in pending if d.id not in acks] + new_dirs
             chosen = choose(self.experiments.experiments, req.user_id)
             policy = self.policy
@@ -148,7 +159,7 @@ class Service:
                 exp_id, cfg, assignment = chosen
                 variant = assignment.variant or ""
                 policy = policy_for(policy, cfg, variant)
-            scored = await self._score(state, req, live, policy)
+            scored = await self._score(state, req, live, policy, geo is not None and geo.refresh)
             outcome = engine.decide(
                 state,
                 req,
@@ -160,6 +171,8 @@ class Service:
                 model_version=scored.model_version,
                 features=scored.features,
                 received_ts=now_ms,
+                geo_refresh=geo is not None and geo.refresh,
+                zone=int(state.geo.zone) if state.geo is not None else None,
             )
             incs: list[Increment] = []
             exposure: Exposure | None = None
@@ -202,6 +215,7 @@ class Service:
         req: DecideRequest,
         directives: Sequence[Directive],
         policy: engine.Policy,
+        geo_refresh: bool = False,
     ) -> Scored:
         """Compute the opportunity's features; score them when the score can matter."""
         if req.trigger == "pull":
@@ -209,11 +223,13 @@ class Service:
         ctx = Context(
             trigger=req.trigger,
             tz_offset_min=req.tz_offset_min,
-            zone=None,
+            zone=int(state.geo.zone) if state.geo is not None else None,
             last_refresh_ts=state.last_refresh_ts,
         )
         features = compute(state.recent, req.ts, ctx)
-        if not engine.needs_score(state, req, directives=directives, policy=policy):
+        if not engine.needs_score(
+            state, req, directives=directives, policy=policy, geo_refresh=geo_refresh
+        ):
             return Scored(features=features)
         try:
             async with asyncio.timeout(self.settings.score_timeout_ms / 1000):
@@ -224,6 +240,88 @@ class Service:
         except TimeoutError:
             return Scored(features=features, reasons=["scorer_timeout"])
         return Scored(score=score, model_version=version, features=features)
+
+    def _decide_fix(self, state: UserState, req: DecideRequest) -> LocateResult | None:
+        """Treat a decide request's position as a fix (its accuracy is not reported)."""
+        if req.lat is None or req.lng is None:
+            return None
+        fix = Fix(lat=req.lat, lng=req.lng, accuracy_m=C.DECIDE_FIX_ACCURACY_M, ts_ms=req.ts)
+        result = locate(state.geo, self.fences.index, fix)
+        return None if result.ignored else result
+
+    async def location(self, req: LocationRequest) -> LocationResponse:
+        """Apply a location fix: transitions, zone, coverage circle, cadence, cards."""
+        check_ts(req.ts, self.clock(), "ts")
+        self._limit(req.user_id)
+        async with self.locks.hold(req.user_id):
+            return await self._location(req)
+
+    async def _location(self, req: LocationRequest) -> LocationResponse:
+        now_ms = self.clock()
+        acks = list(dict.fromkeys(req.ack or ()))
+        fix = Fix(
+            lat=req.lat,
+            lng=req.lng,
+            accuracy_m=req.accuracy_m,
+            ts_ms=req.ts,
+            speed_mps=req.speed_mps,
+        )
+        for attempt in range(C.CAS_RETRIES):
+            state, stored = await self.store.load_user(req.user_id, now_ms)
+            pending, expired = self._split(stored, now_ms)
+            res = locate(state.geo, self.fences.index, fix)
+            matched = advance(self.rulebook.ruleset, state.match, now_ms)
+            new_dirs = self._directives(matched.fired, now_ms)
+            if res.reclaim_cards:
+                new_dirs.append(
+                    Directive(
+                        id=new_id("d_")[:18],
+                        type="reclaim_cards",
+                        created_ts=now_ms,
+                        expires_ts=now_ms + C.DIRECTIVE_TTL_S * 1000,
+                        payload={"cards": list(res.reclaim_cards)},
+                        source="geo",
+                    )
+                )
+            refresh = res.refresh and not res.ignored
+            new_state = msgspec.structs.replace(
+                state,
+                version=state.version + 1,
+                geo=res.new_geo_state,
+                match=matched.state,
+                last_refresh_ts=max(req.ts, state.last_refresh_ts or 0)
+                if refresh
+                else state.last_refresh_ts,
+                refreshes=state.refreshes + (1 if refresh else 0),
+            )
+            commit = Commit(
+                uid=req.user_id,
+                expected_version=state.version,
+                state=new_state,
+                now_ms=now_ms,
+                ack_ids=acks + expired + self._evict(pending, acks, new_dirs),
+                new_directives=new_dirs,
+            )
+            result = await self.store.commit(commit)
+            if result.status == "conflict":
+                await self._backoff(attempt)
+                continue
+            self._count_acks(pending, acks, expired)
+            await self._after_commit(req.user_id, matched, new_dirs, matched.state)
+            for t in res.transitions:
+                self.metrics.transitions.labels(t.type).inc()
+            self.metrics.fixes.labels(str(int(res.zone))).inc()
+            return LocationResponse(
+                transitions=[TransitionOut(t.fence_id, t.type, t.ts_ms) for t in res.transitions],
+                zone=int(res.zone),
+                coverage=CoverageOut(res.coverage.lat, res.coverage.lng, res.coverage.radius_m),
+                next_fix_s=res.next_fix_s,
+                refresh=refresh,
+                service_cards=list(res.service_cards),
+                directives=self._delivered(result.directives),
+                ignored=res.ignored,
+            )
+        raise Conflict("too many concurrent updates for this user; retry", field="user_id")
 
     def _limit(self, user_id: str) -> None:
         wait = self.limiter.allow(user_id, self.clock() / 1000)

@@ -6,6 +6,7 @@ import bisect
 
 import msgspec
 
+from geo.zones import GeoState
 from refreshd import constants as C
 from refreshd.expstats import UserTotals
 from refreshd.schemas import Event
@@ -33,6 +34,7 @@ class UserState(msgspec.Struct, kw_only=True):
     recent: list[Event] = msgspec.field(default_factory=list)  # sorted by ts, bounded
     match: UserMatchState = msgspec.field(default_factory=UserMatchState)  # event-rule runs
     exp: dict[str, ExpUser] = msgspec.field(default_factory=dict)  # experiment id → standing
+    geo: GeoState | None = None  # fence tracks, coverage circle, zone, cards on screen
 
 
 def add_events(
