@@ -3,6 +3,7 @@
 python -m load bench [--quick]            everything `make bench` runs
 python -m load run --url URL --rate R     one open-model run against a running service
 python -m load ramp --url URL             find the throughput at the p99 SLO
+  python -m load soak [--minutes 10]        steady load; memory of service and Valkey
 """
 
 from __future__ import annotations
@@ -156,7 +157,28 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--start-rps", type=float, default=200.0)
         p.add_argument("--step-s", type=float, default=4.0)
     b.add_argument("--hold-s", type=float, default=10.0)
+    k = sub.add_parser(
+        "soak", help="hold a steady load for minutes; print service and Valkey memory"
+    )
+    k.add_argument("--rate", type=float, default=300.0, help="requests per second (default 300)")
+    k.add_argument("--minutes", type=float, default=10.0)
+    k.add_argument("--interval-s", type=float, default=60.0, help="seconds per sample")
+    k.add_argument(
+        "--log-maxlen", type=int, default=50_000, help="stream cap passed to the service"
+    )
     args = parser.parse_args(argv)
+    if args.command == "soak":
+        from load.soak import soak
+
+        soaked = soak(
+            rate=args.rate,
+            minutes=args.minutes,
+            interval_s=args.interval_s,
+            log_maxlen=args.log_maxlen,
+            log=log,
+        )
+        print(json.dumps({k: v for k, v in soaked.items() if k != "samples"}, indent=2))
+        return 0
     if args.command in (None, "bench"):
         if args.command is None:
             args = parser.parse_args(["bench", *(argv or [])])

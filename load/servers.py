@@ -64,22 +64,16 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -
 
 
 @contextlib.contextmanager
-def refreshd(workers: int = 1, env: dict[str, str] | None = None) -> Iterator[tuple[str, int]]:
-    """Run `refreshd serve` on a free port with its own embedded Valkey; yield (url, pid)."""
+def refreshd(
+    workers: int = 1, env: dict[str, str] | None = None, redis_url: str | None = None
+) -> Iterator[tuple[str, int]]:
+    """Run `refreshd serve` on a free port (own embedded Valkey unless given); yield (url, pid)."""
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="refreshd-bench-") as data:
-        cmd = [
-            sys.executable,
-            "-m",
-            "refreshd",
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--data-dir",
-            data,
-        ]
+        cmd = [sys.executable, "-m", "refreshd", "serve", "--port", str(port)]
+        cmd += ["--workers", str(workers), "--data-dir", data]
+        if redis_url:
+            cmd += ["--redis-url", redis_url]
         proc = subprocess.Popen(
             cmd,
             env={**os.environ, "REFRESHD_LOG_LEVEL": "WARNING", **(env or {})},

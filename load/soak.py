@@ -1,0 +1,103 @@
+"""Soak: hold a steady open-model load for minutes and watch memory of service and Valkey.
+
+The promise under test: memory stays bounded — logs are capped streams, idempotency marks and
+directives expire, per-user state is bounded — so a service left running does not grow without
+limit. Prints one line per interval and a summary of growth between the second interval and the
+last (the first includes warm-up).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from load.mix import Mix
+from load.openloop import run_open
+from load.servers import _tree, refreshd
+from refreshd.embedded import EmbeddedValkey
+
+
+def rss_mb(pid: int, *, exclude: str = "valkey") -> float:
+    """Resident memory of a process tree in MiB (Valkey excluded; it is measured by INFO)."""
+    total_kb = 0
+    for p in _tree(pid):
+        with contextlib.suppress(OSError):
+            if exclude in Path(f"/proc/{p}/cmdline").read_text():
+                continue
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total_kb += int(line.split()[1])
+    return total_kb / 1024
+
+
+@dataclasses.dataclass
+class Sample:
+    t_s: float
+    service_rss_mb: float
+    valkey_used_mb: float
+    keys: int
+    log_events: int
+    log_decisions: int
+    p99_ms: float
+    errors: int
+    achieved_rps: float
+
+
+def soak(
+    *,
+    rate: float,
+    minutes: float,
+    interval_s: float = 60.0,
+    log_maxlen: int = 50_000,
+    users: int = 10_000,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Run the soak and return the samples and the growth summary."""
+    samples: list[Sample] = []
+    with tempfile.TemporaryDirectory(prefix="refreshd-soak-") as data:
+        valkey = EmbeddedValkey(Path(data))
+        url = valkey.start()
+        env = {"REFRESHD_LOG_MAXLEN": str(log_maxlen), "REFRESHD_BOOTSTRAP_MODEL": "true"}
+        try:
+            with refreshd(1, env=env, redis_url=url) as (base, pid), redis.Redis.from_url(url) as r:
+                mix = Mix(users=users, seed=7, location_enabled=True)
+                start = time.monotonic()
+                rounds = max(1, round(minutes * 60 / interval_s))
+                for i in range(rounds):
+                    res = asyncio.run(run_open(base, mix.request, rate=rate, duration_s=interval_s))
+                    info: Any = r.info("memory")
+                    s = Sample(
+                        t_s=round(time.monotonic() - start, 1),
+                        service_rss_mb=round(rss_mb(pid), 1),
+                        valkey_used_mb=round(info["used_memory"] / 2**20, 1),
+                        keys=int(r.dbsize()),
+                        log_events=int(r.xlen("log:events")),
+                        log_decisions=int(r.xlen("log:decisions")),
+                        p99_ms=res.percentile_ms(99),
+                        errors=res.errors + res.dropped,
+                        achieved_rps=round(res.achieved_rps, 1),
+                    )
+                    samples.append(s)
+                    log(f"  [{i + 1}/{rounds}] {s}")
+        finally:
+            valkey.stop()
+    first = samples[1] if len(samples) > 1 else samples[0]
+    last = samples[-1]
+    return {
+        "rate": rate,
+        "minutes": minutes,
+        "log_maxlen": log_maxlen,
+        "samples": [dataclasses.asdict(s) for s in samples],
+        "service_rss_growth_mb": round(last.service_rss_mb - first.service_rss_mb, 1),
+        "valkey_growth_mb": round(last.valkey_used_mb - first.valkey_used_mb, 1),
+        "streams_capped": last.log_events <= log_maxlen * 1.2
+        and last.log_decisions <= log_maxlen * 1.2,
+    }
