@@ -3,7 +3,7 @@
 python -m load bench [--quick]            everything `make bench` runs
 python -m load run --url URL --rate R     one open-model run against a running service
 python -m load ramp --url URL             find the throughput at the p99 SLO
-  python -m load soak [--minutes 10]        steady load; memory of service and Valkey
+python -m load soak [--minutes 10]          steady load; memory of service and Valkey
 """
 
 from __future__ import annotations

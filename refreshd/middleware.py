@@ -78,7 +78,10 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             mapped.status, mapped.code = exc.status, exc.reason.lower().replace(" ", "_")
         else:
             mapped = cls(f"{exc.reason}: {request.method} {request.path}")
-        return error_response(mapped)
+        response = error_response(mapped)
+        if "Allow" in exc.headers:  # RFC 9110: a 405 lists the methods the resource has
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         return json_response(RefreshdError("internal error").body(), status=500)

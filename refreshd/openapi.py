@@ -27,6 +27,16 @@ STATUS_TEXT = {
     503: "Store unavailable; retry after Retry-After seconds",
 }
 
+# Headers every response with that status carries (middleware.error_response, aiohttp's 405).
+_RETRY_AFTER = {"required": True, "schema": {"type": "integer", "minimum": 1}}
+ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    405: {"Allow": {"required": True, "schema": {"type": "string"}}},
+    429: {"Retry-After": _RETRY_AFTER},
+    503: {"Retry-After": _RETRY_AFTER},
+}
+# Error statuses whose body is not ErrorBody: /readyz says which dependency is missing.
+ERROR_BODY_OVERRIDES: dict[tuple[str, str, int], Any] = {("GET", "/readyz", 503): S.Readiness}
+
 
 @functools.cache
 def spec() -> dict[str, Any]:
@@ -87,12 +97,13 @@ def spec() -> dict[str, Any]:
             errors |= {401, 403}
             op["security"] = [{"adminToken": []}, {}]
         for code in sorted(errors):
+            body = ERROR_BODY_OVERRIDES.get((r.method, r.path, code), S.ErrorBody)
             resp: dict[str, Any] = {
                 "description": STATUS_TEXT[code],
-                "content": {"application/json": {"schema": ref_of[S.ErrorBody]}},
+                "content": {"application/json": {"schema": ref_of[body]}},
             }
-            if code == 503:
-                resp["headers"] = {"Retry-After": {"schema": {"type": "integer"}}}
+            if code in ERROR_HEADERS:
+                resp["headers"] = ERROR_HEADERS[code]
             op["responses"][str(code)] = resp
         paths.setdefault(r.path, {})[r.method.lower()] = op
     return {
