@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from load import servers
-from load.mix import Mix, decide_only
+from load.mix import Mix, decide_only, load_fences
 from load.openloop import run_open
 from load.ramp import DEFAULT_SLO_MS, Ramp, ramp
 
@@ -48,6 +48,8 @@ def micro_benchmarks() -> dict[str, Any]:
 def ramp_against(label: str, ctx: Any, mix: Mix, args: argparse.Namespace) -> Ramp:
     log(f"== {label}")
     with ctx as (url, pid):
+        if mix.location > 0:
+            load_fences(url, 200)
         return asyncio.run(
             ramp(
                 url,
@@ -106,6 +108,7 @@ def bench(args: argparse.Namespace) -> int:
         rate = 0.7 * mix_max
         log(f"== refreshd 1 worker mix at 70 % of max ({rate:.0f} rps) for {args.hold_s} s")
         with servers.refreshd(1) as (url, _pid):
+            load_fences(url, 200)
             held = asyncio.run(
                 run_open(url, Mix(seed=1).request, rate=rate, duration_s=args.hold_s)
             )

@@ -41,7 +41,7 @@ class Mix:
             )
             self.location = 0.0
 
-    location_enabled: bool = False
+    location_enabled: bool = True
 
     def request(self, i: int) -> Request:
         """Return the i-th request of the mix (method, path, JSON body)."""
@@ -77,3 +77,45 @@ class Mix:
 
 def decide_only(users: int = 10_000, seed: int = 0) -> Mix:
     return Mix(users=users, decide=1.0, events=0.0, location=0.0, seed=seed)
+
+
+def fences(
+    n: int = 200, *, seed: int = 0, mix: Mix | None = None
+) -> list[tuple[str, dict[str, object]]]:
+    """Return `n` circular fences scattered over the mix's area (malls, stations, campuses)."""
+    m = mix or Mix()
+    rng = random.Random(seed)
+    out: list[tuple[str, dict[str, object]]] = []
+    for i in range(n):
+        lat = m.lat0 + (rng.random() - 0.5) * m.span_deg
+        lng = m.lng0 + (rng.random() - 0.5) * m.span_deg
+        feature: dict[str, object] = {
+            "type": "Feature",
+            "geometry": {"type": "Point", "coordinates": [lng, lat]},
+            "properties": {
+                "radius_m": rng.uniform(50, 300),
+                "buffer_m": 200,
+                "dwell_s": 120,
+                "service_cards": [f"card-{i}"],
+            },
+        }
+        out.append((f"lf-{i}", feature))
+    return out
+
+
+def load_fences(base_url: str, n: int = 200, *, seed: int = 0) -> None:
+    """PUT the benchmark's fences into a running service (loopback only)."""
+    import urllib.request
+
+    from load.openloop import check_loopback
+
+    check_loopback(base_url)
+    for fid, feature in fences(n, seed=seed):
+        req = urllib.request.Request(
+            f"{base_url}/v1/geofences/{fid}",
+            data=_json.encode(feature),
+            method="PUT",
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            resp.read()
