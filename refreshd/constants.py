@@ -72,5 +72,6 @@ DECIDE_FIX_ACCURACY_M = 30.0
 NEXT_CHECK_S = 60
 
 # Identifiers become parts of Redis keys: no braces (hash tags), no spaces, bounded length.
-ID_PATTERN = r"^[A-Za-z0-9._:@\-]+$"
+# `(?!\n)`: Python's `$` also matches before a final newline; JSON Schema's does not.
+ID_PATTERN = r"^[A-Za-z0-9._:@\-]+$(?!\n)"
 ID_MAX_LEN = 128

@@ -34,8 +34,6 @@ ERROR_HEADERS: dict[int, dict[str, Any]] = {
     429: {"Retry-After": _RETRY_AFTER},
     503: {"Retry-After": _RETRY_AFTER},
 }
-# Error statuses whose body is not ErrorBody: /readyz says which dependency is missing.
-ERROR_BODY_OVERRIDES: dict[tuple[str, str, int], Any] = {("GET", "/readyz", 503): S.Readiness}
 
 
 @functools.cache
@@ -97,10 +95,9 @@ def spec() -> dict[str, Any]:
             errors |= {401, 403}
             op["security"] = [{"adminToken": []}, {}]
         for code in sorted(errors):
-            body = ERROR_BODY_OVERRIDES.get((r.method, r.path, code), S.ErrorBody)
             resp: dict[str, Any] = {
                 "description": STATUS_TEXT[code],
-                "content": {"application/json": {"schema": ref_of[body]}},
+                "content": {"application/json": {"schema": ref_of[S.ErrorBody]}},
             }
             if code in ERROR_HEADERS:
                 resp["headers"] = ERROR_HEADERS[code]

@@ -26,6 +26,7 @@ from refreshd.store import (
     MODELS,
     Commit,
     CommitResult,
+    all_tags,
     batch_key,
     config_key,
     config_version_key,
@@ -36,6 +37,8 @@ from refreshd.store import (
     encode_state,
     live_directives,
     model_key,
+    shard_key,
+    shard_tag,
     user_key,
 )
 
@@ -160,13 +163,14 @@ class RedisStore:
             args.append(len(fields))
             for name, inc in fields.items():
                 args += [name, inc]
+        tag = shard_tag(uid)
         keys = [
             user_key(uid),
             directives_key(uid),
             batch_key(uid, commit.batch_id or "-"),
-            LOG_DECISIONS,
-            LOG_EVENTS,
-            *(key for key, _ in commit.stat_incrs),
+            shard_key(LOG_DECISIONS, tag),
+            shard_key(LOG_EVENTS, tag),
+            *(shard_key(key, tag) for key, _ in commit.stat_incrs),
         ]
 
         async def run() -> CommitResult:
@@ -190,20 +194,26 @@ class RedisStore:
         return bool(await self._call(lambda: self.redis.exists(batch_key(uid, batch_id))))
 
     async def read_log(self, stream: str, count: int) -> list[bytes]:
-        # Page backwards so each call stays short (the store timeout applies per call).
-        out: list[bytes] = []
-        top = "+"
-        while len(out) < count:
-            page = min(LOG_PAGE, count - len(out))
-            rows: Any = await self._call(
-                partial(self.redis.xrevrange, stream, top, "-", count=page)
-            )
-            out += [bytes(fields[b"d"]) for _id, fields in rows]
-            if len(rows) < page:
-                break
-            top = "(" + bytes(rows[-1][0]).decode()
-        out.reverse()
-        return out
+        # Each shard's stream is read newest first in pages (the store timeout applies per call),
+        # then the shards are merged by entry id (milliseconds-sequence), newest `count` kept.
+        rows: list[tuple[tuple[int, int], bytes]] = []
+        for tag in all_tags():
+            key = shard_key(stream, tag)
+            top = "+"
+            taken = 0
+            while taken < count:
+                page = min(LOG_PAGE, count - taken)
+                call = partial(self.redis.xrevrange, key, top, "-", count=page)
+                got: Any = await self._call(call)
+                for entry_id, fields in got:
+                    ms, _, seq = bytes(entry_id).decode().partition("-")
+                    rows.append(((int(ms), int(seq)), bytes(fields[b"d"])))
+                taken += len(got)
+                if len(got) < page:
+                    break
+                top = "(" + bytes(got[-1][0]).decode()
+        rows.sort(key=lambda r: r[0])
+        return [blob for _, blob in rows[-count:]] if count else []
 
     async def put_model(self, version: str, text: str, meta: bytes) -> None:
         async def run() -> None:
@@ -276,11 +286,21 @@ class RedisStore:
 
     async def read_stats(self, keys: Sequence[str]) -> list[dict[str, int]]:
         async def run() -> list[dict[str, int]]:
+            tags = all_tags()
             async with self.redis.pipeline(transaction=False) as pipe:
                 for key in keys:
-                    pipe.hgetall(key)
+                    for tag in tags:
+                        pipe.hgetall(shard_key(key, tag))
                 rows = await pipe.execute()
-            return [{bytes(k).decode(): int(v) for k, v in row.items()} for row in rows]
+            out: list[dict[str, int]] = []
+            for i in range(len(keys)):
+                total: dict[str, int] = {}
+                for row in rows[i * len(tags) : (i + 1) * len(tags)]:
+                    for k, v in row.items():
+                        name = bytes(k).decode()
+                        total[name] = total.get(name, 0) + int(v)
+                out.append(total)
+            return out
 
         return await self._call(run)
 

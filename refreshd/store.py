@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from collections.abc import Mapping, Sequence
 from typing import Literal, Protocol
 
@@ -22,6 +23,8 @@ __all__ = [
     "user_key",
 ]
 
+# Fixed: changing it re-homes users and orphans their keys. 16 tags spread over a few masters.
+SHARDS = 16
 LOG_DECISIONS = "log:decisions"
 LOG_EVENTS = "log:events"
 MODEL_CURRENT = "model:current"
@@ -30,11 +33,11 @@ DUE = "trig:due"
 
 
 def config_key(kind: str) -> str:
-    return f"cfg:{kind}"
+    return f"cfg:{{{kind}}}"
 
 
 def config_version_key(kind: str) -> str:
-    return f"cfg:{kind}:ver"
+    return f"cfg:{{{kind}}}:ver"
 
 
 def model_key(version: str) -> str:
@@ -47,17 +50,39 @@ _dir_encoder = msgspec.msgpack.Encoder()
 _dir_decoder = msgspec.msgpack.Decoder(Directive)
 
 
+def shard_tag(uid: str) -> str:
+    """Return the hash tag of a user's shard: `{sNN}`.
+
+    Every key one request writes — the user's state, directives, batch marks, and the shard's
+    log streams and experiment statistics — carries the same tag, so one Lua script updates them
+    atomically on one Redis Cluster slot. Users spread over `SHARDS` tags.
+    """
+    return _tag(zlib.crc32(uid.encode()) % SHARDS)
+
+
+def _tag(i: int) -> str:
+    return "{s" + f"{i:02d}" + "}"
+
+
+def all_tags() -> list[str]:
+    return [_tag(i) for i in range(SHARDS)]
+
+
 def user_key(uid: str) -> str:
-    """Return the user-state key; the hash tag keeps all of a user's keys on one shard."""
-    return f"u:{{{uid}}}"
+    return f"u:{shard_tag(uid)}:{uid}"
 
 
 def directives_key(uid: str) -> str:
-    return f"dir:{{{uid}}}"
+    return f"dir:{shard_tag(uid)}:{uid}"
 
 
 def batch_key(uid: str, batch_id: str) -> str:
-    return f"b:{{{uid}}}:{batch_id}"
+    return f"b:{shard_tag(uid)}:{uid}:{batch_id}"
+
+
+def shard_key(base: str, tag: str) -> str:
+    """Return a per-shard key of a global structure (a log stream, a statistics hash)."""
+    return f"{base}:{tag}"
 
 
 def encode_state(state: UserState) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp.test_utils import TestClient
 
@@ -26,3 +27,26 @@ class FakeClock:
 
 
 MakeClient = Callable[..., Awaitable[TestClient]]
+
+
+def raw_log(raw: Any, stream: str) -> list[dict[str, Any]]:
+    """Return every row of a sharded log stream (all shards, in entry-id order) from Redis."""
+    import json
+
+    from refreshd.store import all_tags, shard_key
+
+    rows = []
+    for tag in all_tags():
+        for entry_id, fields in raw.xrange(shard_key(stream, tag)):
+            ms, _, seq = entry_id.decode().partition("-")
+            rows.append(((int(ms), int(seq)), json.loads(fields[b"d"])))
+    return [r for _, r in sorted(rows, key=lambda x: x[0])]
+
+
+def raw_xadd(raw: Any, stream: str, row: dict[str, Any]) -> None:
+    """Append a row to the shard of its user's stream, as the service would."""
+    import msgspec
+
+    from refreshd.store import shard_key, shard_tag
+
+    raw.xadd(shard_key(stream, shard_tag(row["user_id"])), {"d": msgspec.json.encode(row)})

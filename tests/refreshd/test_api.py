@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import redis
 from aiohttp.test_utils import TestClient
 
-from tests.support import FakeClock, MakeClient, now_ms
+from refreshd.store import batch_key, user_key
+from tests.support import FakeClock, MakeClient, now_ms, raw_log
 
 
 async def decide(client: TestClient, user: str = "u1", trigger: str = "open", **kw: object) -> dict:
@@ -30,7 +30,7 @@ async def post_events(
 
 
 def stream_len(raw: redis.Redis, name: str) -> int:
-    return int(raw.xlen(name))
+    return len(raw_log(raw, name))
 
 
 async def test_decide_response_has_the_design_shape(
@@ -43,8 +43,7 @@ async def test_decide_response_has_the_design_shape(
     assert expected <= body.keys()
     assert body["refresh"] is True and body["reason"] == "fallback"
     assert body["slots"] == ["feed"]
-    entry = raw.xrange("log:decisions")[-1][1][b"d"]
-    assert json.loads(entry)["decision_id"] == body["decision_id"]
+    assert raw_log(raw, "log:decisions")[-1]["decision_id"] == body["decision_id"]
 
 
 async def test_cooldown_then_fallback_interval_with_a_clock(make_client: MakeClient) -> None:
@@ -77,8 +76,8 @@ async def test_events_are_logged_and_kept_in_user_state(
     status, body = await post_events(client, "b1", n=5)
     assert status == 200 and body == {"accepted": 5, "duplicate": False, "directives": []}
     assert stream_len(raw, "log:events") == 5
-    assert raw.exists("b:{u1}:b1") and raw.ttl("b:{u1}:b1") > 0
-    assert int(raw.hget("u:{u1}", "v")) == 1
+    assert raw.exists(batch_key("u1", "b1")) and raw.ttl(batch_key("u1", "b1")) > 0
+    assert int(raw.hget(user_key("u1"), "v")) == 1
 
 
 async def test_replayed_batch_is_accepted_once(make_client: MakeClient, raw: redis.Redis) -> None:
@@ -105,7 +104,7 @@ async def test_concurrent_writes_for_one_user_lose_nothing(
     decisions = [decide(client, trigger="scroll") for _ in range(15)]
     await asyncio.gather(*batches, *decisions)
     # Every accepted write bumped the version exactly once: 15 batches + 15 decisions.
-    assert int(raw.hget("u:{u1}", "v")) == 30
+    assert int(raw.hget(user_key("u1"), "v")) == 30
     assert stream_len(raw, "log:events") == 30 and stream_len(raw, "log:decisions") == 15
 
 
@@ -179,5 +178,5 @@ async def test_two_workers_on_one_store_lose_no_update(
         c = a if i % 2 else b
         writes += [post_events(c, f"w{i}", n=1), decide(c, trigger="scroll")]
     await asyncio.gather(*writes)
-    assert int(raw.hget("u:{u1}", "v")) == 40
+    assert int(raw.hget(user_key("u1"), "v")) == 40
     assert stream_len(raw, "log:events") == 20 and stream_len(raw, "log:decisions") == 20

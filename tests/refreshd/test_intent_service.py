@@ -26,7 +26,7 @@ from refreshd.schemas import DecideRequest, Event, EventsRequest
 from refreshd.service import Service
 from refreshd.settings import Settings
 from refreshd.store import LOG_DECISIONS, LOG_EVENTS
-from tests.support import FakeClock, MakeClient, now_ms
+from tests.support import FakeClock, MakeClient, now_ms, raw_xadd
 
 
 def replay_items(users: int, days: int, seed: int) -> tuple[list[tuple[int, str, Any]], int]:
@@ -146,9 +146,9 @@ async def test_registry_train_and_propagation(make_client: MakeClient, raw: redi
     assert (await a.post("/v1/models/train")).status == 409  # no logs yet
     log = generate(users=150, days=2, seed=5)
     for d in log.decisions:
-        raw.xadd("log:decisions", {"d": msgspec.json.encode(d)})
+        raw_xadd(raw, "log:decisions", d)
     for e in log.events:
-        raw.xadd("log:events", {"d": msgspec.json.encode(e)})
+        raw_xadd(raw, "log:events", e)
     resp = await a.post("/v1/models/train")
     assert resp.status == 200, await resp.text()
     report = await resp.json()
