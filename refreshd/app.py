@@ -39,7 +39,7 @@ from refreshd.redis_store import RedisStore
 from refreshd.registry import ModelRegistry, publish
 from refreshd.rulebook import RuleBook, load_rules_file
 from refreshd.service import Service
-from refreshd.settings import Settings, SettingsError
+from refreshd.settings import Settings
 from refreshd.training import retrain
 
 log = logging.getLogger(__name__)
@@ -61,13 +61,18 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     """Connect the store; start the embedded Valkey first when no URL is configured."""
     settings = app[SETTINGS]
     embedded: EmbeddedValkey | None = None
-    if settings.redis_cluster:
-        raise SettingsError("REFRESHD_REDIS_CLUSTER is not supported yet; use REFRESHD_REDIS_URL")
     url = settings.redis_url
-    if url is None:
+    if settings.redis_cluster:
+        url = None
+    elif url is None:
         embedded = EmbeddedValkey(settings.data_dir, appendfsync=settings.appendfsync)
         url = await asyncio.to_thread(embedded.start)
-    store = RedisStore(url, timeout_s=settings.store_timeout_s, log_maxlen=settings.log_maxlen)
+    store = RedisStore(
+        url,
+        cluster_nodes=settings.redis_cluster,
+        timeout_s=settings.store_timeout_s,
+        log_maxlen=settings.log_maxlen,
+    )
     app[STORE] = store
     rulebook = RuleBook()
     app[RULEBOOK] = rulebook

@@ -9,8 +9,10 @@ from functools import partial
 from typing import Any, TypeVar
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ClusterDownError, RedisClusterException
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -98,13 +100,16 @@ class RedisStore:
 
     def __init__(
         self,
-        url: str,
+        url: str | None = None,
         *,
+        cluster_nodes: Sequence[str] = (),
         timeout_s: float = C.STORE_TIMEOUT_S,
         log_maxlen: int = C.LOG_MAXLEN,
         batch_ttl_s: int = C.BATCH_MARK_TTL_S,
         directive_ttl_s: int = C.DIRECTIVE_TTL_S,
     ) -> None:
+        if (url is None) == (not cluster_nodes):
+            raise ValueError("give either a Redis URL or Redis Cluster nodes")
         self.url = url
         self.timeout_s = timeout_s
         self.log_maxlen = log_maxlen
@@ -112,20 +117,40 @@ class RedisStore:
         self.directive_ttl_s = directive_ttl_s
         # No client-side retries: a failed call surfaces at once as StoreUnavailable and the
         # caller degrades (decide) or answers 503 (writes); the device retries, not us.
-        self.redis: aioredis.Redis = aioredis.Redis.from_url(
-            url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-            max_connections=512,
-        )
+        self.redis: Any
+        if url is not None:
+            self.redis = aioredis.Redis.from_url(
+                url,
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+                retry=Retry(NoBackoff(), 0),
+                max_connections=512,
+            )
+        else:
+            # Every multi-key call uses keys of one hash tag, so each lands on one slot.
+            pairs = (n.rpartition(":") for n in cluster_nodes)
+            nodes = [ClusterNode(host, int(port)) for host, _, port in pairs]
+            self.redis = RedisCluster(
+                startup_nodes=nodes,
+                socket_timeout=timeout_s,
+                socket_connect_timeout=timeout_s,
+                retry=Retry(NoBackoff(), 0),
+                max_connections=512,
+            )
         self._commit = self.redis.register_script(COMMIT_LUA)
 
     async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
         try:
             async with asyncio.timeout(self.timeout_s * 2):
                 return await fn()
-        except (RedisConnectionError, RedisTimeoutError, TimeoutError, OSError) as exc:
+        except (
+            RedisConnectionError,
+            RedisTimeoutError,
+            ClusterDownError,
+            RedisClusterException,
+            TimeoutError,
+            OSError,
+        ) as exc:
             raise StoreUnavailable() from exc
 
     async def load_user(self, uid: str, now_ms: int) -> tuple[UserState, list[Directive]]:

