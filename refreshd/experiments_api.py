@@ -9,12 +9,12 @@ import msgspec
 from aiohttp import web
 
 from refreshd import constants as C
-from refreshd.errors import Conflict, InvalidValue, MalformedJSON, NotFound, UnsupportedMediaType
+from refreshd.errors import Conflict, InvalidValue
 from refreshd.expbook import KIND
 from refreshd.experiments import ExperimentConfig, assign, experiment_to_json, parse_experiment
 from refreshd.exposure import stats_key
 from refreshd.expstats import Report, build_report, stats_from_fields
-from refreshd.http import json_response
+from refreshd.http import json_response, path_id, read_any_json, stored_item
 from refreshd.keys import EXPERIMENTS, STORE
 from refreshd.routing import BODY_ERRORS, Route
 
@@ -42,31 +42,19 @@ class AssignmentOut(msgspec.Struct):
 
 
 def _exp_id(request: web.Request) -> str:
-    exp_id = request.match_info["id"]
-    if len(exp_id) > 64 or not _ID.match(exp_id):
-        raise InvalidValue(
-            "experiment id must be 1–64 characters of A–Z a–z 0–9 . _ : @ -", field="id"
-        )
-    return exp_id
+    return path_id(request, "experiment", max_len=64)
 
 
 async def _stored(request: web.Request, exp_id: str) -> tuple[int, ExperimentConfig]:
-    version, items = await request.app[STORE].get_config(KIND)
-    if exp_id not in items:
-        raise NotFound(f"no experiment {exp_id!r}", field="id")
-    return version, parse_experiment(exp_id, items[exp_id])
+    version, blob = await stored_item(request.app[STORE], KIND, exp_id, "experiment")
+    return version, parse_experiment(exp_id, blob)
 
 
 async def put_experiment(request: web.Request) -> web.Response:
     exp_id = _exp_id(request)
-    if request.content_type != "application/json":
-        raise UnsupportedMediaType("expected Content-Type application/json")
-    body = await request.read()
-    try:
-        msgspec.json.decode(body)
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        raise MalformedJSON("body is not valid JSON") from None
-    cfg = parse_experiment(exp_id, body)  # ExperimentError is a 422 naming the field
+    cfg = parse_experiment(
+        exp_id, await read_any_json(request)
+    )  # ExperimentError is a 422 naming the field
     store = request.app[STORE]
     _, items = await store.get_config(KIND)
     if exp_id in items:

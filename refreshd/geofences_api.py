@@ -11,9 +11,16 @@ from aiohttp import web
 from geo import GeometryError, parse_feature
 from refreshd import constants as C
 from refreshd import schemas as S
-from refreshd.errors import InvalidValue, MalformedJSON, NotFound, UnsupportedMediaType
+from refreshd.errors import InvalidValue
 from refreshd.fencebook import KIND
-from refreshd.http import json_response, read_json
+from refreshd.http import (
+    delete_item,
+    json_response,
+    path_id,
+    read_any_json,
+    read_json,
+    stored_item,
+)
 from refreshd.keys import FENCES, SERVICE, STORE
 from refreshd.routing import BODY_ERRORS, Route
 
@@ -41,23 +48,9 @@ class FenceCollection(msgspec.Struct):
     features: list[dict[str, Any]]
 
 
-def _fence_id(request: web.Request) -> str:
-    fid = request.match_info["id"]
-    if len(fid) > C.ID_MAX_LEN or not _ID.match(fid):
-        raise InvalidValue(
-            "geofence id must be 1–128 characters of A–Z a–z 0–9 . _ : @ -", field="id"
-        )
-    return fid
-
-
 async def put_fence(request: web.Request) -> web.Response:
-    fid = _fence_id(request)
-    if request.content_type not in ("application/json", "application/geo+json"):
-        raise UnsupportedMediaType("expected Content-Type application/json or application/geo+json")
-    try:
-        body = msgspec.json.decode(await request.read())
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        raise MalformedJSON("body is not valid JSON") from None
+    fid = path_id(request, "geofence")
+    body = await read_any_json(request, types=("application/json", "application/geo+json"))
     try:
         fence = parse_feature(fid, body)
     except GeometryError as exc:
@@ -71,19 +64,15 @@ async def put_fence(request: web.Request) -> web.Response:
 
 
 async def get_fence(request: web.Request) -> web.Response:
-    fid = _fence_id(request)
-    version, items = await request.app[STORE].get_config(KIND)
-    if fid not in items:
-        raise NotFound(f"no geofence {fid!r}", field="id")
-    return json_response(FenceOut(fid, msgspec.json.decode(items[fid]), version))
+    fid = path_id(request, "geofence")
+    version, blob = await stored_item(request.app[STORE], KIND, fid, "geofence")
+    return json_response(FenceOut(fid, msgspec.json.decode(blob), version))
 
 
 async def delete_fence(request: web.Request) -> web.Response:
-    fid = _fence_id(request)
-    store = request.app[STORE]
-    if await store.delete_config(KIND, fid) is None:
-        raise NotFound(f"no geofence {fid!r}", field="id")
-    await request.app[FENCES].refresh(store)
+    fid = path_id(request, "geofence")
+    await delete_item(request.app[STORE], KIND, fid, "geofence")
+    await request.app[FENCES].refresh(request.app[STORE])
     return web.Response(status=204)
 
 

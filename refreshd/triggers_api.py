@@ -9,8 +9,7 @@ import msgspec
 from aiohttp import web
 
 from refreshd import constants as C
-from refreshd.errors import InvalidValue, MalformedJSON, NotFound, UnsupportedMediaType
-from refreshd.http import json_response
+from refreshd.http import delete_item, json_response, path_id, read_any_json, stored_item
 from refreshd.keys import RULEBOOK, STORE
 from refreshd.routing import BODY_ERRORS, Route
 from refreshd.rulebook import KIND
@@ -54,24 +53,9 @@ class TriggerList(msgspec.Struct):
     triggers: list[TriggerOut]
 
 
-def _rule_id(request: web.Request) -> str:
-    rid = request.match_info["id"]
-    if len(rid) > C.ID_MAX_LEN or not _ID.match(rid):
-        raise InvalidValue(
-            "trigger id must be 1–128 characters of A–Z a–z 0–9 . _ : @ -", field="id"
-        )
-    return rid
-
-
 async def put_trigger(request: web.Request) -> web.Response:
-    rid = _rule_id(request)
-    if request.content_type != "application/json":
-        raise UnsupportedMediaType("expected Content-Type application/json")
-    try:
-        body = msgspec.json.decode(await request.read())
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        raise MalformedJSON("body is not valid JSON") from None
-    rule = parse_rule(rid, body)  # RuleError is a 422 naming the field
+    rid = path_id(request, "trigger")
+    rule = parse_rule(rid, await read_any_json(request))  # RuleError is a 422 naming the field
     store = request.app[STORE]
     version = await store.put_config(KIND, rid, msgspec.json.encode(rule_to_json(rule)))
     await request.app[RULEBOOK].refresh(store)
@@ -79,19 +63,15 @@ async def put_trigger(request: web.Request) -> web.Response:
 
 
 async def get_trigger(request: web.Request) -> web.Response:
-    rid = _rule_id(request)
-    version, items = await request.app[STORE].get_config(KIND)
-    if rid not in items:
-        raise NotFound(f"no trigger {rid!r}", field="id")
-    return json_response(TriggerOut(rid, msgspec.json.decode(items[rid]), version))
+    rid = path_id(request, "trigger")
+    version, blob = await stored_item(request.app[STORE], KIND, rid, "trigger")
+    return json_response(TriggerOut(rid, msgspec.json.decode(blob), version))
 
 
 async def delete_trigger(request: web.Request) -> web.Response:
-    rid = _rule_id(request)
-    store = request.app[STORE]
-    if await store.delete_config(KIND, rid) is None:
-        raise NotFound(f"no trigger {rid!r}", field="id")
-    await request.app[RULEBOOK].refresh(store)
+    rid = path_id(request, "trigger")
+    await delete_item(request.app[STORE], KIND, rid, "trigger")
+    await request.app[RULEBOOK].refresh(request.app[STORE])
     return web.Response(status=204)
 
 
