@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-fast lint bench clean
+.PHONY: install run test test-fast fuzz lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ test: $(STAMP)  ## run the whole suite (slow simulations included)
 
 test-fast: $(STAMP)  ## the suite without runs marked slow
 	$(BIN)/python -m pytest -m 'not slow'
+
+fuzz: $(STAMP)  ## fuzz every route from /openapi.json with a large budget (REFRESHD_FUZZ_EXAMPLES, default 500)
+	REFRESHD_FUZZ_EXAMPLES=$${REFRESHD_FUZZ_EXAMPLES:-500} $(BIN)/python -m pytest tests/fuzz --timeout=1800
 
 lint: $(STAMP)  ## ruff + mypy on every package
 	$(BIN)/ruff check .

@@ -90,7 +90,14 @@ CORE_ROUTES: tuple[Route, ...] = (
     ),
     Route("GET", "/healthz", healthz, "Liveness", None, S.Health),
     Route(
-        "GET", "/readyz", readyz, "Readiness: the store answers", None, S.Readiness, errors=(503,)
+        "GET",
+        "/readyz",
+        readyz,
+        "Readiness: the store answers",
+        None,
+        S.Readiness,
+        errors=(503,),
+        own_body_on=(503,),
     ),
     Route("GET", "/metrics", metrics, "Prometheus metrics", content_type="text/plain"),
     Route("GET", "/openapi.json", openapi, "This OpenAPI 3.1 document"),

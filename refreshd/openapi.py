@@ -99,6 +99,8 @@ def spec() -> dict[str, Any]:
                 "description": STATUS_TEXT[code],
                 "content": {"application/json": {"schema": ref_of[S.ErrorBody]}},
             }
+            if code in r.own_body_on and r.response is not None:
+                resp["content"] = {"application/json": {"schema": ref_of[r.response]}}
             if code in ERROR_HEADERS:
                 resp["headers"] = ERROR_HEADERS[code]
             op["responses"][str(code)] = resp

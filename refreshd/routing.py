@@ -25,4 +25,7 @@ class Route:
     errors: tuple[int, ...] = ()
     query: tuple[tuple[str, str, bool], ...] = ()  # (name, description, required)
     content_type: str = "application/json"
-    admin: bool = False  # needs the bearer token when REFRESHD_ADMIN_TOKEN is set
+    admin: bool = False
+    # Status codes whose body is the route's own response type instead of the error body
+    # (/readyz answers 503 with its readiness body so a probe sees which dependency is down).
+    own_body_on: tuple[int, ...] = ()  # needs the bearer token when REFRESHD_ADMIN_TOKEN is set

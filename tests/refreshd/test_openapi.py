@@ -21,7 +21,12 @@ async def test_openapi_is_valid_and_complete(make_client: MakeClient) -> None:
         assert str(route.status) in op["responses"]
         for code in route.errors:
             schema = op["responses"][str(code)]["content"]["application/json"]["schema"]
-            assert schema == {"$ref": "#/components/schemas/ErrorBody"}
+            body = (
+                route.response.__name__
+                if code in route.own_body_on and route.response
+                else "ErrorBody"
+            )
+            assert schema == {"$ref": f"#/components/schemas/{body}"}
     # Every route the app serves is documented.
     served = {(r.method, r.resource.canonical) for r in client.app.router.routes()
               if r.method != "HEAD" and r.resource is not None}  # fmt: skip
