@@ -68,6 +68,9 @@ SCORE_BATCH_MAX = 256
 # /v1/decide carries a position without its accuracy; assume a typical urban phone fix.
 DECIDE_FIX_ACCURACY_M = 30.0
 
+# Users whose state a worker keeps between requests (saves one store round trip each).
+USER_CACHE_SIZE = 100_000
+
 # When the device should check again if nothing else says so.
 NEXT_CHECK_S = 60
 

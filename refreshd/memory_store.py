@@ -70,6 +70,8 @@ class MemoryStore:
 
     async def add_directive(self, uid: str, directive: Directive, ttl_s: int) -> None:
         self.directives.setdefault(uid, {})[directive.id] = directive
+        version, blob = self.users.get(uid, (0, None))
+        self.users[uid] = (version + 1, blob)  # type: ignore[assignment]
 
     async def has_batch(self, uid: str, batch_id: str) -> bool:
         return (uid, batch_id) in self.batches

@@ -211,6 +211,9 @@ class RedisStore:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hset(key, directive.id, encode_directive(directive))
                 pipe.pexpire(key, max(ttl_s, self.directive_ttl_s) * 1000, gt=False)
+                # A write outside a commit bumps the version, so a worker's cached copy of the
+                # user (and any commit built on it) is refused and reloaded.
+                pipe.hincrby(user_key(uid), "v", 1)
                 await pipe.execute()
 
         await self._call(run)

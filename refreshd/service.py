@@ -40,8 +40,9 @@ from refreshd.schemas import (
 )
 from refreshd.settings import Settings
 from refreshd.state import UserState
-from refreshd.store import Commit, Store, live_directives
+from refreshd.store import Commit, CommitResult, Store, live_directives
 from refreshd.triggers import Firing, MatchResult, UserMatchState, advance, feed, next_deadline
+from refreshd.usercache import UserCache
 
 log = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()
@@ -115,6 +116,7 @@ class Service:
         self.metrics = metrics
         self.clock = clock
         self.locks = KeyedLock()
+        self.cache = UserCache(settings.user_cache_size)
         self.limiter = RateLimiter(settings.user_rate_per_s, settings.user_burst)
         self.policy = engine.Policy(
             min_interval_s=settings.min_interval_s,
@@ -140,7 +142,7 @@ class Service:
         acks = list(dict.fromkeys(req.ack or ()))
         for _attempt in range(C.CAS_RETRIES):
             try:
-                state, stored = await self.store.load_user(req.user_id, now_ms)
+                state, stored = await self._load(req.user_id, now_ms, _attempt)
             except StoreUnavailable:
                 self.metrics.store_errors.labels("load").inc()
                 return self._degraded_decision(req, decision_id)
@@ -197,7 +199,7 @@ class Service:
                 stat_incrs=incs,
             )
             try:
-                result = await self.store.commit(commit)
+                result = await self._commit(commit)
             except StoreUnavailable:
                 self.metrics.store_errors.labels("commit").inc()
                 return self._degraded_decision(req, decision_id)
@@ -267,7 +269,7 @@ class Service:
             speed_mps=req.speed_mps,
         )
         for attempt in range(C.CAS_RETRIES):
-            state, stored = await self.store.load_user(req.user_id, now_ms)
+            state, stored = await self._load(req.user_id, now_ms, attempt)
             pending, expired = self._split(stored, now_ms)
             res = locate(state.geo, self.fences.index, fix)
             matched = advance(self.rulebook.ruleset, state.match, now_ms)
@@ -302,7 +304,7 @@ class Service:
                 ack_ids=acks + expired + self._evict(pending, acks, new_dirs),
                 new_directives=new_dirs,
             )
-            result = await self.store.commit(commit)
+            result = await self._commit(commit)
             if result.status == "conflict":
                 await self._backoff(attempt)
                 continue
@@ -330,6 +332,33 @@ class Service:
             raise RateLimited(
                 "too many requests for this user", retry_after_s=wait, field="user_id"
             )
+
+    async def _load(self, uid: str, now_ms: int, attempt: int) -> tuple[UserState, list[Directive]]:
+        """Return the user's state and directives: cached on a first try, else from the store."""
+        if attempt == 0:
+            cached = self.cache.get(uid)
+            if cached is not None:
+                return cached
+        try:
+            state, stored = await self.store.load_user(uid, now_ms)
+        except StoreUnavailable:
+            self.cache.drop(uid)
+            raise
+        return state, stored
+
+    async def _commit(self, commit: Commit) -> CommitResult:
+        """Commit, and keep the cache in step: the new state on success, nothing on conflict."""
+        try:
+            result = await self.store.commit(commit)
+        except StoreUnavailable:
+            self.cache.drop(commit.uid)
+            raise
+        if result.status == "ok":
+            state = msgspec.structs.replace(commit.state, version=commit.expected_version + 1)
+            self.cache.put(commit.uid, state, list(result.directives))
+        elif result.status == "conflict":
+            self.cache.drop(commit.uid)
+        return result
 
     async def _backoff(self, attempt: int) -> None:
         # Another worker wrote this user meanwhile: retry after a short jittered pause.
@@ -382,7 +411,7 @@ class Service:
 
     async def _sweep_user(self, uid: str, now_ms: int) -> int:
         for attempt in range(C.CAS_RETRIES):
-            state, stored = await self.store.load_user(uid, now_ms)
+            state, stored = await self._load(uid, now_ms, attempt)
             matched = advance(self.rulebook.ruleset, state.match, now_ms)
             new_dirs = self._directives(matched.fired, now_ms)
             pending, expired = self._split(stored, now_ms)
@@ -397,7 +426,7 @@ class Service:
                 new_directives=new_dirs,
                 ack_ids=expired + self._evict(pending, (), new_dirs),
             )
-            result = await self.store.commit(commit)
+            result = await self._commit(commit)
             if result.status == "conflict":
                 await self._backoff(attempt)
                 continue
@@ -476,7 +505,7 @@ class Service:
             for e in req.events
         ]
         for _attempt in range(C.CAS_RETRIES):
-            state, stored = await self.store.load_user(req.user_id, now_ms)
+            state, stored = await self._load(req.user_id, now_ms, _attempt)
             pending, expired = self._split(stored, now_ms)
             new_state = engine.apply_events(state, req.events)
             matched = feed(self.rulebook.ruleset, state.match, req.events, now_ms)
@@ -494,7 +523,7 @@ class Service:
                 event_logs=logs,
                 stat_incrs=incs,
             )
-            result = await self.store.commit(commit)
+            result = await self._commit(commit)
             if result.status == "conflict":
                 await self._backoff(_attempt)
                 continue
@@ -521,6 +550,7 @@ class Service:
             payload=dict(req.payload) if req.payload else None,
             source="api",
         )
+        self.cache.drop(req.user_id)
         await self.store.add_directive(req.user_id, directive, ttl_s)
         self.metrics.directives.labels("created").inc()
         return directive

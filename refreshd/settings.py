@@ -43,6 +43,7 @@ class Settings:
     score_timeout_ms: float = C.SCORE_TIMEOUT_MS
     score_batch_wait_ms: float = C.SCORE_BATCH_WAIT_MS
     score_batch_max: int = C.SCORE_BATCH_MAX
+    user_cache_size: int = C.USER_CACHE_SIZE  # users cached per worker (0: none)
     config_poll_s: float = C.CONFIG_POLL_S
     sweep_interval_s: float = C.SWEEP_INTERVAL_S
 
@@ -130,6 +131,7 @@ class Settings:
             score_timeout_ms=number("SCORE_TIMEOUT_MS", C.SCORE_TIMEOUT_MS, 1.0, 10_000.0),
             score_batch_wait_ms=number("SCORE_BATCH_WAIT_MS", C.SCORE_BATCH_WAIT_MS, 0.0, 50.0),
             score_batch_max=integer("SCORE_BATCH_MAX", C.SCORE_BATCH_MAX, 1, 10_000),
+            user_cache_size=integer("USER_CACHE_SIZE", C.USER_CACHE_SIZE, 0, 10_000_000),
             config_poll_s=number("CONFIG_POLL_S", C.CONFIG_POLL_S, 0.1, 60.0),
             sweep_interval_s=number("SWEEP_INTERVAL_S", C.SWEEP_INTERVAL_S, 0.1, 3600.0),
             catalogue_seed=integer("CATALOGUE_SEED", 0, 0, 2**31 - 1),

@@ -147,7 +147,7 @@ class Store(Protocol):
         ...
 
     async def add_directive(self, uid: str, directive: Directive, ttl_s: int) -> None:
-        """Queue a directive for the user's next contact."""
+        """Queue a directive for the user's next contact (and bump the user's version)."""
         ...
 
     async def has_batch(self, uid: str, batch_id: str) -> bool:

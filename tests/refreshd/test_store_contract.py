@@ -70,11 +70,14 @@ async def test_known_batch_is_a_duplicate_and_writes_nothing(store: Store) -> No
 
 async def test_directives_are_pending_until_acked_and_until_expiry(store: Store) -> None:
     await store.add_directive("u1", d("late", created=T0 + 5), ttl_s=60)
-    result = await store.commit(commit(0, new_directives=[d("early"), d("short", ttl_ms=10)]))
+    # A directive added outside a commit bumps the user's version (so cached copies go stale).
+    assert (await store.load_user("u1", T0))[0].version == 1
+    assert (await store.commit(commit(0, new_directives=[d("early")]))).status == "conflict"
+    result = await store.commit(commit(1, new_directives=[d("early"), d("short", ttl_ms=10)]))
     assert [x.id for x in result.directives] == ["early", "short", "late"]
     _, stored = await store.load_user("u1", T0 + 20)
     assert [x.id for x in live_directives(stored, T0 + 20)] == ["early", "late"]  # "short" expired
-    result = await store.commit(commit(1, ack_ids=["early", "unknown"], now_ms=T0 + 20))
+    result = await store.commit(commit(2, ack_ids=["early", "unknown"], now_ms=T0 + 20))
     assert [x.id for x in result.directives] == ["late"]
 
 

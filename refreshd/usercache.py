@@ -1,0 +1,50 @@
+"""A worker's write-through cache of user state: one store round trip per request, not two.
+
+Safe because every write to a user's keys goes through the version check (compare-and-set):
+a commit built on a stale cached state is refused as a conflict, the entry is dropped, and the
+request retries from the store. Writes that bypass a commit (an operator's directive) bump the
+user's version for the same reason.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+from refreshd.schemas import Directive
+from refreshd.state import UserState
+
+# ~2 KB per user: 100 000 recently active users cost ~200 MB per worker at most.
+DEFAULT_MAX_USERS = 100_000
+
+
+class UserCache:
+    """Least-recently-used map of user id → (state with its store version, pending directives)."""
+
+    def __init__(self, max_users: int = DEFAULT_MAX_USERS) -> None:
+        self.max_users = max_users
+        self._items: OrderedDict[str, tuple[UserState, list[Directive]]] = OrderedDict()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, uid: str) -> tuple[UserState, list[Directive]] | None:
+        item = self._items.get(uid)
+        if item is None:
+            self.misses += 1
+            return None
+        self._items.move_to_end(uid)
+        self.hits += 1
+        return item
+
+    def put(self, uid: str, state: UserState, directives: list[Directive]) -> None:
+        if self.max_users <= 0:
+            return
+        self._items[uid] = (state, directives)
+        self._items.move_to_end(uid)
+        while len(self._items) > self.max_users:
+            self._items.popitem(last=False)
+
+    def drop(self, uid: str) -> None:
+        self._items.pop(uid, None)
+
+    def __len__(self) -> int:
+        return len(self._items)
