@@ -112,8 +112,12 @@ def bench(args: argparse.Namespace) -> int:
             held = asyncio.run(
                 run_open(url, Mix(seed=1).request, rate=rate, duration_s=args.hold_s)
             )
-        results["load"]["mix at 70 % of max"] = held.summary()
-    tput = {k: v.get("throughput_at_slo_rps", 0.0) for k, v in results["load"].items()}
+        results["load"]["mix at 70 % of max"] = held.summary() | {"throughput_at_slo_rps": None}
+    tput = {
+        k: v["throughput_at_slo_rps"]
+        for k, v in results["load"].items()
+        if v.get("throughput_at_slo_rps") is not None
+    }
     bare = tput["bare aiohttp /v1/decide"] or float("nan")
     one = tput["refreshd 1 worker /v1/decide"] or float("nan")
     ratios = {

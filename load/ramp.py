@@ -60,10 +60,14 @@ async def ramp(
     max_rps: float = 20_000,
     step_s: float = 4.0,
     slo_ms: float = DEFAULT_SLO_MS,
+    warmup_s: float = 5.0,
     log: Callable[[str], None] = print,
 ) -> Ramp:
     """Run steps of increasing rate until one misses the SLO (or max_rps is reached)."""
     steps: list[Step] = []
+    # Warm-up, not recorded: connections, caches, and every worker's model loaded.
+    await run_open(base_url, make_request, rate=start_rps, duration_s=warmup_s)
+    await asyncio.sleep(0.5)
     rate = start_rps
     while rate <= max_rps:
         cpu0 = cpu_seconds(server_pid) if server_pid else 0.0
