@@ -14,7 +14,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from load.mix import Mix, load_fences
+from load.mix import Mix, decide_only, load_fences
 from load.openloop import run_open
 from load.servers import free_port, wait_ready
 
@@ -28,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=300.0, help="requests per second")
     parser.add_argument("--seconds", type=float, default=20.0, help="how long to load")
     parser.add_argument("--out", type=Path, default=Path("load/results/profile.txt"))
+    parser.add_argument("--decide-only", action="store_true", help="only /v1/decide requests")
     args = parser.parse_args(argv)
     port = free_port()
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -52,7 +53,12 @@ def main(argv: list[str] | None = None) -> int:
             wait_ready(f"{base}/readyz", proc, timeout_s=120)
             load_fences(base, 200)
             res = asyncio.run(
-                run_open(base, Mix(seed=5).request, rate=args.rate, duration_s=args.seconds)
+                run_open(
+                    base,
+                    (decide_only(seed=5) if args.decide_only else Mix(seed=5)).request,
+                    rate=args.rate,
+                    duration_s=args.seconds,
+                )
             )
             print(res.summary())
         finally:
