@@ -8,7 +8,9 @@ by exactly one model, so a model swap never mixes versions inside a batch.
 from __future__ import annotations
 
 import asyncio
+import collections
 import dataclasses
+import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -37,6 +39,7 @@ class BatchModel(Protocol):
 class _Pending:
     row: Sequence[float]
     future: asyncio.Future[tuple[float, str]]
+    queued_s: float
 
 
 class MicroBatcher:
@@ -58,12 +61,15 @@ class MicroBatcher:
         self._timer: asyncio.TimerHandle | None = None
         self.batches = 0
         self.rows = 0
+        self.predict_s = 0.0  # time inside the model's predict calls
+        # Recent time each row spent from `score()` to its answer, for the benchmark and metrics.
+        self.latencies_s: collections.deque[float] = collections.deque(maxlen=10_000)
 
     async def score(self, row: Sequence[float]) -> tuple[float, str]:
         """Return (probability, model version) for one feature row."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[float, str]] = loop.create_future()
-        self._pending.append(_Pending(row, future))
+        self._pending.append(_Pending(row, future, time.perf_counter()))
         if len(self._pending) >= self.max_batch:
             self._flush()
         elif self._timer is None:
@@ -82,7 +88,9 @@ class MicroBatcher:
         try:
             if model is None:
                 raise ScoringUnavailable("no intent model loaded")
+            started = time.perf_counter()
             scores = model.predict(np.asarray([p.row for p in batch], dtype=np.float64))
+            self.predict_s += time.perf_counter() - started
             if len(scores) != len(batch):
                 raise ScoringUnavailable(
                     f"model returned {len(scores)} scores for {len(batch)} rows"
@@ -95,6 +103,8 @@ class MicroBatcher:
             return
         self.batches += 1
         self.rows += len(batch)
+        done = time.perf_counter()
         for p, s in zip(batch, scores, strict=True):
+            self.latencies_s.append(done - p.queued_s)
             if not p.future.done():
                 p.future.set_result((float(s), model.version))

@@ -24,7 +24,14 @@ from load.openloop import run_open
 from load.ramp import DEFAULT_SLO_MS, Ramp, ramp
 
 RESULTS = Path(__file__).resolve().parent / "results"
-MICRO = ("bench_geo", "bench_intent", "bench_triggers", "bench_dedupe", "bench_experiments")
+MICRO = (
+    "bench_geo",
+    "bench_intent",
+    "bench_scoring",
+    "bench_triggers",
+    "bench_dedupe",
+    "bench_experiments",
+)
 
 
 def log(msg: str) -> None:
