@@ -31,7 +31,57 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", type=Path, help="where the embedded Valkey keeps data (default ./var)"
     )
     serve.add_argument("--redis-url", help="use this Redis/Valkey instead of the embedded one")
+    train = sub.add_parser(
+        "train",
+        help="retrain the intent model from the store's logs now",
+        description="Train on the newest decision and event logs in the store and publish the "
+        "model unless the current one is as good on the same holdout (--force publishes anyway). "
+        "Uses REFRESHD_REDIS_URL / REFRESHD_REDIS_CLUSTER, else the embedded Valkey in DATA_DIR "
+        "(stop a running `refreshd serve` on that data dir first, or use POST /v1/models/train).",
+    )
+    train.add_argument("--force", action="store_true", help="publish even if not better")
+    train.add_argument("--data-dir", type=Path, help="embedded Valkey data (default ./var)")
+    train.add_argument("--redis-url", help="use this Redis/Valkey")
     return parser
+
+
+def _train(settings: Settings, force: bool) -> int:
+    import asyncio
+    import time
+
+    import msgspec
+
+    from refreshd.embedded import EmbeddedValkey
+    from refreshd.errors import RefreshdError
+    from refreshd.redis_store import RedisStore
+    from refreshd.registry import ModelRegistry
+    from refreshd.training import retrain
+
+    async def run(url: str | None) -> int:
+        store = RedisStore(url, cluster_nodes=settings.redis_cluster, timeout_s=10.0)
+        registry = ModelRegistry()
+        try:
+            await registry.refresh(store)
+            print("training from the store's logs ...", file=sys.stderr)
+            report = await retrain(
+                store, registry, now_ms=time.time_ns() // 1_000_000, force=force, source="cli"
+            )
+        except RefreshdError as exc:
+            print(f"refreshd train: {exc.message}", file=sys.stderr)
+            return 1
+        finally:
+            await store.close()
+        print(msgspec.json.format(msgspec.json.encode(report)).decode())
+        return 0
+
+    if settings.redis_url or settings.redis_cluster:
+        return asyncio.run(run(settings.redis_url))
+    embedded = EmbeddedValkey(settings.data_dir, appendfsync=settings.appendfsync)
+    url = embedded.start()
+    try:
+        return asyncio.run(run(url))
+    finally:
+        embedded.stop()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,6 +91,13 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"refreshd: {exc}", file=sys.stderr)
         return 2
+    if args.command == "train":
+        changes_t: dict[str, object] = {}
+        if args.data_dir:
+            changes_t["data_dir"] = args.data_dir
+        if args.redis_url:
+            changes_t["redis_url"] = args.redis_url
+        return _train(settings.replace(**changes_t), args.force)
     if args.command == "serve":
         changes: dict[str, object] = {}
         if args.host:

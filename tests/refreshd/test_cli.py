@@ -112,3 +112,24 @@ def test_two_workers_share_the_port_and_stop_cleanly(tmp_path: Path) -> None:
     assert proc.returncode == 0, out
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0  # nothing listens any more
+
+
+def test_train_command_publishes_from_the_logs(redis_url: str) -> None:
+    import redis as redis_lib
+
+    from intent.generate import generate
+    from tests.support import raw_xadd
+
+    empty = run_cli("train", "--redis-url", redis_url)
+    assert empty.returncode == 1 and "not enough training data" in empty.stderr
+    log = generate(users=120, days=2, seed=3)
+    with redis_lib.Redis.from_url(redis_url) as raw:
+        for d in log.decisions:
+            raw_xadd(raw, "log:decisions", d)
+        for e in log.events:
+            raw_xadd(raw, "log:events", e)
+        out = run_cli("train", "--redis-url", redis_url)
+        assert out.returncode == 0, out.stderr
+        report = json.loads(out.stdout)
+        assert report["published"] is True
+        assert raw.get("model:current").decode() == report["model"]["version"]
