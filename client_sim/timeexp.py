@@ -1,0 +1,180 @@
+"""The time comparison: the intent policy at several thresholds against a fixed-interval sweep.
+
+Every arm lives the *same* evaluation users (same sessions, intents, views and uniforms):
+users are built once per chunk and handed to every arm. Fixed arms use the engine's
+`fixed` policy (the fallback rule at the arm's interval); intent arms the engine's `intent`
+policy with the model trained by `client_sim.training`, all their pending opportunities
+scored in one batch per round (`client_sim.driver`). The reference arm (the product's fixed
+interval, `time.reference_interval_min`) also records its refreshes and directives for the
+space, events and dedupe comparisons.
+
+`drive` runs many devices at once: users are independent, so each device advances until it
+needs an intent score; the driver then scores all waiting feature rows with one
+`IntentModel.predict` (LightGBM's per-call overhead dominates single rows, as in the service's
+micro-batcher) and resumes each device with its score. Batching changes the cost only.
+
+Per user and arm the result keeps the counts the report needs: refresh requests, click PV,
+exposures (impressions), whether the user clicked (UV) and was exposed, pulls, decides.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Generator, Sequence
+from typing import Protocol, TypeVar
+
+import numpy as np
+
+from client_sim.cloud import Cloud
+from client_sim.device import ArmStats, Carry, UserWorld, run_device
+from client_sim.scenario import Scenario
+from refreshd import engine
+from refreshd.rules import RuleSet
+
+__all__ = ["COUNTS", "Arm", "Predictor", "TimeResult", "drive", "make_arms", "run_arms"]
+
+R = TypeVar("R")
+
+
+class Predictor(Protocol):
+    """The edge's copy of the intent model (an `IntentModel`, or a stub in tests)."""
+
+    version: str
+
+    def predict(self, X: np.ndarray) -> np.ndarray: ...
+
+
+Predict = Callable[[np.ndarray], np.ndarray]
+
+
+def drive(
+    devices: Sequence[Generator[list[float], float, R]],
+    predict: Predict | None,
+    *,
+    on_done: Callable[[int], None] | None = None,
+) -> list[R]:
+    """Run every device to completion; return their results in input order."""
+    results: list[R | None] = [None] * len(devices)
+    waiting: list[tuple[int, list[float]]] = []
+
+    def step(i: int, value: float | None) -> None:
+        try:
+            row = devices[i].send(value)  # type: ignore[arg-type]
+        except StopIteration as stop:
+            results[i] = stop.value
+            if on_done is not None:
+                on_done(i)
+            return
+        waiting.append((i, row))
+
+    for i in range(len(devices)):
+        step(i, None)
+    while waiting:
+        if predict is None:
+            raise RuntimeError("a device asked for a score but no model is loaded")
+        batch, waiting = waiting, []
+        scores = predict(np.asarray([row for _, row in batch], dtype=np.float64))
+        for (i, _), s in zip(batch, scores.tolist(), strict=True):
+            step(i, float(s))
+    done = [r for r in results if r is not None]
+    assert len(done) == len(results), "a device did not finish"
+    return done
+
+
+# Per-user columns of TimeResult.counts.
+COUNTS = ("refreshes", "clicks", "impressions", "clicked", "exposed", "pulls", "decides",
+          "event_refreshes", "event_posts")  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    key: str
+    kind: str  # "fixed" | "intent"
+    value: float  # interval (min) or threshold
+    policy: engine.Policy
+
+    @property
+    def label(self) -> str:
+        return f"fixed {self.value:g} min" if self.kind == "fixed" else f"intent ≥ {self.value:g}"
+
+
+def make_arms(sc: Scenario, thresholds: tuple[float, ...]) -> list[Arm]:
+    """Return the fixed sweep then the intent thresholds."""
+    m = sc.time.min_interval_s
+    arms = [
+        Arm(f"fixed_{v:g}m", "fixed", v,
+            engine.Policy(kind="fixed", fallback_interval_s=int(v * 60), min_interval_s=m))
+        for v in sorted(set(sc.time.fixed_intervals_min))
+    ]  # fmt: skip
+    arms += [
+        Arm(f"intent_{t:g}", "intent", t,
+            engine.Policy(kind="intent", threshold=t, min_interval_s=m))
+        for t in thresholds
+    ]  # fmt: skip
+    return arms
+
+
+@dataclasses.dataclass
+class TimeResult:
+    """counts[arm][user, column] plus the reference arm's per-user records."""
+
+    arms: list[Arm]
+    counts: dict[str, list[np.ndarray]]
+    reference: dict[int, ArmStats] = dataclasses.field(default_factory=dict)
+
+    def matrix(self, key: str) -> np.ndarray:
+        return np.vstack(self.counts[key]) if self.counts[key] else np.zeros((0, len(COUNTS)))
+
+
+def _row(st: ArmStats) -> list[float]:
+    return [st.refreshes, st.clicks, st.impressions, float(st.clicks > 0),
+            float(st.impressions > 0), st.pulls, st.decides, st.event_refreshes,
+            st.event_posts]  # fmt: skip
+
+
+def run_arms(
+    sc: Scenario,
+    worlds: list[UserWorld],
+    arms: list[Arm],
+    rules: RuleSet,
+    predictor: Predictor | None,
+    result: TimeResult,
+    *,
+    reference_key: str,
+    record_users: int,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Run every arm on one chunk of users and append their counts to `result`.
+
+    Users first live the warm-up day under the reference (production) policy, so every arm
+    starts from the same realistic history (a service keeps 24 h of events) rather than from
+    users the service has never seen.
+    """
+    ref = next(a for a in arms if a.key == reference_key)
+    carries: list[Carry] = []
+    warm = Cloud(ref.policy, rules)
+    drive([run_device(sc, w, warm, score_mode="none", warmup=True, carry_out=carries)
+           for w in worlds], None)  # fmt: skip
+    for arm in arms:
+        version = predictor.version if predictor is not None else None
+        cloud = Cloud(
+            arm.policy,
+            rules,
+            model_version=version if arm.kind == "intent" else None,
+            keep_events=False,
+        )
+        is_ref = arm.key == reference_key
+        devices = [
+            run_device(
+                sc, w, cloud,
+                score_mode="model" if arm.kind == "intent" else "none",
+                record=is_ref and w.user.index < record_users, carry=c,
+            )
+            for w, c in zip(worlds, carries, strict=True)
+        ]  # fmt: skip
+        done = (lambda _: progress(1)) if progress is not None else None
+        stats = drive(devices, predictor.predict if predictor else None, on_done=done)
+        result.counts.setdefault(arm.key, []).append(np.array([_row(s) for s in stats]))
+        if is_ref:
+            for w, s in zip(worlds, stats, strict=True):
+                result.reference[w.user.index] = s

@@ -1,0 +1,75 @@
+"""A small fast-mode run end to end: every metric with a CI, and byte-identical reruns."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from client_sim.cli import main
+from client_sim.fast import run_fast
+from client_sim.report import TARGETS, build_metrics, write_report
+from tests.client_sim.sim_support import SCENARIOS, small
+
+
+@pytest.fixture(scope="module")
+def result():  # type: ignore[no-untyped-def]
+    return run_fast(small(), users=150, hours=24, seed=5)
+
+
+def test_every_metric_has_baseline_policy_and_ci(result) -> None:  # type: ignore[no-untyped-def]
+    metrics = build_metrics(result)
+    for name, _, _ in TARGETS:
+        assert name in metrics, name
+    for name in ("space.fixes_per_user_hour", "events.sync_requests_per_user",
+                 "dedupe.duplicates_per_screen", "time.intent_" ):  # fmt: skip
+        found = [m for k, m in metrics.items() if k.startswith(name)]
+        assert found, name
+    with_ci = [k for k, m in metrics.items() if m["ci"] is not None]
+    assert {"space.fixes_per_user_hour", "events.sync_requests_per_user",
+            "dedupe.duplicates_per_screen"} <= set(with_ci)  # fmt: skip
+    assert any(k.startswith("time.") for k in with_ci)
+    for m in metrics.values():
+        assert set(m) == {"baseline", "policy", "relative_change", "ci"}
+
+
+def test_optimal_never_below_greedy(result) -> None:  # type: ignore[no-untyped-def]
+    assert result.screens
+    for s in result.screens:
+        assert s.score_optimal >= s.score_greedy - 1e-9
+        assert s.dups_greedy <= s.dups_none
+
+
+def test_report_files_have_the_design_shape(result, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    write_report(result, tmp_path)
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert set(doc) == {"scenario", "users", "hours", "seed", "metrics"}
+    assert (tmp_path / "report.md").read_text().startswith("# refresh-sim report")
+    assert (tmp_path / "pareto.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_same_seed_same_report(tmp_path: Path) -> None:
+    scenario = tmp_path / "tiny.toml"
+    text = (SCENARIOS / "travellers.toml").read_text()
+    text = text.replace("train_users = 1000", "train_users = 100").replace(
+        "users = 80", "users = 3").replace("users = 250", "users = 6").replace(
+        "bootstrap = 400", "bootstrap = 60")  # fmt: skip
+    scenario.write_text(text)
+    outs = []
+    for k in range(2):
+        out = tmp_path / f"out{k}"
+        args = ["run", "--scenario", str(scenario), "--users", "40", "--hours", "8", "--seed",
+                "11", "--out", str(out), "--quiet"]  # fmt: skip
+        assert main(args) == 0
+        outs.append(out)
+    for name in ("report.json", "report.md"):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes()
+
+
+def test_cli_rejects_bad_scenario(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[clicks]\nbrowse_rate = -2\n")
+    assert main(["run", "--scenario", str(bad), "--users", "5"]) == 2
+    assert "clicks.browse_rate" in capsys.readouterr().err
