@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 import numpy as np
+from scipy import special
 
 from dedupe import constants as C
 from dedupe.items import Item, SlotItems
@@ -235,7 +236,8 @@ def recommend(
     n = max(0, min(n, size))
     # Stable sort on -logit: ties resolve by catalogue order, so the list is reproducible.
     top = np.argsort(-logit, kind="stable")[:n]
-    scores = 1.0 / (1.0 + np.exp(-logit[top]))
+    # expit: a logistic that does not overflow for requests far from the catalogue centre.
+    scores = special.expit(logit[top])
     return [catalogue.item(int(i), round(float(s), 6)) for i, s in zip(top, scores, strict=True)]
 
 

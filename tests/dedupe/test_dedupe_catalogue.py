@@ -131,3 +131,17 @@ def test_four_slots_have_duplicates_before_dedupe_and_none_after(
     assert after == 0
     # Ground-truth duplicates the labels miss (recall < 1) can remain, but most are gone.
     assert true_after < 0.25 * true_before
+
+
+def test_far_away_requests_do_not_overflow() -> None:
+    import warnings
+
+    from dedupe import make_catalogue, recommend
+
+    cat = make_catalogue(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        items = recommend(
+            cat, "nearby", user_id="u", n=5, now_ms=1_800_000_000_000, lat=-60.0, lng=-150.0
+        )
+    assert len(items) == 5 and all(0.0 <= i.score <= 1.0 for i in items)
