@@ -68,6 +68,17 @@ def post(url: str, body: dict) -> tuple[int, dict]:
         return resp.status, json.loads(resp.read())
 
 
+def put(url: str, body: dict) -> tuple[int, dict]:
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        method="PUT",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=5) as resp:
+        return resp.status, json.loads(resp.read())
+
+
 def test_two_workers_share_the_port_and_stop_cleanly(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
@@ -106,6 +117,24 @@ def test_two_workers_share_the_port_and_stop_cleanly(tmp_path: Path) -> None:
                 streak = 0
                 assert time.monotonic() < deadline, f"a worker has no model: {body}"
                 time.sleep(0.2)
+        # A rule and an experiment written through one worker reach the other within the
+        # documented delay (one config poll, 1 s): every later request, whichever worker
+        # answers it, sees both.
+        rule = {"pattern": [{"type": "search"}], "action": {"type": "refresh", "slots": ["feed"]}}
+        exp = {"seed": "w", "status": "running", "weights": [0.5, 0.5],
+               "variants": [{"key": "a", "params": {"policy": "fixed"}},
+                            {"key": "b", "params": {"policy": "fixed"}}]}  # fmt: skip
+        assert put(f"{base}/v1/triggers/search-refresh", rule)[0] == 200
+        assert put(f"{base}/v1/experiments/two-workers", exp)[0] == 200
+        time.sleep(1.5)
+        for i in range(30):
+            _, events = post(f"{base}/v1/events", {"user_id": f"s{i}", "batch_id": "b",
+                                                   "events": [{"type": "search", "ts": now_ms()}]})  # fmt: skip
+            assert [d["source"] for d in events["directives"]] == ["rule:search-refresh"]
+            _, body = post(
+                f"{base}/v1/decide", {"user_id": f"s{i}", "ts": now_ms(), "trigger": "open"}
+            )
+            assert body["experiment"]["id"] == "two-workers"
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
