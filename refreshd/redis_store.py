@@ -48,6 +48,8 @@ T = TypeVar("T")
 
 # Log rows fetched per call when reading a stream for training.
 LOG_PAGE = 5000
+# A page of log rows may wait behind training work in other threads; this is not a device call.
+LOG_READ_TIMEOUT_S = 30.0
 # Inactive users' state expires after 90 days, so memory stays bounded without a sweeper.
 USER_TTL_S = 90 * 86_400
 
@@ -147,9 +149,9 @@ class RedisStore:
         self._commit = self.redis.register_script(COMMIT_LUA)
         self._load = self.redis.register_script(LOAD_LUA)
 
-    async def _call(self, fn: Callable[[], Awaitable[T]]) -> T:
+    async def _call(self, fn: Callable[[], Awaitable[T]], timeout_s: float | None = None) -> T:
         try:
-            async with asyncio.timeout(self.timeout_s * 2):
+            async with asyncio.timeout(timeout_s or self.timeout_s * 2):
                 return await fn()
         except (
             RedisConnectionError,
@@ -237,7 +239,8 @@ class RedisStore:
             while taken < count:
                 page = min(LOG_PAGE, count - taken)
                 call = partial(self.redis.xrevrange, key, top, "-", count=page)
-                got: Any = await self._call(call)
+                # Training reads run beside CPU-heavy work in threads: a generous deadline.
+                got: Any = await self._call(call, timeout_s=LOG_READ_TIMEOUT_S)
                 for entry_id, fields in got:
                     ms, _, seq = bytes(entry_id).decode().partition("-")
                     rows.append(((int(ms), int(seq)), bytes(fields[b"d"])))

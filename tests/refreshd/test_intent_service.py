@@ -155,7 +155,9 @@ async def test_registry_train_and_propagation(make_client: MakeClient, raw: redi
     assert report["published"] is True and report["metrics"]["auc"] > 0.6
     version = report["model"]["version"]
     # Same logs again: nothing better to publish, so the current model stays.
-    again = await (await a.post("/v1/models/train")).json()
+    again_resp = await a.post("/v1/models/train")
+    assert again_resp.status == 200, await again_resp.text()
+    again = await again_resp.json()
     assert again["published"] is False and again["current_metrics"]["auc"] == pytest.approx(
         report["metrics"]["auc"]
     )
