@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import random
-import uuid
 from collections.abc import Callable, Sequence
 
 import msgspec
@@ -16,13 +14,12 @@ from intent.features import Context, compute
 from intent.scoring import MicroBatcher, ScoringUnavailable
 from refreshd import constants as C
 from refreshd import engine
-from refreshd.errors import Conflict, InvalidValue, RateLimited, StoreUnavailable
+from refreshd.errors import Conflict, InvalidValue, StoreUnavailable
 from refreshd.expbook import ExperimentBook
 from refreshd.exposure import Increment, choose, policy_for, record_decision, record_events
 from refreshd.fencebook import FenceBook
-from refreshd.locks import KeyedLock
+from refreshd.flows import UserFlows, check_ts, new_id
 from refreshd.metrics import Metrics
-from refreshd.ratelimit import RateLimiter
 from refreshd.registry import ModelRegistry
 from refreshd.rulebook import RuleBook
 from refreshd.schemas import (
@@ -40,29 +37,11 @@ from refreshd.schemas import (
 )
 from refreshd.settings import Settings
 from refreshd.state import UserState
-from refreshd.store import Commit, CommitResult, Store, live_directives
-from refreshd.triggers import Firing, MatchResult, UserMatchState, advance, feed, next_deadline
-from refreshd.usercache import UserCache
+from refreshd.store import Commit, Store
+from refreshd.triggers import advance, feed
 
 log = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()
-
-
-def new_id(prefix: str = "") -> str:
-    return prefix + uuid.uuid4().hex
-
-
-def check_ts(ts: int, now_ms: int, field: str) -> None:
-    """Reject timestamps from a broken device clock (far future) or from long ago."""
-    if ts > now_ms + C.MAX_FUTURE_SKEW_MS:
-        raise InvalidValue(
-            f"timestamp {ts} is more than {C.MAX_FUTURE_SKEW_MS // 60_000} min in the future",
-            field=field,
-        )
-    if ts < now_ms - C.MAX_PAST_AGE_MS:
-        raise InvalidValue(
-            f"timestamp {ts} is more than {C.MAX_PAST_AGE_MS // 86_400_000} days old", field=field
-        )
 
 
 def validate_decide(req: DecideRequest, now_ms: int) -> None:
@@ -88,7 +67,7 @@ class Scored:
     reasons: list[str] = dataclasses.field(default_factory=list)
 
 
-class Service:
+class Service(UserFlows):
     """Request flows shared by every handler: decide, events, directives."""
 
     def __init__(
@@ -102,7 +81,7 @@ class Service:
         registry: ModelRegistry | None = None,
         fences: FenceBook | None = None,
     ) -> None:
-        self.store = store
+        super().__init__(store, settings, metrics, clock)
         self.rulebook = rulebook or RuleBook()
         self.experiments = experiments or ExperimentBook()
         self.registry = registry or ModelRegistry()
@@ -112,22 +91,11 @@ class Service:
             max_batch=settings.score_batch_max,
             max_wait_ms=settings.score_batch_wait_ms,
         )
-        self.settings = settings
-        self.metrics = metrics
-        self.clock = clock
-        self.locks = KeyedLock()
-        self.cache = UserCache(settings.user_cache_size)
-        self.limiter = RateLimiter(settings.user_rate_per_s, settings.user_burst)
         self.policy = engine.Policy(
             min_interval_s=settings.min_interval_s,
             fallback_interval_s=settings.fallback_interval_s,
             threshold=settings.threshold,
         )
-
-    def _delivered(self, directives: Sequence[Directive]) -> list[Directive]:
-        if directives:
-            self.metrics.directives.labels("delivered").inc(len(directives))
-        return list(directives)
 
     async def decide(self, req: DecideRequest) -> DecideResponse:
         """Decide for one opportunity; degrade to the fallback rule when the store is down."""
@@ -325,81 +293,6 @@ class Service:
             )
         raise Conflict("too many concurrent updates for this user; retry", field="user_id")
 
-    def _limit(self, user_id: str) -> None:
-        wait = self.limiter.allow(user_id, self.clock() / 1000)
-        if wait > 0:
-            self.metrics.rate_limited.inc()
-            raise RateLimited(
-                "too many requests for this user", retry_after_s=wait, field="user_id"
-            )
-
-    async def _load(self, uid: str, now_ms: int, attempt: int) -> tuple[UserState, list[Directive]]:
-        """Return the user's state and directives: cached on a first try, else from the store."""
-        if attempt == 0:
-            cached = self.cache.get(uid)
-            if cached is not None:
-                return cached
-        try:
-            state, stored = await self.store.load_user(uid, now_ms)
-        except StoreUnavailable:
-            self.cache.drop(uid)
-            raise
-        return state, stored
-
-    async def _commit(self, commit: Commit) -> CommitResult:
-        """Commit, and keep the cache in step: the new state on success, nothing on conflict."""
-        try:
-            result = await self.store.commit(commit)
-        except StoreUnavailable:
-            self.cache.drop(commit.uid)
-            raise
-        if result.status == "ok":
-            state = msgspec.structs.replace(commit.state, version=commit.expected_version + 1)
-            self.cache.put(commit.uid, state, list(result.directives))
-        elif result.status == "conflict":
-            self.cache.drop(commit.uid)
-        return result
-
-    async def _backoff(self, attempt: int) -> None:
-        # Another worker wrote this user meanwhile: retry after a short jittered pause.
-        self.metrics.cas_conflicts.inc()
-        await asyncio.sleep(random.uniform(0, 0.001 * 2**attempt))
-
-    def _directives(self, fired: Sequence[Firing], now_ms: int) -> list[Directive]:
-        ttl_ms = C.DIRECTIVE_TTL_S * 1000
-        return [
-            f.directive(id=new_id("d_")[:18], created_ts=now_ms, expires_ts=now_ms + ttl_ms)
-            for f in fired
-        ]
-
-    @staticmethod
-    def _evict(
-        pending: Sequence[Directive], acks: Sequence[str], new: Sequence[Directive]
-    ) -> list[str]:
-        """Return ids of the oldest pending directives past the per-user cap."""
-        kept = [d for d in pending if d.id not in acks]
-        excess = len(kept) + len(new) - C.MAX_PENDING_DIRECTIVES
-        return [d.id for d in kept[: max(0, excess)]]
-
-    async def _after_commit(
-        self, uid: str, matched: MatchResult, new_dirs: Sequence[Directive], match: UserMatchState
-    ) -> None:
-        """Count what the rules did and schedule a sweep for a waiting trailing negation."""
-        if new_dirs:
-            self.metrics.directives.labels("created").inc(len(new_dirs))
-        for f in matched.fired:
-            self.metrics.rule_firings.labels(f.rule_id).inc()
-        if matched.late:
-            self.metrics.late_events.inc(matched.late)
-        if matched.suppressed:
-            self.metrics.suppressed_matches.inc(matched.suppressed)
-        due = next_deadline(self.rulebook.ruleset, match)
-        if due is not None:
-            try:
-                await self.store.mark_due(uid, due)
-            except StoreUnavailable:  # the next contact will fire it anyway
-                self.metrics.store_errors.labels("mark_due").inc()
-
     async def sweep(self) -> int:
         """Fire trailing-negation matches of users who have not been in touch; return how many."""
         now_ms = self.clock()
@@ -433,23 +326,6 @@ class Service:
             await self._after_commit(uid, matched, new_dirs, matched.state)
             return len(new_dirs)
         return 0
-
-    @staticmethod
-    def _split(stored: Sequence[Directive], now_ms: int) -> tuple[list[Directive], list[str]]:
-        """Return (unexpired directives, ids of expired ones to delete)."""
-        live = live_directives(stored, now_ms)
-        alive = {d.id for d in live}
-        return live, [d.id for d in stored if d.id not in alive]
-
-    def _count_acks(
-        self, pending: Sequence[Directive], acks: Sequence[str], expired: Sequence[str]
-    ) -> None:
-        known = {d.id for d in pending}
-        n = sum(1 for a in acks if a in known)
-        if n:
-            self.metrics.directives.labels("acknowledged").inc(n)
-        if expired:
-            self.metrics.directives.labels("expired").inc(len(expired))
 
     def _degraded_decision(self, req: DecideRequest, decision_id: str) -> DecideResponse:
         # Without the store we know nothing about the user: decide as for a new user.
