@@ -21,9 +21,7 @@ from refreshd.locks import KeyedLock
 from refreshd.metrics import Metrics
 from refreshd.ratelimit import RateLimiter
 from refreshd.rulebook import RuleBook
-from refreshd.schemas import (
-    Directive,
-)
+from refreshd.schemas import Directive
 from refreshd.settings import Settings
 from refreshd.state import UserState
 from refreshd.store import Commit, CommitResult, Store, live_directives
