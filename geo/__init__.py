@@ -3,7 +3,7 @@
 Pure: no I/O, no clock. Time (`ts_ms`) always comes in as an argument.
 """
 
-from geo.cadence import DEFAULT_CADENCE, CadenceParams, next_fix_s
+from geo.cadence import DEFAULT_CADENCE, CadenceParams, inside_fix_s, next_fix_s
 from geo.coverage import Circle, coverage_circle, distance_m, left_circle
 from geo.errors import GeometryError
 from geo.fence import Card, Fence, Where, parse_feature
@@ -49,6 +49,7 @@ __all__ = [
     "coverage_circle",
     "distance_m",
     "hysteresis_m",
+    "inside_fix_s",
     "left_circle",
     "locate",
     "next_fix_s",

@@ -20,7 +20,7 @@ lazily on the first nearest query after a change.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 
 import numpy as np
 import shapely
@@ -151,8 +151,12 @@ class FenceIndex:
         out.sort()
         return out
 
-    def nearest_buffer_edge_m(self, lat: float, lng: float, max_m: float) -> float:
+    def nearest_buffer_edge_m(
+        self, lat: float, lng: float, max_m: float, exclude: Collection[str] = ()
+    ) -> float:
         """Return the distance to the nearest buffer region (0 inside one), at most max_m.
+
+        Fences in `exclude` are not considered (the ones a device is already inside).
 
         The distance may be short by the fence's fast-model error (about a millimetre), never
         long: a coverage circle of this radius does not reach any buffer.
@@ -161,7 +165,7 @@ class FenceIndex:
         # Search a small window first and widen it: once the best distance found is within the
         # window's radius, no fence outside the window can be closer.
         radius = min(max_m, _FIRST_WINDOW_M)
-        seen: set[str] = set()
+        seen: set[str] = set(exclude)
         best = max_m
         while True:
             for window in _windows(lat, lng, radius):

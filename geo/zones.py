@@ -13,6 +13,9 @@ The first fix of a user gets a circle and zone 1 without a refresh: there was no
 leave. While the user is in a buffer or fence (zones 3-5) the circle has radius 0: there is no
 "free" area, the tracker decides. A refresh is due on leaving the circle and on every
 enter_buffer / enter / exit / exit_buffer (not on dwell, which changes nothing on screen).
+Cadence: far from fences, the time to reach the nearest buffer; in a buffer or while an entry or
+exit is being confirmed, the fast buffer cadence; settled inside fences, the time to reach the
+first exit line (edge + hysteresis) or another fence's buffer, bounded by a due dwell.
 Cards shown are remembered in the state, so `reclaim_cards` is exactly what was shown and is no
 longer due, even when a fence was deleted or its cards were edited meanwhile.
 """
@@ -25,11 +28,19 @@ from enum import IntEnum
 import msgspec
 
 from geo import constants as C
-from geo.cadence import DEFAULT_CADENCE, CadenceParams, next_fix_s
+from geo.cadence import DEFAULT_CADENCE, CadenceParams, inside_fix_s, next_fix_s
 from geo.coverage import Circle, left_circle
 from geo.fence import Card
 from geo.index import FenceIndex
-from geo.tracker import DEFAULT_TRACKER, FenceTrack, Fix, TrackerParams, Transition, track
+from geo.tracker import (
+    DEFAULT_TRACKER,
+    FenceTrack,
+    Fix,
+    TrackerParams,
+    Transition,
+    hysteresis_m,
+    track,
+)
 
 __all__ = ["DEFAULT_GEO", "GeoParams", "GeoState", "LocateResult", "Zone", "locate"]
 
@@ -94,8 +105,14 @@ def locate(
     tracks, transitions = track(prev.fences, index, fix, params.tracker)
     inside = [fid for fid, t in tracks.items() if t.state == "inside"]
     near_place = any(t.state != "outside" for t in tracks.values())
-    nearest_m = index.nearest_buffer_edge_m(
-        fix.lat, fix.lng, max(params.r_max_m, params.cadence.reach_m)
+    settled = bool(inside) and all(_settled(t) for t in tracks.values())
+    reach_m = max(params.r_max_m, params.cadence.reach_m)
+    # In a buffer or mid-transition the fast cadence applies and no circle is drawn: the
+    # nearest-buffer search (the costliest part of a fix far from fences) is not needed.
+    nearest_m = (
+        index.nearest_buffer_edge_m(fix.lat, fix.lng, reach_m, exclude=inside)
+        if settled or not near_place
+        else 0.0
     )
     left = False
     if near_place:
@@ -137,14 +154,48 @@ def locate(
         transitions=transitions,
         zone=zone,
         coverage=coverage,
-        next_fix_s=next_fix_s(
-            nearest_m, fix.speed_mps, near_place or nearest_m == 0.0, params.cadence
+        next_fix_s=(
+            _inside_fix_s(index, tracks, inside, nearest_m, fix, params)
+            if settled
+            else next_fix_s(nearest_m, fix.speed_mps, near_place or nearest_m == 0.0, params.cadence)
         ),
         refresh=left or bool(kinds & _REFRESHING),
         service_cards=cards,
         reclaim_cards=[c for c in prev.cards if c not in cards],
         new_geo_state=state,
     )
+
+
+def _settled(t: FenceTrack) -> bool:
+    """Return whether a track is inside or outside with no transition building up."""
+    if t.state == "inside":
+        return not t.out_streak
+    return t.state == "outside" and not (t.in_streak or t.buffer_streak)
+
+
+def _inside_fix_s(
+    index: FenceIndex,
+    tracks: dict[str, FenceTrack],
+    inside: list[str],
+    other_m: float,
+    fix: Fix,
+    params: GeoParams,
+) -> int:
+    """Return the cadence inside fences: travel to the first exit or other buffer, or dwell."""
+    travel_m = other_m
+    dwell_left_s: float | None = None
+    for fence_id in inside:
+        fence = index.get(fence_id)
+        if fence is None:
+            return params.cadence.buffer_s
+        distance, error = fence.approx_distance_m(fix.lat, fix.lng)
+        # Leaving needs the device beyond the edge by the hysteresis; err on the short side.
+        travel_m = min(travel_m, max(0.0, hysteresis_m(fence, params.tracker) - distance - error))
+        t = tracks[fence_id]
+        if not t.dwelled:
+            left = fence.dwell_s - (fix.ts_ms - t.since_ts_ms) / 1000.0
+            dwell_left_s = left if dwell_left_s is None else min(dwell_left_s, left)
+    return inside_fix_s(travel_m, dwell_left_s, fix.speed_mps, params.cadence)
 
 
 def _cards(index: FenceIndex, fence_ids: list[str]) -> list[Card]:

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from geo import CadenceParams, next_fix_s
+from geo import CadenceParams, inside_fix_s, next_fix_s
 
 
 @pytest.mark.parametrize(
@@ -39,3 +39,22 @@ def test_params_change_the_clamps() -> None:
     assert next_fix_s(10_000.0, None, False, params) == 60
     assert next_fix_s(10_000.0, None, True, params) == 2
     assert params.reach_m == 600.0
+
+
+@pytest.mark.parametrize(
+    ("distance_m", "dwell_left_s", "speed_mps", "expected"),
+    [
+        (550.0, None, 1.0, 366),  # walk to the exit line at the 1.5 m/s floor
+        (550.0, None, None, 18),  # at the default 30 m/s
+        (550.0, 40.5, 1.0, 41),  # a dwell due sooner comes first (rounded up: not early)
+        (550.0, 2.0, 1.0, 5),  # ... but never below the minimum
+        (100.0, None, None, 10),  # never faster than in a buffer
+        (0.0, None, 1.0, 10),  # already at the exit line: as in a buffer
+        (math.nan, None, 1.0, 10),
+        (1e9, None, 1.0, 900),  # clamped to 15 min
+    ],
+)
+def test_inside_cadence_table(
+    distance_m: float, dwell_left_s: float | None, speed_mps: float | None, expected: int
+) -> None:
+    assert inside_fix_s(distance_m, dwell_left_s, speed_mps) == expected

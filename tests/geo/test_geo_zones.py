@@ -122,3 +122,72 @@ def test_deleted_fence_reclaims_the_cards_it_showed(mall: Fence) -> None:
 
 def test_zone_encodes_as_a_number() -> None:
     assert msgspec.json.encode({"zone": Zone.EXITED}) == b'{"zone":5}'
+
+
+def _fix(lat: float, lng: float, t_s: float, speed_mps: float | None = 1.0) -> Fix:
+    return Fix(lat=lat, lng=lng, accuracy_m=10.0, ts_ms=T0 + int(t_s * 1000), speed_mps=speed_mps)
+
+
+def test_settled_inside_waits_for_the_walk_to_the_exit_line(make_circle: MakeCircle) -> None:
+    park = make_circle(LAT, LNG, 500.0, id="park", buffer_m=100, dwell_s=300)
+    index = FenceIndex([park])
+    state = None
+    for t in (0, 10):
+        state = locate(state, index, _fix(LAT, LNG, t)).new_geo_state
+    assert state.zone == Zone.INSIDE
+    # Before the dwell is due, the dwell bounds the wait: 300 s after entering at t=10.
+    before = locate(state, index, _fix(LAT, LNG, 20))
+    assert before.next_fix_s == 290
+    after = locate(before.new_geo_state, index, _fix(LAT, LNG, 400))
+    assert [t.type for t in after.transitions] == ["dwell"]
+    # 500 m to the edge + 100 m hysteresis (10 % of the 1 km size) at the 1.5 m/s floor.
+    assert after.next_fix_s == pytest.approx(600 / 1.5, abs=1)
+    # Without a reported speed, the plausible maximum (30 m/s) applies.
+    fast = locate(after.new_geo_state, index, _fix(LAT, LNG, 500, speed_mps=None))
+    assert fast.next_fix_s == pytest.approx(600 / 30, abs=1)
+
+
+def test_another_fences_buffer_bounds_the_wait_inside(make_circle: MakeCircle) -> None:
+    park = make_circle(LAT, LNG, 500.0, id="park", buffer_m=100, dwell_s=0)
+    kiosk = make_circle(*move(LAT, LNG, 90, 300), 20.0, id="kiosk", buffer_m=30)
+    index = FenceIndex([park, kiosk])
+    state = None
+    for t in (0, 10):
+        res = locate(state, index, _fix(LAT, LNG, t))
+        state = res.new_geo_state
+    # The kiosk's buffer starts 250 m east: 250 / 1.5 m/s, sooner than the park's exit line.
+    assert res.next_fix_s == pytest.approx(250 / 1.5, abs=2)
+
+
+def test_exit_pending_uses_the_fast_cadence(make_circle: MakeCircle) -> None:
+    park = make_circle(LAT, LNG, 200.0, id="park", buffer_m=300, dwell_s=0)
+    index = FenceIndex([park])
+    state = None
+    for t in (0, 10):
+        state = locate(state, index, _fix(LAT, LNG, t)).new_geo_state
+    beyond = move(LAT, LNG, 0, 260)  # past the edge + 20 m hysteresis + accuracy
+    first = locate(state, index, _fix(*beyond, 20))
+    assert first.transitions == [] and first.zone == Zone.INSIDE
+    assert first.next_fix_s == 10  # one more agreeing fix confirms the exit: ask soon
+    second = locate(first.new_geo_state, index, _fix(*beyond, 30))
+    assert [t.type for t in second.transitions] == ["exit"]
+
+
+def test_walking_out_is_detected_promptly_at_the_adaptive_cadence(
+    make_circle: MakeCircle,
+) -> None:
+    park = make_circle(LAT, LNG, 300.0, id="park", buffer_m=100, dwell_s=0)
+    index = FenceIndex([park])
+    speed = 1.4
+    t, state, fixes, exit_t = 0.0, None, 0, None
+    while t < 3600 and exit_t is None:
+        here = move(LAT, LNG, 45, max(0.0, (t - 600) * speed))  # stands 10 min, then walks
+        res = locate(state, index, _fix(*here, t, speed_mps=speed))
+        state, fixes = res.new_geo_state, fixes + 1
+        if any(tr.type == "exit" for tr in res.transitions):
+            exit_t = t
+        t += res.next_fix_s
+    # The exit line (edge + 60 m hysteresis + 10 m accuracy) is crossed at 600 + 370 / 1.4 s.
+    crossing = 600 + 370 / speed
+    assert exit_t is not None and crossing <= exit_t <= crossing + 25
+    assert fixes < 40  # a fixed 10 s cadence would take ~86
