@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import operator
 
 import msgspec
 
@@ -37,6 +38,9 @@ class UserState(msgspec.Struct, kw_only=True):
     geo: GeoState | None = None  # fence tracks, coverage circle, zone, cards on screen
 
 
+_ts = operator.attrgetter("ts")
+
+
 def add_events(
     recent: list[Event],
     new: list[Event],
@@ -44,16 +48,23 @@ def add_events(
     max_events: int = C.RECENT_EVENTS_MAX,
     window_ms: int = C.RECENT_EVENTS_WINDOW_MS,
 ) -> list[Event]:
-    """Return the recent-events window with `new` merged in ts order, pruned by age and count."""
-    merged = list(recent)
-    keys = [e.ts for e in merged]
-    for event in new:
-        i = bisect.bisect_right(keys, event.ts)
-        keys.insert(i, event.ts)
-        merged.insert(i, event)
+    """Return the recent-events window with `new` merged in ts order, pruned by age and count.
+
+    Ties keep arrival order: an event goes after every event already there with its ts.
+    """
+    if not new:
+        merged = list(recent)
+    else:
+        batch = sorted(new, key=_ts)  # stable: equal timestamps keep their arrival order
+        if not recent or batch[0].ts >= recent[-1].ts:
+            merged = recent + batch  # the common case: the batch is newer than the window
+        else:
+            merged = list(recent)
+            for event in batch:
+                merged.insert(bisect.bisect_right(merged, event.ts, key=_ts), event)
     if merged:
         horizon = merged[-1].ts - window_ms
-        start = bisect.bisect_left(keys, horizon)
+        start = bisect.bisect_left(merged, horizon, key=_ts)
         start = max(start, len(merged) - max_events)
         merged = merged[start:]
     return merged

@@ -134,3 +134,25 @@ def test_recent_window_is_sorted_bounded_and_keeps_the_newest(
     if ts:
         assert ts[0] >= ts[-1] - window_ms
         assert ts[-1] == max(old + new)
+
+
+@given(
+    st.lists(st.integers(min_value=0, max_value=20), max_size=30),
+    st.lists(st.integers(min_value=0, max_value=20), max_size=30),
+    st.integers(min_value=1, max_value=40),
+    st.integers(min_value=0, max_value=25),
+)
+def test_recent_window_merges_like_a_stable_sort(
+    old: list[int], new: list[int], max_events: int, window_ms: int
+) -> None:
+    # Few distinct timestamps: ties are the point. Equal timestamps keep arrival order, the
+    # window's events before the batch's.
+    recent = [Event(type="open", ts=t, item_id=f"o{i}") for i, t in enumerate(sorted(old))]
+    batch = [Event(type="click", ts=t, item_id=f"n{i}") for i, t in enumerate(new)]
+    expected = sorted(recent + batch, key=lambda e: e.ts)
+    if expected:
+        horizon = expected[-1].ts - window_ms
+        expected = [e for e in expected if e.ts >= horizon][-max_events:]
+    got = add_events(recent, batch, max_events=max_events, window_ms=window_ms)
+    assert [e.item_id for e in got] == [e.item_id for e in expected]
+    assert [e.item_id for e in recent] == [f"o{i}" for i in range(len(old))]  # not mutated
