@@ -131,6 +131,11 @@ def locate(
         else:
             coverage = old
     kinds = {t.type for t in transitions}
+    cadence = (
+        _inside_fix_s(index, tracks, inside, nearest_m, fix, params)
+        if settled
+        else next_fix_s(nearest_m, fix.speed_mps, near_place or nearest_m == 0.0, params.cadence)
+    )
     if inside:
         zone = Zone.INSIDE
     elif "exit" in kinds:
@@ -154,11 +159,7 @@ def locate(
         transitions=transitions,
         zone=zone,
         coverage=coverage,
-        next_fix_s=(
-            _inside_fix_s(index, tracks, inside, nearest_m, fix, params)
-            if settled
-            else next_fix_s(nearest_m, fix.speed_mps, near_place or nearest_m == 0.0, params.cadence)
-        ),
+        next_fix_s=cadence,
         refresh=left or bool(kinds & _REFRESHING),
         service_cards=cards,
         reclaim_cards=[c for c in prev.cards if c not in cards],

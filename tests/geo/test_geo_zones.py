@@ -128,13 +128,18 @@ def _fix(lat: float, lng: float, t_s: float, speed_mps: float | None = 1.0) -> F
     return Fix(lat=lat, lng=lng, accuracy_m=10.0, ts_ms=T0 + int(t_s * 1000), speed_mps=speed_mps)
 
 
+def _enter_at_centre(index: FenceIndex) -> LocateResult:
+    """Two fixes at the centre (t = 0 s and 10 s): the user is inside, the entry confirmed."""
+    first = locate(None, index, _fix(LAT, LNG, 0))
+    second = locate(first.new_geo_state, index, _fix(LAT, LNG, 10))
+    assert second.zone == Zone.INSIDE
+    return second
+
+
 def test_settled_inside_waits_for_the_walk_to_the_exit_line(make_circle: MakeCircle) -> None:
     park = make_circle(LAT, LNG, 500.0, id="park", buffer_m=100, dwell_s=300)
     index = FenceIndex([park])
-    state = None
-    for t in (0, 10):
-        state = locate(state, index, _fix(LAT, LNG, t)).new_geo_state
-    assert state.zone == Zone.INSIDE
+    state = _enter_at_centre(index).new_geo_state
     # Before the dwell is due, the dwell bounds the wait: 300 s after entering at t=10.
     before = locate(state, index, _fix(LAT, LNG, 20))
     assert before.next_fix_s == 290
@@ -150,11 +155,7 @@ def test_settled_inside_waits_for_the_walk_to_the_exit_line(make_circle: MakeCir
 def test_another_fences_buffer_bounds_the_wait_inside(make_circle: MakeCircle) -> None:
     park = make_circle(LAT, LNG, 500.0, id="park", buffer_m=100, dwell_s=0)
     kiosk = make_circle(*move(LAT, LNG, 90, 300), 20.0, id="kiosk", buffer_m=30)
-    index = FenceIndex([park, kiosk])
-    state = None
-    for t in (0, 10):
-        res = locate(state, index, _fix(LAT, LNG, t))
-        state = res.new_geo_state
+    res = _enter_at_centre(FenceIndex([park, kiosk]))
     # The kiosk's buffer starts 250 m east: 250 / 1.5 m/s, sooner than the park's exit line.
     assert res.next_fix_s == pytest.approx(250 / 1.5, abs=2)
 
@@ -162,9 +163,7 @@ def test_another_fences_buffer_bounds_the_wait_inside(make_circle: MakeCircle) -
 def test_exit_pending_uses_the_fast_cadence(make_circle: MakeCircle) -> None:
     park = make_circle(LAT, LNG, 200.0, id="park", buffer_m=300, dwell_s=0)
     index = FenceIndex([park])
-    state = None
-    for t in (0, 10):
-        state = locate(state, index, _fix(LAT, LNG, t)).new_geo_state
+    state = _enter_at_centre(index).new_geo_state
     beyond = move(LAT, LNG, 0, 260)  # past the edge + 20 m hysteresis + accuracy
     first = locate(state, index, _fix(*beyond, 20))
     assert first.transitions == [] and first.zone == Zone.INSIDE
