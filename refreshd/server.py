@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import signal
@@ -46,13 +47,28 @@ def new_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
+async def settle_gc(app: web.Application) -> None:
+    """Freeze what start-up built out of the cycle collector's sight.
+
+    Runs after every start-up context (store, configuration), so a full collection walks only
+    objects made since, not the ~120 000 of imports and start-up: over those it took ~100 ms
+    (up to 240 ms under load) on the development VM, a stall every in-flight request waited for.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def run_worker(settings: Settings) -> None:
     """Serve in this process until SIGINT/SIGTERM."""
     configure_logging(settings.log_level)
     sock = bind(settings.host, settings.port)
     loop = new_loop()
+    app = create_app(settings)
+    # Only in the serving process: tests build many apps in one interpreter and must not
+    # freeze each other's garbage.
+    app.on_startup.append(settle_gc)
     web.run_app(
-        create_app(settings),
+        app,
         sock=sock,
         access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
         loop=loop,

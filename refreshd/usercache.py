@@ -4,6 +4,11 @@ Safe because every write to a user's keys goes through the version check (compar
 a commit built on a stale cached state is refused as a conflict, the entry is dropped, and the
 request retries from the store. Writes that bypass a commit (an operator's directive) bump the
 user's version for the same reason.
+
+Entries are kept encoded (msgpack bytes), not as live objects: bytes are invisible to Python's
+cycle collector, whereas ~6 tracked objects per cached user made each full collection walk the
+whole cache (~200 ms for 100 000 users on the development VM, a stall every request waits for).
+Decoding a hit costs microseconds for a typical state, less than the store round trip it saves.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from collections import OrderedDict
 
 from refreshd.schemas import Directive
 from refreshd.state import UserState
+from refreshd.store import decode_directive, decode_state, encode_directive, encode_state
 
 # ~2 KB per user: 100 000 recently active users cost ~200 MB per worker at most.
 DEFAULT_MAX_USERS = 100_000
@@ -22,7 +28,9 @@ class UserCache:
 
     def __init__(self, max_users: int = DEFAULT_MAX_USERS) -> None:
         self.max_users = max_users
-        self._items: OrderedDict[str, tuple[UserState, list[Directive]]] = OrderedDict()
+        # user id → (state blob, *directive blobs): a flat tuple of bytes, which the collector
+        # stops tracking at its first pass.
+        self._items: OrderedDict[str, tuple[bytes, ...]] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -33,12 +41,12 @@ class UserCache:
             return None
         self._items.move_to_end(uid)
         self.hits += 1
-        return item
+        return decode_state(item[0]), [decode_directive(b) for b in item[1:]]
 
     def put(self, uid: str, state: UserState, directives: list[Directive]) -> None:
         if self.max_users <= 0:
             return
-        self._items[uid] = (state, directives)
+        self._items[uid] = (encode_state(state), *(encode_directive(d) for d in directives))
         self._items.move_to_end(uid)
         while len(self._items) > self.max_users:
             self._items.popitem(last=False)
