@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import itertools
+
+import lightgbm as lgb
 import numpy as np
 import pytest
 
 from intent.dataset import Dataset
 from intent.features import FEATURE_NAMES, FEATURES, FEATURES_VERSION, features_version
-from intent.model import IntentModel, ModelMismatch, read_features_version, with_features_version
+from intent.model import (
+    FAST_ROWS_MAX,
+    IntentModel,
+    ModelMismatch,
+    read_features_version,
+    with_features_version,
+)
 from intent.train import TrainResult
 
 
@@ -64,3 +73,30 @@ def test_rows_of_the_wrong_width_are_refused(trained: TrainResult) -> None:
         model.predict(np.zeros((2, len(FEATURE_NAMES) - 1)))
     with pytest.raises(ValueError, match="features"):
         model.predict_one([0.0] * 3)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_every_batch_size_scores_bit_identical_to_stock_lightgbm(
+    trained: TrainResult, seed: int
+) -> None:
+    """The single-row fast path and the batch path both equal a stock Booster's predict.
+
+    An edge device loads the same artifact into stock LightGBM; its score must equal ours.
+    """
+    model = IntentModel.from_text(trained.model_text)
+    stock = lgb.Booster(model_str=trained.model_text)
+    rng = np.random.default_rng(seed)
+    n = 2000
+    X = rng.normal(size=(n, len(FEATURE_NAMES))) * rng.choice([0.01, 1, 30, 1e6], size=(n, 1))
+    X[rng.random(X.shape) < 0.05] = np.nan  # missing values take the trees' default branches
+    X[rng.random(X.shape) < 0.1] = 0.0
+    X[: n // 2] = np.abs(X[: n // 2])
+    expected = stock.predict(X).tolist()
+    assert model.predict(X).tolist() == expected
+    i = 0
+    for size in itertools.cycle(range(1, FAST_ROWS_MAX + 3)):  # both sides of the switch
+        if i >= n:
+            break
+        assert model.predict(X[i : i + size]).tolist() == expected[i : i + size]
+        i += size
+    assert [model.predict_one(row.tolist()) for row in X[:200]] == expected[:200]
