@@ -10,6 +10,7 @@ dropped once its arms have run.
 from __future__ import annotations
 
 import dataclasses
+import gc
 from typing import Any
 
 from client_sim.cli import Progress
@@ -82,6 +83,11 @@ def run_fast(
             for i in range(lo, min(users, lo + CHUNK))
         ]
         prog.advance(2 * len(built))
+        # The chunk's worlds (millions of small objects, no reference cycles) live until the
+        # chunk ends: moving everything alive now out of the cyclic collector's generations
+        # spares every later collection from rescanning them. Reference counting still frees
+        # them when the chunk is dropped.
+        gc.freeze()
         run_arms(sc, [b.world for b in built], arms, rules, trained.model, result,
                  reference_key=ref_key, record_users=keep, progress=prog.advance)  # fmt: skip
         for b in built:

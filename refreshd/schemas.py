@@ -113,7 +113,7 @@ class LocationResponse(msgspec.Struct):
     ignored: bool = False
 
 
-class Event(msgspec.Struct, kw_only=True, omit_defaults=True):
+class Event(msgspec.Struct, kw_only=True, omit_defaults=True, gc=False):
     type: EventType
     ts: TsMs
     item_id: Annotated[str, Meta(min_length=1, max_length=C.ID_MAX_LEN)] | None = None
