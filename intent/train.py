@@ -9,7 +9,6 @@ from typing import Any
 
 import lightgbm as lgb
 import numpy as np
-from scipy.stats import rankdata
 
 from intent.dataset import Dataset, build_dataset
 from intent.generate import generate
@@ -63,8 +62,20 @@ def auc(y: np.ndarray, scores: np.ndarray) -> float:
     n_neg = len(y) - n_pos
     if n_pos == 0 or n_neg == 0:
         return math.nan
-    ranks = rankdata(scores)
+    ranks = _average_ranks(np.asarray(scores, dtype=np.float64))
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+    """Return 1-based ranks, ties sharing their average (scipy's rankdata, without its import)."""
+    order = np.argsort(x, kind="mergesort")
+    xs = x[order]
+    first = np.concatenate(([True], xs[1:] != xs[:-1]))
+    starts = np.flatnonzero(first)
+    sizes = np.diff(np.append(starts, len(xs)))
+    ranks = np.empty(len(x), dtype=np.float64)
+    ranks[order] = (starts + (sizes + 1) / 2.0)[np.cumsum(first) - 1]
+    return ranks
 
 
 def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:

@@ -112,3 +112,13 @@ def test_bootstrap_trains_a_loadable_first_model() -> None:
     result = bootstrap(users=80, days=2, seed=1)
     assert result.metrics["auc"] > 0.6
     IntentModel.from_text(result.model_text)
+
+
+@pytest.mark.parametrize("n", [1, 2, 9, 200])
+def test_average_ranks_match_scipy(n: int) -> None:
+    from scipy.stats import rankdata
+
+    from intent.train import _average_ranks
+
+    x = np.random.default_rng(n).integers(0, 5, size=n).astype(np.float64)  # many ties
+    assert np.array_equal(_average_ranks(x), rankdata(x))
