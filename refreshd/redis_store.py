@@ -17,6 +17,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from refreshd import constants as C
+from refreshd.connection import Script, ScriptConnection
 from refreshd.errors import StoreUnavailable
 from refreshd.schemas import Directive
 from refreshd.state import UserState
@@ -104,6 +105,10 @@ return {s[1], s[2], redis.call('HVALS', KEYS[2])}
 """
 
 
+COMMIT = Script.of(COMMIT_LUA)
+LOAD = Script.of(LOAD_LUA)
+
+
 class RedisStore:
     """The production store: Redis or Valkey through redis.asyncio."""
 
@@ -148,6 +153,19 @@ class RedisStore:
             )
         self._commit = self.redis.register_script(COMMIT_LUA)
         self._load = self.redis.register_script(LOAD_LUA)
+        # The per-request scripts take a leaner path than redis-py when the server is one plain
+        # TCP or Unix socket (see refreshd.connection); Cluster and TLS keep redis-py.
+        self._scripts: ScriptConnection | None = None
+        pool = None if url is None else self.redis.connection_pool
+        if pool is not None and ScriptConnection.supports(pool.connection_class):
+            self._scripts = ScriptConnection.like(pool.connection_kwargs, timeout_s=timeout_s)
+
+    async def _run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
+        """Run one of the per-request scripts on the lean connection, else through redis-py."""
+        if self._scripts is not None:
+            return await self._scripts.evalsha(script, keys, args)
+        registered = self._commit if script is COMMIT else self._load
+        return await registered(keys=keys, args=args)
 
     async def _call(self, fn: Callable[[], Awaitable[T]], timeout_s: float | None = None) -> T:
         try:
@@ -165,7 +183,7 @@ class RedisStore:
 
     async def load_user(self, uid: str, now_ms: int) -> tuple[UserState, list[Directive]]:
         async def run() -> tuple[UserState, list[Directive]]:
-            version, blob, dirs = await self._load(keys=[user_key(uid), directives_key(uid)])
+            version, blob, dirs = await self._run(LOAD, [user_key(uid), directives_key(uid)], [])
             state = decode_state(blob or None)
             state.version = int(version or 0)
             return state, sorted((decode_directive(b) for b in dirs), key=_order)
@@ -206,7 +224,7 @@ class RedisStore:
         ]
 
         async def run() -> CommitResult:
-            status, blobs = await self._commit(keys=keys, args=args)
+            status, blobs = await self._run(COMMIT, keys, args)
             dirs = live_directives([decode_directive(b) for b in blobs], commit.now_ms)
             return CommitResult(status.decode(), dirs)
 
@@ -371,4 +389,6 @@ class RedisStore:
             return False
 
     async def close(self) -> None:
+        if self._scripts is not None:
+            self._scripts.close()
         await self.redis.aclose()

@@ -1,0 +1,128 @@
+"""The lean script connection: same replies as redis-py, recovers from flushes and drops."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import pytest
+import redis
+import redis.asyncio as aioredis
+from redis.connection import parse_url
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from refreshd.connection import Script, ScriptConnection, pack
+from refreshd.errors import StoreUnavailable
+from refreshd.redis_store import RedisStore
+
+ECHO = Script.of("return {KEYS[1], ARGV[1], ARGV[2], ARGV[3], redis.call('GET', KEYS[1])}")
+
+
+def connect(url: str, timeout_s: float = 1.0) -> ScriptConnection:
+    return ScriptConnection.like(parse_url(url), timeout_s=timeout_s)
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ((b"GET", "k"), b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"),
+        ((b"X", 12, -3, "é"), b"*4\r\n$1\r\nX\r\n$2\r\n12\r\n$2\r\n-3\r\n$2\r\n\xc3\xa9\r\n"),
+        ((b"X", 0.5, b""), b"*3\r\n$1\r\nX\r\n$3\r\n0.5\r\n$0\r\n\r\n"),
+    ],
+)
+def test_pack_writes_resp_arrays_of_bulk_strings(args: tuple[object, ...], expected: bytes) -> None:
+    assert pack(*args) == expected  # type: ignore[arg-type]
+
+
+async def test_replies_equal_redis_py_and_a_flushed_script_cache_is_refilled(
+    redis_url: str, raw: redis.Redis
+) -> None:
+    raw.set("k", b"v\x00")
+    conn = connect(redis_url)
+    try:
+        args = [b"\xff\x00", 7, "x"]
+        async with aioredis.Redis.from_url(redis_url) as client:
+            via_py = await client.eval(ECHO.body, 1, "k", *args)  # type: ignore[misc]
+        assert await conn.evalsha(ECHO, ["k"], args) == via_py
+        raw.script_flush()
+        assert await conn.evalsha(ECHO, ["k"], args) == via_py
+        assert raw.script_exists(ECHO.sha.decode()) == [True]
+    finally:
+        conn.close()
+
+
+async def test_many_concurrent_calls_get_their_own_replies(redis_url: str) -> None:
+    conn = connect(redis_url)
+    try:
+        got = await asyncio.gather(
+            *(conn.evalsha(ECHO, [f"k{i}"], [i, "", ""]) for i in range(300))
+        )
+        assert [r[:2] for r in got] == [[f"k{i}".encode(), str(i).encode()] for i in range(300)]
+    finally:
+        conn.close()
+
+
+async def test_a_script_error_is_a_response_error(redis_url: str) -> None:
+    conn = connect(redis_url)
+    try:
+        with pytest.raises(ResponseError, match="boom"):
+            await conn.evalsha(Script.of("return redis.error_reply('ERR boom')"), [], [])
+        assert (await conn.evalsha(ECHO, ["k"], [1, 2, 3]))[:2] == [b"k", b"1"]  # still usable
+    finally:
+        conn.close()
+
+
+async def test_a_killed_connection_fails_then_reconnects(redis_url: str, raw: redis.Redis) -> None:
+    conn = connect(redis_url)
+    try:
+        await conn.evalsha(ECHO, ["k"], [1, 2, 3])
+        raw.client_kill_filter(_type="normal", skipme=True)
+        with pytest.raises(RedisConnectionError):
+            for _ in range(50):  # the close reaches us on the loop's next turns
+                await conn.evalsha(ECHO, ["k"], [1, 2, 3])
+                await asyncio.sleep(0.01)
+        assert (await conn.evalsha(ECHO, ["k"], [1, 2, 3]))[:2] == [b"k", b"1"]
+    finally:
+        conn.close()
+
+
+async def test_a_silent_server_times_out_and_a_late_reply_is_dropped() -> None:
+    writers: list[asyncio.StreamWriter] = []
+
+    async def late(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.append(writer)
+        await reader.read(65536)  # the first call: no answer until the second arrives
+        await reader.read(65536)
+        writer.write(b"$4\r\nlate\r\n:1\r\n")  # the first call's reply, then the second's
+        await writer.drain()
+
+    server = await asyncio.start_server(late, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    conn = ScriptConnection(host="127.0.0.1", port=port, timeout_s=0.1)
+    try:
+        with pytest.raises(RedisTimeoutError):
+            await conn.evalsha(ECHO, ["k"], [])
+        conn_timeout_s, conn.timeout_s = conn.timeout_s, 5.0
+        assert await conn.evalsha(ECHO, ["k"], []) == 1
+        assert conn_timeout_s == 0.1
+    finally:
+        conn.close()
+        for writer in writers:
+            writer.close()
+            await writer.wait_closed()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_store_maps_a_refused_connection_to_unavailable() -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    store = RedisStore(f"redis://127.0.0.1:{port}/0", timeout_s=0.2)
+    try:
+        with pytest.raises(StoreUnavailable):
+            await store.load_user("u1", 0)
+    finally:
+        await store.close()
