@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
+from refreshd.configbook import reload_if_changed
 from refreshd.experiments import ExperimentConfig, ExperimentError, parse_experiment
 from refreshd.store import Store
 
-log = logging.getLogger(__name__)
 KIND = "experiments"
 
 
@@ -20,14 +18,10 @@ class ExperimentBook:
 
     async def refresh(self, store: Store) -> bool:
         """Reload the experiments if their version changed; return whether it did."""
-        if await store.config_version(KIND) == self.version:
+        loaded = await reload_if_changed(
+            store, KIND, self.version, parse_experiment, (ExperimentError,)
+        )
+        if loaded is None:
             return False
-        version, items = await store.get_config(KIND)
-        experiments: dict[str, ExperimentConfig] = {}
-        for exp_id, blob in sorted(items.items()):
-            try:
-                experiments[exp_id] = parse_experiment(exp_id, blob)
-            except ExperimentError as exc:  # stored by an older version?
-                log.error("skipping stored experiment %s: %s", exp_id, exc)
-        self.experiments, self.version = experiments, version
+        self.version, self.experiments = loaded
         return True

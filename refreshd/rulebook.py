@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from refreshd.configbook import reload_if_changed
 from refreshd.rules import Rule, RuleError, RuleSet, default_rules, parse_rule, rule_to_json
 from refreshd.store import Store
 
@@ -46,15 +47,16 @@ class RuleBook:
 
     async def refresh(self, store: Store) -> bool:
         """Reload the rules if their version changed; return whether it did."""
-        if await store.config_version(KIND) == self.version:
+        loaded = await reload_if_changed(
+            store, KIND, self.version, _parse, (RuleError, msgspec.DecodeError)
+        )
+        if loaded is None:
             return False
-        version, items = await store.get_config(KIND)
-        rules: dict[str, Rule] = {}
-        for rid, blob in sorted(items.items()):
-            try:
-                rules[rid] = parse_rule(rid, msgspec.json.decode(blob))
-            except (RuleError, msgspec.DecodeError) as exc:  # stored by an older version?
-                log.error("skipping stored rule %s: %s", rid, exc)
-        self.rules, self.ruleset, self.version = rules, RuleSet(rules), version
-        log.info("event rules v%d: %d rules", version, len(rules))
+        self.version, self.rules = loaded
+        self.ruleset = RuleSet(self.rules)
+        log.info("event rules v%d: %d rules", self.version, len(self.rules))
         return True
+
+
+def _parse(rule_id: str, blob: bytes) -> Rule:
+    return parse_rule(rule_id, msgspec.json.decode(blob))
