@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import shapely
@@ -33,7 +34,7 @@ from geo import constants as C
 from geo.cells import BUFFER, EDGE, INSIDE, cover_cells, resolution_for
 from geo.fence import Fence, Where
 
-__all__ = ["FenceIndex", "Hit", "brute_force_query"]
+__all__ = ["Cover", "FenceIndex", "Hit", "brute_force_query"]
 
 Hit = tuple[str, Where]
 # Per cell: the fences it is wholly inside / in the buffer of, and the fences needing a check.
@@ -46,6 +47,16 @@ _EARTH_RADIUS_M = 6_371_008.8
 _M_PER_DEG = 110_000.0
 
 _latlng_to_cell = h3i.latlng_to_cell
+
+
+@dataclass(frozen=True, slots=True)
+class Cover:
+    """One fence's H3 cells at resolution `res` and each cell's kind (geo.cells)."""
+
+    fence_id: str
+    res: int
+    cells: NDArray[np.uint64]
+    kinds: NDArray[np.int8]
 
 
 class FenceIndex:
@@ -89,12 +100,23 @@ class FenceIndex:
         """Return how many cells the index holds (a memory measure)."""
         return len(self._cells)
 
-    def upsert(self, fence: Fence) -> None:
-        """Add or replace one fence, touching only its own cells."""
-        if fence.id in self._fences:
-            self._unindex(fence.id)
+    def cover(self, fence: Fence) -> Cover:
+        """Return the fence's classified H3 cover (the costly part of `upsert`).
+
+        Pure and independent of the index's contents, so a caller may compute covers on another
+        thread and hand them to `upsert` on the thread that owns the index.
+        """
         res = resolution_for(fence, self.res, self.max_cells_per_fence)
         cells, kinds = cover_cells(fence, res)
+        return Cover(fence.id, res, cells, kinds)
+
+    def upsert(self, fence: Fence, cover: Cover | None = None) -> None:
+        """Add or replace one fence, touching only its own cells (`cover`: from `cover`)."""
+        if cover is None or cover.fence_id != fence.id:
+            cover = self.cover(fence)
+        if fence.id in self._fences:
+            self._unindex(fence.id)
+        res, cells, kinds = cover.res, cover.cells, cover.kinds
         hits: dict[int, Hit] = {INSIDE: (fence.id, "inside"), BUFFER: (fence.id, "buffer")}
         # Most cells hold one fence: share one value object between them to save memory.
         alone: dict[int, CellValue] = {

@@ -9,6 +9,7 @@ import msgspec
 
 from geo import FenceIndex, GeometryError, parse_feature
 from geo.fence import Fence
+from geo.index import Cover
 from refreshd.store import Store
 
 log = logging.getLogger(__name__)
@@ -16,16 +17,21 @@ KIND = "fences"
 # Parsing a fence (projection, buffers, H3 cover) costs milliseconds; more than this many
 # changed fences are parsed off the event loop.
 INLINE_PARSE_MAX = 20
+# Inserting covers is cheap per fence (dict updates); yield to requests after this many.
+INSERT_BATCH = 200
 
 
-def _parse_all(items: dict[str, bytes]) -> dict[str, Fence | None]:
-    out: dict[str, Fence | None] = {}
+def _parse_all(index: FenceIndex, items: dict[str, bytes]) -> dict[str, tuple[Fence, Cover] | None]:
+    """Parse the fences and compute their covers: pure work, safe on a worker thread."""
+    out: dict[str, tuple[Fence, Cover] | None] = {}
     for fence_id, blob in items.items():
         try:
-            out[fence_id] = parse_feature(fence_id, msgspec.json.decode(blob))
+            fence = parse_feature(fence_id, msgspec.json.decode(blob))
         except (GeometryError, msgspec.DecodeError) as exc:  # stored by an older version?
             log.error("skipping stored fence %s: %s", fence_id, exc)
             out[fence_id] = None
+        else:
+            out[fence_id] = (fence, index.cover(fence))
     return out
 
 
@@ -36,27 +42,36 @@ class FenceBook:
         self.version = -1
         self.index = FenceIndex()
         self._blobs: dict[str, bytes] = {}
+        # The config poll and a geofence write may refresh at once; one at a time keeps the
+        # index and `version` from a mix of two snapshots.
+        self._lock = asyncio.Lock()
 
     async def refresh(self, store: Store) -> bool:
         """Bring the index up to the stored fences if their version changed."""
+        async with self._lock:
+            return await self._refresh(store)
+
+    async def _refresh(self, store: Store) -> bool:
         if await store.config_version(KIND) == self.version:
             return False
         version, items = await store.get_config(KIND)
         changed = {fid: b for fid, b in items.items() if self._blobs.get(fid) != b}
         removed = [fid for fid in self._blobs if fid not in items]
         if len(changed) > INLINE_PARSE_MAX:
-            parsed = await asyncio.to_thread(_parse_all, changed)
+            parsed = await asyncio.to_thread(_parse_all, self.index, changed)
         else:
-            parsed = _parse_all(changed)
+            parsed = _parse_all(self.index, changed)
         for fid in removed:
             self.index.remove(fid)
             del self._blobs[fid]
-        for fid, fence in parsed.items():
-            if fence is None:
+        for k, (fid, done) in enumerate(parsed.items()):
+            if done is None:
                 self.index.remove(fid)
             else:
-                self.index.upsert(fence)
+                self.index.upsert(*done)
             self._blobs[fid] = changed[fid]
+            if k % INSERT_BATCH == INSERT_BATCH - 1:
+                await asyncio.sleep(0)  # a bulk change must not stall requests
         self.version = version
         if changed or removed:
             log.info("geofences v%d: %d changed, %d removed", version, len(changed), len(removed))

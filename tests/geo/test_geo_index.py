@@ -108,6 +108,21 @@ def test_upsert_and_remove_are_incremental(make_circle: MakeCircle) -> None:
     assert len(index) == 1 and "b" in index
 
 
+def test_upsert_with_a_cover_computed_elsewhere(make_circle: MakeCircle) -> None:
+    a = make_circle(52.5, 13.4, 100, id="a")
+    b = make_circle(52.501, 13.401, 80, id="b")
+    plain = FenceIndex([a, b])
+    split = FenceIndex()
+    covers = [split.cover(a), split.cover(b)]  # e.g. on a worker thread
+    split.upsert(a, covers[0])
+    split.upsert(b, covers[1])
+    assert split._cells == plain._cells and split.version == plain.version
+    # A cover of another fence is not trusted: it is computed afresh.
+    wrong = FenceIndex()
+    wrong.upsert(a, covers[1])
+    assert wrong._cells == FenceIndex([a])._cells
+
+
 def test_overlapping_fences_sorted_by_id(make_circle: MakeCircle) -> None:
     index = FenceIndex([make_circle(52.5, 13.4, r, id=f"r{r}", buffer_m=100) for r in (300, 50)])
     assert index.query(52.5, 13.4) == [("r300", "inside"), ("r50", "inside")]
