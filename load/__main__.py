@@ -65,6 +65,7 @@ def ramp_against(label: str, ctx: Any, mix: Mix, args: argparse.Namespace) -> Ra
                 start_rps=args.start_rps,
                 step_s=args.step_s,
                 slo_ms=args.slo_ms,
+                refine=args.refine,
                 log=log,
             )
         )
@@ -78,7 +79,7 @@ def plot(results: dict[str, Any], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for label, r in results["load"].items():
-        steps = r.get("steps", [])
+        steps = sorted(r.get("steps", []), key=lambda s: s["target_rps"])
         ax.plot(
             [s["achieved_rps"] for s in steps],
             [s["p99_ms"] for s in steps],
@@ -170,6 +171,12 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--slo-ms", type=float, default=DEFAULT_SLO_MS)
         p.add_argument("--start-rps", type=float, default=200.0)
         p.add_argument("--step-s", type=float, default=4.0)
+        p.add_argument(
+            "--refine",
+            type=int,
+            default=3,
+            help="bisection steps between the last passing and first failing rate (default 3)",
+        )
     b.add_argument("--hold-s", type=float, default=10.0)
     k = sub.add_parser(
         "soak", help="hold a steady load for minutes; print service and Valkey memory"
@@ -212,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
             start_rps=args.start_rps,
             step_s=args.step_s,
             slo_ms=args.slo_ms,
+            refine=args.refine,
         )
     )
     print(json.dumps(out.summary(), indent=2))

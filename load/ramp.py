@@ -1,10 +1,17 @@
-"""Step the arrival rate up until p99 breaks the SLO; report throughput at the SLO."""
+"""Step the arrival rate up until p99 breaks the SLO; report throughput at the SLO.
+
+The rate grows by `factor` per step until one step misses the SLO; then `refine` more steps
+bisect (geometrically) between the last passing and the first failing rate, so the answer is
+within a few per cent instead of within one ×1.5 step. After a failing step the server gets a
+few seconds to drain its backlog, so the next step does not inherit it.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
+import math
+from collections.abc import Awaitable, Callable
 
 from load.openloop import MakeRequest, Result, run_open
 from load.servers import cpu_seconds
@@ -46,6 +53,34 @@ class Ramp:
         }
 
 
+async def search(
+    probe: Callable[[float], Awaitable[bool]],
+    *,
+    start_rps: float,
+    factor: float,
+    max_rps: float,
+    refine: int,
+) -> float:
+    """Return the highest rate `probe` passed: grow by `factor`, then bisect the bracket."""
+    passed, failed = 0.0, None
+    rate = start_rps
+    while rate <= max_rps:
+        if not await probe(rate):
+            failed = rate
+            break
+        passed = rate
+        rate *= factor
+    if failed is None or passed == 0.0:
+        return passed
+    for _ in range(refine):
+        rate = math.sqrt(passed * failed)
+        if await probe(rate):
+            passed = rate
+        else:
+            failed = rate
+    return passed
+
+
 def meets(result: Result, slo_ms: float) -> bool:
     return result.percentile_ms(99) <= slo_ms and result.error_rate <= MAX_ERROR_RATE
 
@@ -61,26 +96,30 @@ async def ramp(
     step_s: float = 4.0,
     slo_ms: float = DEFAULT_SLO_MS,
     warmup_s: float = 5.0,
+    refine: int = 3,
+    drain_s: float = 3.0,
     log: Callable[[str], None] = print,
 ) -> Ramp:
-    """Run steps of increasing rate until one misses the SLO (or max_rps is reached)."""
+    """Run steps of increasing rate until one misses the SLO, then bisect `refine` times."""
     steps: list[Step] = []
-    # Warm-up, not recorded: connections, caches, and every worker's model loaded.
-    await run_open(base_url, make_request, rate=start_rps, duration_s=warmup_s)
-    await asyncio.sleep(0.5)
-    rate = start_rps
-    while rate <= max_rps:
+
+    async def step(rate: float) -> bool:
         cpu0 = cpu_seconds(server_pid) if server_pid else 0.0
         result = await run_open(base_url, make_request, rate=rate, duration_s=step_s)
         cpu = (cpu_seconds(server_pid) - cpu0) if server_pid else 0.0
         steps.append(Step(result, cpu))
+        ok = meets(result, slo_ms)
         log(
             f"  {rate:8.0f} rps → achieved {result.achieved_rps:8.0f}"
             f"  p99 {result.percentile_ms(99):7.2f} ms"
             f"  errors {result.error_rate:.2%}  server cpu {100 * cpu / step_s:5.0f} %"
+            + ("" if ok else "  (misses the SLO)")
         )
-        if not meets(result, slo_ms):
-            break
-        rate *= factor
-        await asyncio.sleep(0.5)  # let the server drain between steps
+        await asyncio.sleep(0.5 if ok else drain_s)  # let the server drain between steps
+        return ok
+
+    # Warm-up, not recorded: connections, caches, and every worker's model loaded.
+    await run_open(base_url, make_request, rate=start_rps, duration_s=warmup_s)
+    await asyncio.sleep(0.5)
+    await search(step, start_rps=start_rps, factor=factor, max_rps=max_rps, refine=refine)
     return Ramp(steps, slo_ms)
