@@ -8,6 +8,13 @@ posts its events in batches with retries (same `batch_id`, so a retry is accepte
 sends a location fix when the app opens, asks `/v1/decide` on open and return, and
 acknowledges every directive it received on its next request.
 
+Edge scoring: given a way to GET, devices download the current model artifact
+(`/v1/models/current/artifact`, again whenever a decision names another version) and score
+every opportunity themselves, from the events the service acknowledged, the zone of their last
+fix and their last refresh, with the same `intent.features.compute` and `add_events` the
+service runs. Each scored decision's edge score is compared with the one `/v1/decide` returned:
+`http.edge_score_agreement_pct` must be 100.
+
 Only loopback services are accepted: this is a test driver, not a load tool for other hosts
 (`load/` is). Without `--url` a private `refreshd serve` is started on a free port with its
 own embedded Valkey and stopped afterwards.
@@ -25,6 +32,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from client_sim.behaviour import clicks, freshness
 from client_sim.device import Built, build_world
 from client_sim.mobility import HOUR_MS
@@ -32,10 +41,25 @@ from client_sim.places import build_places
 from client_sim.population import EVAL
 from client_sim.scenario import Scenario
 from client_sim.sessions import U_CLICK, U_ITEM
+from intent.features import Context, compute
+from intent.model import IntentModel
+from refreshd.schemas import Event
+from refreshd.state import add_events
 
-__all__ = ["HttpStats", "Post", "check_loopback", "run_devices", "run_http_cli"]
+__all__ = [
+    "EdgeModels",
+    "Get",
+    "HttpStats",
+    "Post",
+    "check_loopback",
+    "run_devices",
+    "run_http_cli",
+]
 
 Post = Callable[[str, dict[str, Any]], Awaitable[tuple[int, Any]]]
+# GET path -> (status, body text, X-Model-Version header or None)
+Get = Callable[[str], Awaitable[tuple[int, str, str | None]]]
+ARTIFACT = "/v1/models/current/artifact"
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 # A device paces itself below the service's per-user limit (20/s sustained).
 MIN_GAP_S = 0.1
@@ -66,17 +90,42 @@ class HttpStats:
     directives_acked: int = 0
     clicks: int = 0
     devices: int = 0
+    edge_scored: int = 0  # decisions scored by the service that the device scored too
+    edge_agree: int = 0  # ... with exactly the same score
+    model_downloads: int = 0
+    location_refreshes: int = 0  # fixes the service answered with refresh: true
 
     def count(self, path: str) -> None:
         self.requests[path] = self.requests.get(path, 0) + 1
+
+
+class EdgeModels:
+    """The model artifacts devices downloaded, by version (one download per version per run)."""
+
+    def __init__(self, get: Get, stats: HttpStats) -> None:
+        self.get = get
+        self.stats = stats
+        self.models: dict[str, IntentModel] = {}
+        self._lock = asyncio.Lock()
+
+    async def model(self, version: str) -> IntentModel | None:
+        """Return the model of this version, downloading the current one if it is new."""
+        async with self._lock:
+            if version not in self.models:
+                status, text, got = await self.get(ARTIFACT)
+                self.stats.model_downloads += 1
+                if status == 200 and got is not None:
+                    self.models[got] = IntentModel.from_text(text, version=got)
+            return self.models.get(version)
 
 
 class HttpDevice:
     """One simulated phone talking to the service."""
 
     def __init__(
-        self, built: Built, sc: Scenario, post: Post, stats: HttpStats, shift: int
-    ) -> None:
+        self, built: Built, sc: Scenario, post: Post, stats: HttpStats, shift: int,
+        edge: EdgeModels | None = None,
+    ) -> None:  # fmt: skip
         self.b = built
         self.sc = sc
         self.post = post
@@ -88,6 +137,11 @@ class HttpDevice:
         self.events: list[dict[str, Any]] = []
         self.batches = 0
         self.last_call = 0.0
+        self.edge = edge
+        # What the service knows of this device, as the device knows it: for edge scoring.
+        self.known: list[Event] = []
+        self.zone: int | None = None
+        self.last_refresh_ts: int | None = None
 
     async def call(self, path: str, body: dict[str, Any]) -> Any:
         for attempt in range(RETRIES + 1):
@@ -127,8 +181,28 @@ class HttpDevice:
         batch = f"{self.uid}-b{self.batches}"
         self.batches += 1
         events, self.events = sorted(self.events, key=lambda e: e["ts"]), []
-        await self.call("/v1/events", self._ack({"user_id": self.uid, "batch_id": batch,
-                                                 "events": events}))  # fmt: skip
+        done = await self.call("/v1/events", self._ack({"user_id": self.uid, "batch_id": batch,
+                                                        "events": events}))  # fmt: skip
+        if done is not None:  # acknowledged: now part of the service's window
+            self.known = add_events(self.known, msgspec.convert(events, list[Event]))
+
+    async def decide(self, body: dict[str, Any]) -> Any:
+        """POST /v1/decide; score the opportunity on the device too and compare."""
+        resp = await self.call("/v1/decide", self._ack(body))
+        if resp is None:
+            return None
+        version, score = resp.get("model_version"), resp.get("score")
+        if self.edge is not None and version is not None and score is not None:
+            model = await self.edge.model(version)
+            if model is not None:
+                ctx = Context(trigger=body["trigger"], tz_offset_min=body.get("tz_offset_min"),
+                              zone=self.zone, last_refresh_ts=self.last_refresh_ts)  # fmt: skip
+                edge_score = model.predict_one(compute(self.known, body["ts"], ctx))
+                self.stats.edge_scored += 1
+                self.stats.edge_agree += edge_score == score
+        if resp.get("refresh"):
+            self.last_refresh_ts = max(body["ts"], self.last_refresh_ts or 0)
+        return resp
 
     async def run(self, until: int) -> None:
         w = self.b.world
@@ -142,14 +216,20 @@ class HttpDevice:
                 lat, lng = w.look_lat[si][k], w.look_lng[si][k]
                 if view.trigger in ("open", "return"):
                     await self.flush()
-                    await self.call("/v1/location", self._ack({
+                    fix = await self.call("/v1/location", self._ack({
                         "user_id": self.uid, "ts": ts, "lat": lat, "lng": lng,
                         "accuracy_m": self.sc.mobility.gps_accuracy_m}))  # fmt: skip
+                    if fix is not None:
+                        self.zone = fix.get("zone", self.zone)
+                        if fix.get("refresh"):  # left the coverage circle or changed zone
+                            self.stats.location_refreshes += 1
+                            self.last_refresh_ts = max(ts, self.last_refresh_ts or 0)
+                            screen_ts = ts
                     body = {"user_id": self.uid, "ts": ts + 1, "trigger": view.trigger,
                             "slots": list(self.sc.catalogue.slots)}  # fmt: skip
                     if w.user.reports_tz:
                         body["tz_offset_min"] = w.user.tz_offset_min
-                    resp = await self.call("/v1/decide", self._ack(body))
+                    resp = await self.decide(body)
                     self.stats.decides += 1
                     if resp and resp.get("refresh"):
                         self.stats.refreshes += 1
@@ -173,14 +253,18 @@ s.latent, freshness(age, 0.0, self.sc.clicks), float(s.u[k][U_CLICK]),
         # Acknowledge what is still owed on one last contact.
         if self.acks:
             body = {"user_id": self.uid, "ts": until - 1000, "trigger": "timer"}
-            await self.call("/v1/decide", self._ack(body))
+            await self.decide(body)
 
 
 async def run_devices(sc: Scenario, post: Post, *, users: int, hours: float, seed: int,
-                      now_ms: int) -> HttpStats:  # fmt: skip
-    """Run `users` devices over the last `hours` hours; return what happened."""
+                      now_ms: int, get: Get | None = None) -> HttpStats:  # fmt: skip
+    """Run `users` devices over the last `hours` hours; return what happened.
+
+    With `get`, devices also score with the downloaded model (edge scoring) and compare.
+    """
     places = build_places(sc.places)
     stats = HttpStats(devices=min(users, MAX_DEVICES))
+    edge = EdgeModels(get, stats) if get is not None else None
     t0 = sc.start_ms
     span = int(hours * HOUR_MS)
     devices = []
@@ -188,7 +272,7 @@ async def run_devices(sc: Scenario, post: Post, *, users: int, hours: float, see
         b = build_world(sc, places, seed=seed, cohort=EVAL, index=i, t0=t0, t1=t0 + 24 * HOUR_MS)
         first = b.world.sessions[b.world.first_eval].start if b.world.sessions else t0
         shift = (now_ms - span + 10_000) - first  # the first visit opens as the run starts
-        devices.append(HttpDevice(b, sc, post, stats, shift))
+        devices.append(HttpDevice(b, sc, post, stats, shift, edge))
     await asyncio.gather(*(d.run(now_ms) for d in devices))
     return stats
 
@@ -212,6 +296,10 @@ def _metrics(stats: HttpStats) -> dict[str, Any]:
             else None
         ),
         "http.clicks": one(stats.clicks),
+        "http.edge_scored": one(stats.edge_scored),
+        "http.edge_score_agreement_pct": one(
+            round(100 * stats.edge_agree / stats.edge_scored, 6) if stats.edge_scored else None
+        ),
     }
 
 
@@ -229,9 +317,13 @@ def run_http_cli(sc: Scenario, args: argparse.Namespace) -> int:
                 async with session.post(url + path, json=body) as resp:
                     return resp.status, await resp.json(content_type=None)
 
+            async def get(path: str) -> tuple[int, str, str | None]:
+                async with session.get(url + path) as resp:
+                    return resp.status, await resp.text(), resp.headers.get("X-Model-Version")
+
             now = int(time.time() * 1000)
             return await run_devices(sc, post, users=args.users, hours=args.hours,
-                                     seed=args.seed, now_ms=now)  # fmt: skip
+                                     seed=args.seed, now_ms=now, get=get)  # fmt: skip
 
     try:
         if args.url:

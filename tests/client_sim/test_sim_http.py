@@ -8,8 +8,11 @@ from typing import Any
 import pytest
 
 from client_sim.http_mode import NotLoopback, check_loopback, run_devices
+from intent.train import TrainResult
+from refreshd.keys import REGISTRY, STORE
+from refreshd.registry import publish
 from tests.client_sim.sim_support import small
-from tests.support import MakeClient
+from tests.support import MakeClient, now_ms
 
 
 @pytest.mark.parametrize("url", ["http://10.0.0.1:8080", "https://127.0.0.1", "http://example.com"])
@@ -37,3 +40,27 @@ async def test_devices_run_against_the_service(make_client: MakeClient) -> None:
     assert stats.requests.get("/v1/events", 0) >= 1
     assert stats.directives_received > 0
     assert stats.directives_acked == stats.directives_received
+
+
+async def test_devices_score_on_the_edge_exactly_like_the_service(
+    make_client: MakeClient, trained_model: TrainResult
+) -> None:
+    client = await make_client()
+    await publish(client.app[STORE], trained_model, created_ts=now_ms(), source="test")
+    await client.app[REGISTRY].refresh(client.app[STORE])
+
+    async def post(path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        resp = await client.post(path, json=body)
+        return resp.status, await resp.json()
+
+    async def get(path: str) -> tuple[int, str, str | None]:
+        resp = await client.get(path)
+        return resp.status, await resp.text(), resp.headers.get("X-Model-Version")
+
+    sc = small("travellers")
+    stats = await run_devices(sc, post, users=20, hours=2.0, seed=1,
+                              now_ms=int(time.time() * 1000), get=get)  # fmt: skip
+    assert stats.errors == 0
+    assert stats.edge_scored >= 8 and stats.model_downloads == 1
+    assert stats.location_refreshes >= 1  # those count as refreshes in the features too
+    assert stats.edge_agree == stats.edge_scored
