@@ -25,6 +25,9 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Arg = bytes | str | int | float
+# Commands awaiting a reply on one connection before new ones are refused (503): thousands of
+# requests in flight already mean the store is far behind; queueing more only grows memory.
+MAX_IN_FLIGHT = 4096
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -92,6 +95,8 @@ class _Protocol(asyncio.Protocol):
     def call(self, command: bytes) -> asyncio.Future[Any]:
         if self.closed or self._transport is None:
             raise RedisConnectionError("connection to the store is closed")
+        if len(self._waiting) >= MAX_IN_FLIGHT:  # the store is far behind: shed, do not queue
+            raise RedisConnectionError("too many commands waiting for the store")
         waiter: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting.append(waiter)
         self._transport.write(command)
@@ -149,22 +154,29 @@ class ScriptConnection:
     async def evalsha(self, script: Script, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         """Run a script (loading it first if the server lost its cache); return its reply."""
         proto = await self._connected()
-        reply = await self._reply(proto.call(pack(b"EVALSHA", script.sha, len(keys), *keys, *args)))
+        reply = await self._reply(
+            proto, proto.call(pack(b"EVALSHA", script.sha, len(keys), *keys, *args))
+        )
         if isinstance(reply, hiredis.ReplyError):
             if str(reply).startswith("NOSCRIPT"):  # a restarted server: EVAL caches it again
                 command = pack(b"EVAL", script.body, len(keys), *keys, *args)
-                reply = await self._reply(proto.call(command))
+                reply = await self._reply(proto, proto.call(command))
             if isinstance(reply, hiredis.ReplyError):
                 raise _error(reply)
         return reply
 
-    async def _reply(self, waiter: asyncio.Future[Any]) -> Any:
-        # The store timeout per reply, as redis-py's socket timeout; a late reply is dropped.
+    async def _reply(self, proto: _Protocol, waiter: asyncio.Future[Any]) -> Any:
+        # The store timeout per reply, as redis-py's socket timeout. Like redis-py, a timeout
+        # drops the connection: a silently dead one (a forgotten NAT flow, a failover behind the
+        # same address) is replaced on the next call instead of queueing replies that never
+        # come, and the calls still waiting on it fail now rather than one timeout each.
         try:
             async with asyncio.timeout(self.timeout_s):
                 return await waiter
         except TimeoutError:
-            raise RedisTimeoutError("store did not answer in time") from None
+            error = RedisTimeoutError("store did not answer in time")
+            proto.close(error)
+            raise error from None
 
     async def _connected(self) -> _Protocol:
         proto = self._proto
@@ -198,7 +210,7 @@ class ScriptConnection:
         return proto
 
     async def _checked(self, proto: _Protocol, command: bytes) -> None:
-        reply = await self._reply(proto.call(command))
+        reply = await self._reply(proto, proto.call(command))
         if isinstance(reply, hiredis.ReplyError):
             raise _error(reply)
 

@@ -17,8 +17,6 @@ KIND = "fences"
 # Parsing a fence (projection, buffers, H3 cover) costs milliseconds; more than this many
 # changed fences are parsed off the event loop.
 INLINE_PARSE_MAX = 20
-# Inserting covers is cheap per fence (dict updates); yield to requests after this many.
-INSERT_BATCH = 200
 
 
 def _parse_all(index: FenceIndex, items: dict[str, bytes]) -> dict[str, tuple[Fence, Cover] | None]:
@@ -64,14 +62,15 @@ class FenceBook:
         for fid in removed:
             self.index.remove(fid)
             del self._blobs[fid]
-        for k, (fid, done) in enumerate(parsed.items()):
+        # Applied in one go (no await): a decision never sees half a change, e.g. a fence
+        # gone for a moment mid-change, which would exit and re-enter its visitors. Inserting
+        # prepared covers is dict work: about 50 ms per 1 000 fences.
+        for fid, done in parsed.items():
             if done is None:
                 self.index.remove(fid)
             else:
                 self.index.upsert(*done)
             self._blobs[fid] = changed[fid]
-            if k % INSERT_BATCH == INSERT_BATCH - 1:
-                await asyncio.sleep(0)  # a bulk change must not stall requests
         self.version = version
         if changed or removed:
             log.info("geofences v%d: %d changed, %d removed", version, len(changed), len(removed))

@@ -12,7 +12,15 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ClusterDownError, RedisClusterException
+from redis.exceptions import (
+    ClusterDownError,
+    NoPermissionError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisClusterException,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -180,6 +188,16 @@ class RedisStore:
             OSError,
         ) as exc:
             raise StoreUnavailable() from exc
+        except (ReadOnlyError, OutOfMemoryError, NoPermissionError, TryAgainError) as exc:
+            # A server that cannot serve now (a replica after a failover, out of memory, ACLs,
+            # a slot moving) is unavailable, not a bug: 503 and the fallback, never a 500.
+            if isinstance(exc, ReadOnlyError) and self._scripts is not None:
+                self._scripts.close()  # reconnect: the address may point at the new primary
+            raise StoreUnavailable() from exc
+        except ResponseError as exc:
+            if str(exc).startswith("BUSY "):  # another script hogs the server
+                raise StoreUnavailable() from exc
+            raise
 
     async def load_user(self, uid: str, now_ms: int) -> tuple[UserState, list[Directive]]:
         async def run() -> tuple[UserState, list[Directive]]:

@@ -13,6 +13,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from refreshd import connection
 from refreshd.connection import Script, ScriptConnection, pack
 from refreshd.errors import StoreUnavailable
 from refreshd.redis_store import RedisStore
@@ -88,32 +89,80 @@ async def test_a_killed_connection_fails_then_reconnects(redis_url: str, raw: re
         conn.close()
 
 
-async def test_a_silent_server_times_out_and_a_late_reply_is_dropped() -> None:
-    writers: list[asyncio.StreamWriter] = []
+class FakeServer:
+    """A loopback RESP server: connection `i` answers every command with `replies[i]`, or never."""
 
-    async def late(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        writers.append(writer)
-        await reader.read(65536)  # the first call: no answer until the second arrives
-        await reader.read(65536)
-        writer.write(b"$4\r\nlate\r\n:1\r\n")  # the first call's reply, then the second's
-        await writer.drain()
+    def __init__(self, replies: list[bytes | None]) -> None:
+        self.replies = replies
+        self.connections = 0
+        self.writers: list[asyncio.StreamWriter] = []
 
-    server = await asyncio.start_server(late, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    conn = ScriptConnection(host="127.0.0.1", port=port, timeout_s=0.1)
-    try:
-        with pytest.raises(RedisTimeoutError):
-            await conn.evalsha(ECHO, ["k"], [])
-        conn_timeout_s, conn.timeout_s = conn.timeout_s, 5.0
-        assert await conn.evalsha(ECHO, ["k"], []) == 1
-        assert conn_timeout_s == 0.1
-    finally:
-        conn.close()
-        for writer in writers:
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        reply = self.replies[min(self.connections, len(self.replies) - 1)]
+        self.connections += 1
+        self.writers.append(writer)
+        while await reader.read(65536):
+            if reply is not None:
+                writer.write(reply)
+                await writer.drain()
+
+    async def __aenter__(self) -> int:
+        self.server = await asyncio.start_server(self.handle, "127.0.0.1", 0)
+        return int(self.server.sockets[0].getsockname()[1])
+
+    async def __aexit__(self, *exc: object) -> None:
+        for writer in self.writers:
             writer.close()
-            await writer.wait_closed()
-        server.close()
-        await server.wait_closed()
+        self.server.close()
+        await self.server.wait_closed()
+
+
+async def test_a_silent_connection_times_out_and_is_replaced() -> None:
+    # Like redis-py, a timeout drops the connection: a silently dead one is not kept forever.
+    fake = FakeServer([None, b":1\r\n"])
+    async with fake as port:
+        conn = ScriptConnection(host="127.0.0.1", port=port, timeout_s=0.1)
+        try:
+            waiting = [asyncio.ensure_future(conn.evalsha(ECHO, ["k"], [])) for _ in range(3)]
+            results = await asyncio.gather(*waiting, return_exceptions=True)
+            assert all(isinstance(r, RedisTimeoutError) for r in results)
+            assert await conn.evalsha(ECHO, ["k"], []) == 1  # on a new connection
+            assert fake.connections == 2
+        finally:
+            conn.close()
+
+
+async def test_calls_beyond_the_in_flight_cap_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(connection, "MAX_IN_FLIGHT", 5)
+    async with FakeServer([None]) as port:
+        conn = ScriptConnection(host="127.0.0.1", port=port, timeout_s=5.0)
+        try:
+            waiting = [asyncio.ensure_future(conn.evalsha(ECHO, ["k"], [])) for _ in range(5)]
+            await asyncio.sleep(0.05)
+            with pytest.raises(RedisConnectionError, match="too many"):
+                await conn.evalsha(ECHO, ["k"], [])
+            for w in waiting:
+                w.cancel()
+        finally:
+            conn.close()
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        b"-READONLY You can't write against a read only replica.\r\n",
+        b"-OOM command not allowed when used memory > 'maxmemory'.\r\n",
+        b"-BUSY Redis is busy running a script.\r\n",
+    ],
+)
+async def test_a_store_that_cannot_serve_now_is_unavailable_not_a_500(reply: bytes) -> None:
+    async with FakeServer([reply]) as port:
+        store = RedisStore(f"redis://127.0.0.1:{port}/0", timeout_s=0.5)
+        try:
+            with pytest.raises(StoreUnavailable):
+                await store.load_user("u1", 0)
+        finally:
+            await store.close()
 
 
 async def test_store_maps_a_refused_connection_to_unavailable() -> None:
