@@ -132,6 +132,8 @@ class ScriptConnection:
         self.timeout_s = timeout_s
         self._proto: _Protocol | None = None
         self._connecting = asyncio.Lock()
+        self._failures = 0  # failed connection attempts so far
+        self._last_error: BaseException | None = None
 
     @staticmethod
     def supports(connection_class: type) -> bool:
@@ -182,10 +184,20 @@ class ScriptConnection:
         proto = self._proto
         if proto is not None and not proto.closed:
             return proto
+        failures = self._failures
         async with self._connecting:
             if self._proto is not None and not self._proto.closed:
                 return self._proto
-            self._proto = await self._connect()
+            # Callers that queued behind a failed attempt share its failure instead of each
+            # making (and waiting out) one more attempt; a caller arriving later tries afresh.
+            if self._failures != failures:
+                raise RedisConnectionError(f"store unreachable: {self._last_error}")
+            try:
+                self._proto = await self._connect()
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                self._failures += 1
+                self._last_error = exc
+                raise
             return self._proto
 
     async def _connect(self) -> _Protocol:

@@ -147,6 +147,29 @@ async def test_calls_beyond_the_in_flight_cap_are_refused(monkeypatch: pytest.Mo
             conn.close()
 
 
+async def test_callers_behind_a_failed_connect_share_its_failure(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    conn = ScriptConnection(host="127.0.0.1", port=1, timeout_s=0.5)
+    attempts = 0
+
+    async def refused() -> None:
+        nonlocal attempts
+        attempts += 1
+        await asyncio.sleep(0.05)
+        raise ConnectionRefusedError("refused")
+
+    monkeypatch.setattr(conn, "_connect", refused)
+    results = await asyncio.gather(
+        *(conn.evalsha(ECHO, ["k"], []) for _ in range(5)), return_exceptions=True
+    )
+    assert attempts == 1  # one attempt; the four queued behind it failed at once
+    assert all(isinstance(r, (RedisConnectionError, ConnectionRefusedError)) for r in results)
+    with pytest.raises(ConnectionRefusedError):  # a later caller tries afresh
+        await conn.evalsha(ECHO, ["k"], [])
+    assert attempts == 2
+
+
 @pytest.mark.parametrize(
     "reply",
     [
