@@ -180,19 +180,18 @@ async def test_callers_behind_a_failed_connect_share_its_failure(
 )
 async def test_a_store_that_cannot_serve_now_is_unavailable_not_a_500(reply: bytes) -> None:
     async with FakeServer([reply]) as port:
-        store = RedisStore(f"redis://127.0.0.1:{port}/0", timeout_s=0.5)
-        try:
-            with pytest.raises(StoreUnavailable):
-                await store.load_user("u1", 0)
-        finally:
-            await store.close()
+        await assert_load_unavailable(port, timeout_s=0.5)
 
 
 async def test_store_maps_a_refused_connection_to_unavailable() -> None:
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    store = RedisStore(f"redis://127.0.0.1:{port}/0", timeout_s=0.2)
+    await assert_load_unavailable(port, timeout_s=0.2)
+
+
+async def assert_load_unavailable(port: int, *, timeout_s: float) -> None:
+    store = RedisStore(f"redis://127.0.0.1:{port}/0", timeout_s=timeout_s)
     try:
         with pytest.raises(StoreUnavailable):
             await store.load_user("u1", 0)
