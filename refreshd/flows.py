@@ -13,8 +13,6 @@ import random
 import uuid
 from collections.abc import Callable, Sequence
 
-import msgspec
-
 from refreshd import constants as C
 from refreshd.errors import InvalidValue, RateLimited, StoreUnavailable
 from refreshd.locks import KeyedLock
@@ -97,8 +95,9 @@ class UserFlows:
             self.cache.drop(commit.uid)
             raise
         if result.status == "ok":
-            state = msgspec.structs.replace(commit.state, version=commit.expected_version + 1)
-            self.cache.put(commit.uid, state, list(result.directives))
+            self.cache.put_blob(
+                commit.uid, commit.state_blob, commit.expected_version + 1, list(result.directives)
+            )
         elif result.status == "conflict":
             self.cache.drop(commit.uid)
         return result

@@ -14,7 +14,6 @@ from refreshd.store import (
     Commit,
     CommitResult,
     decode_state,
-    encode_state,
     live_directives,
 )
 
@@ -53,7 +52,7 @@ class MemoryStore:
         version = self.users.get(uid, (0, b""))[0]
         if version != commit.expected_version:
             return CommitResult("conflict", live_directives(list(pending.values()), commit.now_ms))
-        self.users[uid] = (version + 1, encode_state(commit.state))
+        self.users[uid] = (version + 1, commit.state_blob)
         if commit.batch_id:
             self.batches.add((uid, commit.batch_id))
         for ack in commit.ack_ids:

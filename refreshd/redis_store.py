@@ -45,7 +45,6 @@ from refreshd.store import (
     decode_state,
     directives_key,
     encode_directive,
-    encode_state,
     live_directives,
     model_key,
     shard_key,
@@ -212,7 +211,7 @@ class RedisStore:
         uid = commit.uid
         args: list[Any] = [
             commit.expected_version,
-            encode_state(commit.state),
+            commit.state_blob,
             1 if commit.batch_id else 0,
             self.batch_ttl_s,
             self.log_maxlen,

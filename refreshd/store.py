@@ -121,6 +121,11 @@ class Commit:
     event_logs: Sequence[bytes] = ()
     # (hash key, {field: increment}): experiment statistics, added with HINCRBY.
     stat_incrs: Sequence[tuple[str, Mapping[str, int]]] = ()
+    # `state` encoded once, for the store and the worker's user cache alike.
+    state_blob: bytes = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state_blob", encode_state(self.state))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

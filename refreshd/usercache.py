@@ -14,6 +14,7 @@ Decoding a hit costs microseconds for a typical state, less than the store round
 from __future__ import annotations
 
 from collections import OrderedDict
+from typing import cast
 
 from refreshd.schemas import Directive
 from refreshd.state import UserState
@@ -28,9 +29,9 @@ class UserCache:
 
     def __init__(self, max_users: int = DEFAULT_MAX_USERS) -> None:
         self.max_users = max_users
-        # user id → (state blob, *directive blobs): a flat tuple of bytes, which the collector
-        # stops tracking at its first pass.
-        self._items: OrderedDict[str, tuple[bytes, ...]] = OrderedDict()
+        # user id → (version, state blob, *directive blobs): one flat tuple of an int and bytes,
+        # which the collector stops tracking at its first pass.
+        self._items: OrderedDict[str, tuple[int | bytes, ...]] = OrderedDict()
         self.hits = 0
         self.misses = 0
 
@@ -41,12 +42,20 @@ class UserCache:
             return None
         self._items.move_to_end(uid)
         self.hits += 1
-        return decode_state(item[0]), [decode_directive(b) for b in item[1:]]
+        state = decode_state(cast(bytes, item[1]))
+        state.version = cast(int, item[0])
+        return state, [decode_directive(cast(bytes, b)) for b in item[2:]]
 
     def put(self, uid: str, state: UserState, directives: list[Directive]) -> None:
+        self.put_blob(uid, encode_state(state), state.version, directives)
+
+    def put_blob(
+        self, uid: str, state_blob: bytes, version: int, directives: list[Directive]
+    ) -> None:
+        """Cache a state already encoded (a commit's `state_blob`: no second encoding)."""
         if self.max_users <= 0:
             return
-        self._items[uid] = (encode_state(state), *(encode_directive(d) for d in directives))
+        self._items[uid] = (version, state_blob, *(encode_directive(d) for d in directives))
         self._items.move_to_end(uid)
         while len(self._items) > self.max_users:
             self._items.popitem(last=False)
