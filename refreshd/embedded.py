@@ -24,7 +24,7 @@ class EmbeddedValkey:
     append-only file, which would corrupt it.
     """
 
-    def __init__(self, data_dir: Path, *, appendfsync: str = "everysec", port: int | None = None):
+    def __init__(self, data_dir: Path, *, appendfsync: str = "always", port: int | None = None):
         self.dir = (Path(data_dir) / "valkey").resolve()
         self.appendfsync = appendfsync
         self.port = port

