@@ -61,7 +61,7 @@ def train_model(
     t0 = t1 - sc.time.train_days * DAY_MS
     share = sc.time.explore_refresh_share
     policy = engine.Policy(
-        kind="intent", threshold=1.0 - share, min_interval_s=sc.time.min_interval_s
+        kind="intent", threshold=1.0 - share, min_interval_s=sc.time.min_interval_s, explore=True
     )
     cloud = Cloud(policy, rules, log=True, model_version="explore")
     worlds = [

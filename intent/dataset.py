@@ -12,6 +12,13 @@ the last activity (the decision or an event) with nothing in between, (c) 10 min
 decision. Labels use every logged event, late or not: they are the future, not features. With
 the default cap (c) a 30 min gap can never end the session first; (b) matters for longer
 horizons and keeps the definition the same as the session notion used elsewhere.
+
+Besides the label, each row keeps what `intent.staleness` needs to measure the value of a
+refresh: whether the decision refreshed, whether it was randomised (`explore` in the log row),
+and `clicks_soon`, the clicks in the first `OUTCOME_WINDOW_S` after the decision (within the
+label's session). The window is the same for both outcomes of the decision and ends before the
+policy's next timer after a "no" (`NEXT_CHECK_S`): a window "until the next decision" would be
+shorter after a "no" (the device asks again sooner) and bias the comparison.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from refreshd.schemas import EVENT_TYPES, Event
 __all__ = [
     "INTENT_TRIGGERS",
     "LABEL_HORIZON_S",
+    "OUTCOME_WINDOW_S",
     "SESSION_GAP_S",
     "Dataset",
     "EventLog",
@@ -40,6 +48,9 @@ __all__ = [
     "detect_leakage",
 ]
 
+# Clicks this soon after a decision are its own doing: the policy's next timer after a "no"
+# (constants.NEXT_CHECK_S) comes no sooner.
+OUTCOME_WINDOW_S = C.NEXT_CHECK_S
 # A click more than 10 min after the opportunity is a different visit, not this refresh's.
 LABEL_HORIZON_S = 600
 # The usual analytics session timeout: 30 min without activity starts a new session.
@@ -60,6 +71,9 @@ class Dataset:
     ts: np.ndarray
     decision_ids: list[str]
     user_ids: list[str]
+    refreshed: np.ndarray  # bool: the decision refreshed
+    explored: np.ndarray  # bool: the decision was randomised (exploration traffic)
+    clicks_soon: np.ndarray  # int: clicks in OUTCOME_WINDOW_S after the decision
     feature_names: tuple[str, ...] = FEATURE_NAMES
     features_version: str = FEATURES_VERSION
 
@@ -76,6 +90,9 @@ class Dataset:
             ts=self.ts[idx],
             decision_ids=[self.decision_ids[i] for i in idx],
             user_ids=[self.user_ids[i] for i in idx],
+            refreshed=self.refreshed[idx],
+            explored=self.explored[idx],
+            clicks_soon=self.clicks_soon[idx],
         )
 
     def split_by_time(self, valid_fraction: float) -> tuple[Dataset, Dataset]:
@@ -212,6 +229,17 @@ class EventLog:
         session_gap_s: int = SESSION_GAP_S,
     ) -> int:
         """Return 1 if the user clicked in the session after `ts` (module docstring)."""
+        return int(self.clicks(user_id, ts, horizon_s=horizon_s, session_gap_s=session_gap_s) > 0)
+
+    def clicks(
+        self,
+        user_id: str,
+        ts: int,
+        *,
+        horizon_s: int = LABEL_HORIZON_S,
+        session_gap_s: int = SESSION_GAP_S,
+    ) -> int:
+        """Return the clicks in the label's session after `ts` (module docstring)."""
         u = self._users.get(user_id)
         if u is None:
             return 0
@@ -225,8 +253,7 @@ class EventLog:
             last = u.ts[j]
             j += 1
         end = min(end, last + gap_ms)
-        c = bisect_left(u.clicks, ts)
-        return int(c < len(u.clicks) and u.clicks[c] < end)
+        return bisect_left(u.clicks, end) - bisect_left(u.clicks, ts) if end > ts else 0
 
 
 def _context(row: Row) -> Context:
@@ -259,6 +286,7 @@ def build_dataset(
     X = np.empty((len(rows), len(FEATURES)), dtype=np.float64)
     y = np.empty(len(rows), dtype=np.int64)
     ts = np.empty(len(rows), dtype=np.int64)
+    clicks_soon = np.empty(len(rows), dtype=np.int64)
     for i, d in enumerate(rows):
         uid, d_ts = d["user_id"], int(d["ts"])
         seen = log.visible(uid, d_ts, int(d.get("received_ts", d_ts)))
@@ -270,6 +298,8 @@ def build_dataset(
                 cutoff = extra[-1].ts + 1
         X[i] = compute(seen, cutoff, _context(d))
         y[i] = log.label(uid, d_ts, horizon_s=horizon_s, session_gap_s=session_gap_s)
+        clicks_soon[i] = log.clicks(uid, d_ts, horizon_s=min(horizon_s, OUTCOME_WINDOW_S),
+                                    session_gap_s=session_gap_s)  # fmt: skip
         ts[i] = d_ts
     return Dataset(
         X=X,
@@ -277,6 +307,9 @@ def build_dataset(
         ts=ts,
         decision_ids=[str(d["decision_id"]) for d in rows],
         user_ids=[str(d["user_id"]) for d in rows],
+        refreshed=np.array([bool(d.get("refresh")) for d in rows], dtype=bool),
+        explored=np.array([bool(d.get("explore")) for d in rows], dtype=bool),
+        clicks_soon=clicks_soon,
     )
 
 

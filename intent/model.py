@@ -13,12 +13,23 @@ import numpy as np
 from lightgbm.basic import _LIB, _safe_call
 
 from intent.features import FEATURE_NAMES, FEATURES_VERSION
+from intent.staleness import Staleness
 
-__all__ = ["IntentModel", "ModelMismatch", "read_features_version", "with_features_version"]
+__all__ = [
+    "IntentModel",
+    "ModelMismatch",
+    "read_features_version",
+    "read_tags",
+    "with_features_version",
+    "with_tags",
+]
 
-# LightGBM's loader ignores a trailing `key=value` line, so the artifact stays a stock model
-# file an edge client can load while still saying which declarations produced its inputs.
-_VERSION_KEY = "refreshd_features_version="
+# LightGBM's loader ignores trailing `key=value` lines, so the artifact stays a stock model
+# file an edge client can load while still saying which declarations produced its inputs
+# (`refreshd_features_version=`) and, when training measured one, the staleness curve that
+# turns the click probability into the decision score (`refreshd_staleness=`).
+_TAG = "refreshd_"
+_AGE_FEATURE = "since_refresh_s"
 
 
 # Up to this many rows are scored one by one through LightGBM's single-row fast path
@@ -79,24 +90,65 @@ class _SingleRow:
         return out
 
 
+def with_tags(model_text: str, **tags: str) -> str:
+    """Return LightGBM model text with `refreshd_<key>=<value>` lines appended (or replaced)."""
+    kept = {**read_tags(model_text), **tags}
+    body = _strip_tags(model_text)
+    lines = "".join(f"{_TAG}{k}={v}\n" for k, v in kept.items())
+    return f"{body}\n{lines}"
+
+
 def with_features_version(model_text: str, features_version: str) -> str:
     """Return LightGBM model text tagged with the features version it was trained on."""
-    return f"{model_text.rstrip()}\n{_VERSION_KEY}{features_version}\n"
+    return with_tags(model_text, features_version=features_version)
+
+
+def _strip_tags(model_text: str) -> str:
+    lines = model_text.rstrip().split("\n")
+    while lines and lines[-1].startswith(_TAG):
+        lines.pop()
+    return "\n".join(lines).rstrip()
+
+
+def read_tags(model_text: str) -> dict[str, str]:
+    """Return the trailing `refreshd_<key>=<value>` tags of a model text, in order."""
+    tags: dict[str, str] = {}
+    for line in reversed(model_text.rstrip().split("\n")):
+        if not line.startswith(_TAG) or "=" not in line:
+            break
+        key, _, value = line[len(_TAG) :].partition("=")
+        tags[key] = value.strip()
+    return dict(reversed(tags.items()))
 
 
 def read_features_version(model_text: str) -> str | None:
     """Return the features version a model text is tagged with, if any."""
-    tail = model_text.rstrip().rsplit("\n", 1)[-1]
-    return tail[len(_VERSION_KEY) :].strip() if tail.startswith(_VERSION_KEY) else None
+    return read_tags(model_text).get("features_version")
 
 
 class IntentModel:
-    """Score feature rows with a LightGBM booster on one thread per call."""
+    """Score feature rows with a LightGBM booster on one thread per call.
 
-    def __init__(self, booster: lgb.Booster, *, feature_names: Sequence[str], version: str) -> None:
+    `predict_click` is the booster's click probability; `predict` is the decision score: that
+    probability times the staleness gain of the row's list age when the model carries a
+    curve (`intent.staleness`), else the probability itself.
+    """
+
+    def __init__(
+        self,
+        booster: lgb.Booster,
+        *,
+        feature_names: Sequence[str],
+        version: str,
+        staleness: Staleness | None = None,
+    ) -> None:
         self._booster = booster
         self.feature_names = tuple(feature_names)
         self.version = version
+        self.staleness = staleness
+        if staleness is not None and _AGE_FEATURE not in self.feature_names:
+            raise ModelMismatch(f"a staleness curve needs the {_AGE_FEATURE!r} feature")
+        self._age_col = self.feature_names.index(_AGE_FEATURE) if staleness is not None else -1
         self._single_row = _SingleRow(booster, len(self.feature_names))
 
     @classmethod
@@ -115,6 +167,11 @@ class IntentModel:
                 f"model was trained on features version {found!r}, this code computes "
                 f"{features_version!r}; retrain the model or deploy matching code"
             )
+        curve = read_tags(model_text).get("staleness")
+        try:
+            staleness = Staleness.from_text(curve) if curve else None
+        except ValueError as exc:
+            raise ModelMismatch(str(exc)) from None
         booster = lgb.Booster(model_str=model_text)
         names = booster.feature_name()
         if tuple(names) != tuple(feature_names):
@@ -128,9 +185,18 @@ class IntentModel:
             booster,
             feature_names=names,
             version=version or hashlib.sha256(model_text.encode()).hexdigest()[:12],
+            staleness=staleness,
         )
 
     def predict(self, X: np.ndarray) -> np.ndarray:
+        """Return decision scores for the rows of X (click probability × staleness gain)."""
+        X = np.asarray(X, dtype=np.float64)
+        p = self.predict_click(X)
+        if self.staleness is None:
+            return p
+        return p * self.staleness.gain(X[:, self._age_col])
+
+    def predict_click(self, X: np.ndarray) -> np.ndarray:
         """Return click-intent probabilities for the rows of X."""
         X = np.asarray(X, dtype=np.float64)
         if X.ndim != 2 or X.shape[1] != len(self.feature_names):
@@ -142,5 +208,5 @@ class IntentModel:
         return np.asarray(self._booster.predict(X, num_threads=1), dtype=np.float64)
 
     def predict_one(self, vector: Sequence[float]) -> float:
-        """Return the probability for one feature vector."""
+        """Return the decision score for one feature vector."""
         return float(self.predict(np.asarray(vector, dtype=np.float64).reshape(1, -1))[0])

@@ -1,4 +1,10 @@
-"""Train the intent model with a time-based holdout and report AUC, logloss and calibration."""
+"""Train the intent model with a time-based holdout and report AUC, logloss and calibration.
+
+When the training rows include randomised decisions (exploration traffic), the staleness gain
+curve (`intent.staleness`) is fitted on them and shipped in the model text, so the decision
+score becomes P(click) × gain(list age). AUC, logloss and calibration always judge the click
+probability itself.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +18,8 @@ import numpy as np
 
 from intent.dataset import Dataset, build_dataset
 from intent.generate import generate
-from intent.model import IntentModel, with_features_version
+from intent.model import IntentModel, with_tags
+from intent.staleness import fit_staleness
 
 __all__ = [
     "DEFAULT_PARAMS",
@@ -114,7 +121,7 @@ def evaluate(model_text: str, dataset: Dataset) -> dict[str, Any]:
         feature_names=dataset.feature_names,
         features_version=dataset.features_version,
     )
-    return _metrics(dataset.y, model.predict(dataset.X))
+    return _metrics(dataset.y, model.predict_click(dataset.X))
 
 
 def train(
@@ -152,9 +159,15 @@ def train(
     # many rounds actually ran.
     rounds_run = len(history["holdout"][p["metric"]])
     best = booster.best_iteration or booster.current_iteration()
-    text = with_features_version(
-        booster.model_to_string(num_iteration=best), dataset.features_version
-    )
+    tags = {"features_version": dataset.features_version}
+    explored = dataset.take(np.flatnonzero(dataset.explored))
+    curve = None
+    if len(explored) and "since_refresh_s" in dataset.feature_names:
+        age = explored.X[:, dataset.feature_names.index("since_refresh_s")]
+        curve = fit_staleness(age, explored.refreshed, explored.clicks_soon)
+    if curve is not None:
+        tags["staleness"] = curve.to_text()
+    text = with_tags(booster.model_to_string(num_iteration=best), **tags)
     metrics = evaluate(text, holdout)
     metrics.update(
         train_rows=len(fit),
@@ -163,6 +176,8 @@ def train(
         rounds_run=rounds_run,
         stopped_early=rounds_run < num_boost_round,
         holdout_from_ts=int(holdout.ts.min()),
+        explored_rows=len(explored),
+        staleness=None if curve is None else [list(p) for p in curve.points],
     )
     return TrainResult(
         model_text=text,

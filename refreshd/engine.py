@@ -41,6 +41,10 @@ class Policy:
     fallback_interval_s: int = C.FALLBACK_INTERVAL_S
     threshold: float = C.DEFAULT_THRESHOLD
     kind: Literal["intent", "fixed"] = "intent"
+    # Exploration traffic: the caller's `score` is a uniform draw, not a model's, so an intent
+    # decision is a randomised refresh. Logged (`explore`) so training can tell the rows whose
+    # refresh was independent of the user (intent.staleness measures what refreshing gains).
+    explore: bool = False
 
 
 DEFAULT_POLICY = Policy()
@@ -79,6 +83,7 @@ class DecisionLog(msgspec.Struct, kw_only=True, omit_defaults=True):
     last_refresh_ts: int | None = None  # before this decision (a feature's context)
     zone: int | None = None
     features: list[float] | None = None  # the vector the model saw (online/offline parity)
+    explore: bool = False  # a randomised intent decision (Policy.explore)
 
 
 class Outcome(msgspec.Struct):
@@ -210,6 +215,7 @@ def decide(
         last_refresh_ts=state.last_refresh_ts,
         zone=zone,
         features=features,
+        explore=policy.explore and used_score is not None,
     )
     return Outcome(decision, new_state, log)
 

@@ -134,6 +134,29 @@ def test_a_30_minute_gap_ends_the_session(
     assert ds.y.tolist() == [label]
 
 
+@pytest.mark.parametrize(
+    ("clicks", "soon"),
+    [
+        ([1_000, 30_000, 59_999], 3),
+        ([60_000, 90_000], 0),  # the window ends where the next timer after a "no" would ask
+        ([-1_000, 5_000], 1),  # a click before the decision is not its doing
+    ],
+)
+def test_clicks_soon_counts_the_decisions_own_window(
+    make_decision: MakeRow, make_event_row: MakeRow, clicks: list[int], soon: int
+) -> None:
+    rows = [make_event_row("click", D + dt, item_id=f"i{dt}") for dt in clicks]
+    ds = build_dataset([make_decision(D, refresh=True, explore=True, reason="intent")], rows)
+    assert ds.clicks_soon.tolist() == [soon]
+    assert ds.refreshed.tolist() == [True] and ds.explored.tolist() == [True]
+
+
+def test_rows_without_explore_are_not_randomised(make_decision: MakeRow) -> None:
+    ds = build_dataset([make_decision(D), make_decision(D + MIN, refresh=True)], [])
+    assert ds.explored.tolist() == [False, False] and ds.refreshed.tolist() == [False, True]
+    assert ds.take([1]).refreshed.tolist() == [True]
+
+
 def test_a_late_click_still_labels(make_decision: MakeRow, make_event_row: MakeRow) -> None:
     late = make_event_row("click", D + 30_000, received_ts=D + 3_600_000)
     assert build_dataset([make_decision(D)], [late]).y.tolist() == [1]

@@ -15,8 +15,11 @@ from intent.model import (
     IntentModel,
     ModelMismatch,
     read_features_version,
+    read_tags,
     with_features_version,
+    with_tags,
 )
+from intent.staleness import Staleness
 from intent.train import TrainResult
 
 
@@ -100,3 +103,30 @@ def test_every_batch_size_scores_bit_identical_to_stock_lightgbm(
         assert model.predict(X[i : i + size]).tolist() == expected[i : i + size]
         i += size
     assert [model.predict_one(row.tolist()) for row in X[:200]] == expected[:200]
+
+
+def test_a_staleness_curve_rides_in_the_model_text_and_scales_the_score(
+    trained: TrainResult, synthetic_dataset: Dataset
+) -> None:
+    X = synthetic_dataset.X[:200].copy()
+    age_col = FEATURE_NAMES.index("since_refresh_s")
+    X[:, age_col] = np.linspace(-1, 20_000, len(X))
+    curve = Staleness(((120.0, 0.1), (1800.0, 0.5), (7200.0, 1.0)))
+    text = with_tags(trained.model_text, staleness=curve.to_text())
+    assert read_tags(text) == {"features_version": FEATURES_VERSION, "staleness": curve.to_text()}
+    assert read_features_version(text) == FEATURES_VERSION
+    plain = IntentModel.from_text(trained.model_text)
+    scaled = IntentModel.from_text(text)
+    assert scaled.staleness == curve and plain.staleness is None
+    assert scaled.predict_click(X).tolist() == plain.predict(X).tolist()
+    assert scaled.predict(X) == pytest.approx(plain.predict(X) * curve.gain(X[:, age_col]))
+    assert scaled.predict(X[:3]).tolist() == scaled.predict(X)[:3].tolist()  # fast path agrees
+    # A stock LightGBM loader still reads the artifact, tags and all.
+    assert lgb.Booster(model_str=text).predict(X).tolist() == plain.predict(X).tolist()
+    # Re-tagging replaces, never duplicates.
+    assert with_tags(text, staleness=curve.to_text()) == text
+
+
+def test_a_broken_staleness_tag_is_refused(trained: TrainResult) -> None:
+    with pytest.raises(ModelMismatch, match="staleness"):
+        IntentModel.from_text(with_tags(trained.model_text, staleness="10:0.9,20:0.1"))

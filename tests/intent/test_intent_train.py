@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
@@ -9,7 +10,8 @@ import numpy as np
 import pytest
 
 from intent.dataset import Dataset
-from intent.model import IntentModel
+from intent.features import FEATURE_NAMES
+from intent.model import IntentModel, read_tags
 from intent.train import TrainResult, auc, bootstrap, evaluate, is_better, train
 
 
@@ -55,6 +57,31 @@ def test_evaluate_scores_any_dataset(synthetic_dataset: Dataset, trained: TrainR
     m = evaluate(trained.model_text, holdout)
     assert m["auc"] == trained.metrics["auc"]
     assert m["rows"] == len(holdout)
+
+
+def test_randomised_rows_give_the_model_a_staleness_curve(
+    synthetic_dataset: Dataset, trained: TrainResult
+) -> None:
+    """Exploration rows where a refresh helps old lists more: the model ships the gain curve."""
+    ds = synthetic_dataset
+    rng = np.random.default_rng(3)
+    age = ds.X[:, FEATURE_NAMES.index("since_refresh_s")]
+    refreshed = rng.random(len(ds)) < 0.5
+    stale = np.where(age < 0, 1.0, 1 - np.exp(-np.maximum(age, 0) / 1800))
+    clicks = rng.poisson(np.where(refreshed, 1.0, 1.0 - 0.8 * stale))
+    explored = dataclasses.replace(
+        ds, explored=np.ones(len(ds), dtype=bool), refreshed=refreshed, clicks_soon=clicks
+    )
+    result = train(explored, seed=0)
+    curve = result.metrics["staleness"]
+    assert curve is not None and curve[-1][1] == 1.0
+    assert result.metrics["explored_rows"] == len(ds)
+    model = IntentModel.from_text(result.model_text)
+    assert model.staleness is not None and [list(p) for p in model.staleness.points] == curve
+    # The click model and its report are untouched; only the decision score is scaled.
+    assert result.metrics["auc"] == trained.metrics["auc"]
+    assert "staleness" in read_tags(result.model_text)
+    assert trained.metrics["staleness"] is None and "staleness" not in read_tags(trained.model_text)
 
 
 @pytest.mark.parametrize("n", [2, 5, 17, 40])

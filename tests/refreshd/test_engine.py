@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -59,6 +60,26 @@ def test_refresh_updates_state_and_log() -> None:
     assert out.state.last_refresh_ts == T0 + 400_000
     assert out.state.refreshes == state.refreshes + 1 and out.state.decisions == state.decisions + 1
     assert out.log.decision_id == "abc" and out.log.refresh and out.log.lat == 1.0
+
+
+@pytest.mark.parametrize(
+    ("trigger", "directives", "score", "explore", "logged"),
+    [
+        ("open", [], 0.7, True, True),  # a randomised intent decision
+        ("open", [], 0.2, True, True),  # ... whichever way the coin fell
+        ("open", [], 0.7, False, False),  # a model's decision is not exploration
+        ("pull", [], 0.7, True, False),  # pull always refreshes: nothing was randomised
+        ("open", [directive()], 0.7, True, False),  # an event rule decided
+    ],
+)
+def test_only_randomised_intent_decisions_are_logged_as_exploration(
+    trigger: str, directives: list[Directive], score: float, explore: bool, logged: bool
+) -> None:
+    policy = engine.Policy(threshold=0.5, explore=explore)
+    out = engine.decide(UserState(), req(trigger), decision_id="x", directives=directives,
+                        policy=policy, score=score)  # fmt: skip
+    assert out.log.explore is logged
+    assert ("explore" in msgspec.to_builtins(out.log)) is logged  # absent from ordinary rows
 
 
 def test_no_refresh_keeps_last_refresh() -> None:

@@ -1,0 +1,118 @@
+"""What a refresh is worth as a function of how old the list on screen is, from randomised logs.
+
+The intent model says how likely the user is to click; it does not say whether *refreshing*
+changes that. A list refreshed a minute ago gains nothing from another refresh, however keen
+the user; a list from last night gains the most. This module measures that gain from
+exploration traffic (decisions whose refresh was a coin flip, `explore` in the log), where the
+refreshed and the not-refreshed rows are alike except for the refresh:
+
+- rows are grouped by the age of the list on screen (`since_refresh_s`, log-spaced buckets;
+  a user never refreshed counts as the oldest bucket);
+- in each bucket, r = mean clicks soon after the decision (`intent.dataset.OUTCOME_WINDOW_S`)
+  without a refresh / with one: the
+  share of a fresh list's clicks that the old list still gets; the gain is 1 − r;
+- the gains are made non-decreasing in age (pool-adjacent-violators, weighted by rows: an
+  older list is never worth *less* refreshing) and scaled so the oldest bucket is 1.
+
+The curve multiplies the intent probability into the score the policy thresholds
+(`IntentModel.predict`): P(click) × gain(age), the expected clicks a refresh adds, in units of a
+fully stale list's. No curve (too few randomised rows, or no measurable gain) leaves the score
+the plain probability. Nothing here knows how the world makes lists stale.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+__all__ = ["BUCKET_EDGES_S", "MIN_ROWS", "Staleness", "fit_staleness"]
+
+# Bucket lower edges in seconds: 0, 1, 2, 5, 10, 20, 40, 80, 160, 320 min.
+BUCKET_EDGES_S = (0, 60, 120, 300, 600, 1200, 2400, 4800, 9600, 19200)
+# Fewer randomised rows than this on either side of a bucket: the bucket is not measured.
+MIN_ROWS = 30
+# A never-refreshed user's list is older than any bucket edge.
+_NEVER = math.inf
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Staleness:
+    """A non-decreasing gain curve: `points` are (age in whole seconds, gain in [0, 1])."""
+
+    points: tuple[tuple[float, float], ...]
+
+    def __post_init__(self) -> None:
+        if not self.points:
+            raise ValueError("a staleness curve needs at least one point")
+        ages = [a for a, _ in self.points]
+        gains = [g for _, g in self.points]
+        if ages != sorted(ages) or len(set(ages)) != len(ages):
+            raise ValueError("staleness ages must be strictly increasing")
+        if any(not 0.0 <= g <= 1.0 for g in gains) or gains != sorted(gains):
+            raise ValueError("staleness gains must be non-decreasing within [0, 1]")
+
+    def gain(self, age_s: np.ndarray) -> np.ndarray:
+        """Return the gain at each age; a negative age (never refreshed) is the oldest."""
+        age = np.asarray(age_s, dtype=np.float64)
+        age = np.where(age < 0, _NEVER, age)
+        xs = np.array([a for a, _ in self.points])
+        ys = np.array([g for _, g in self.points])
+        return np.interp(np.minimum(age, xs[-1]), xs, ys)
+
+    def to_text(self) -> str:
+        return ",".join(f"{a:.0f}:{g:.4f}" for a, g in self.points)
+
+    @classmethod
+    def from_text(cls, text: str) -> Staleness:
+        try:
+            pairs = [item.split(":") for item in text.strip().split(",")]
+            return cls(tuple((float(a), float(g)) for a, g in pairs))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"bad staleness curve {text!r}: {exc}") from None
+
+
+def _pav(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Return the weighted least-squares non-decreasing fit (pool adjacent violators)."""
+    blocks: list[list[float]] = []  # [mean, weight, count]
+    for v, w in zip(values.tolist(), weights.tolist(), strict=True):
+        blocks.append([v, w, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            b, a = blocks.pop(), blocks.pop()
+            tw = a[1] + b[1]
+            blocks.append([(a[0] * a[1] + b[0] * b[1]) / tw, tw, a[2] + b[2]])
+    return np.array([m for m, _, c in blocks for _ in range(int(c))])
+
+
+def fit_staleness(
+    age_s: np.ndarray, refreshed: np.ndarray, clicks: np.ndarray, *, min_rows: int = MIN_ROWS
+) -> Staleness | None:
+    """Fit the gain curve from randomised rows (module docstring); None if it cannot."""
+    age = np.asarray(age_s, dtype=np.float64)
+    age = np.where(age < 0, _NEVER, age)
+    treated = np.asarray(refreshed, dtype=bool)
+    y = np.asarray(clicks, dtype=np.float64)
+    edges = np.array(BUCKET_EDGES_S, dtype=np.float64)
+    bucket = np.searchsorted(edges, age, side="right") - 1
+    ages, gains, weights = [], [], []
+    for k, lo in enumerate(BUCKET_EDGES_S):
+        on = (bucket == k) & treated
+        off = (bucket == k) & ~treated
+        if on.sum() < min_rows or off.sum() < min_rows:
+            continue
+        fresh = y[on].mean()
+        if fresh <= 0:
+            continue
+        hi = BUCKET_EDGES_S[k + 1] if k + 1 < len(BUCKET_EDGES_S) else 2 * lo
+        ages.append(float(round(math.sqrt(max(lo, 30) * hi))))  # the bucket's geometric middle
+        gains.append(1.0 - y[off].mean() / fresh)
+        weights.append(float(on.sum() + off.sum()))
+    if not gains:
+        return None
+    fitted = np.clip(_pav(np.array(gains), np.array(weights)), 0.0, None)
+    top = float(fitted[-1])
+    if top <= 0:
+        return None  # refreshing made no measurable difference at any age
+    scaled = (round(float(g) / top, 4) for g in fitted)
+    return Staleness(tuple(zip(ages, scaled, strict=True)))
