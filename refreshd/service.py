@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import random
 from collections.abc import Callable, Sequence
 
 import msgspec
@@ -57,6 +58,10 @@ def validate_events(req: EventsRequest, now_ms: int) -> None:
         check_ts(event.ts, now_ms, f"events[{i}].ts")
 
 
+# Exploration decisions refresh when a uniform draw clears this: a fair coin.
+EXPLORE_THRESHOLD = 0.5
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Scored:
     """What the intent model said about one opportunity (nothing, when it was not asked)."""
@@ -96,6 +101,7 @@ class Service(UserFlows):
             fallback_interval_s=settings.fallback_interval_s,
             threshold=settings.threshold,
         )
+        self._explore_rng = random.Random()
 
     async def decide(self, req: DecideRequest) -> DecideResponse:
         """Decide for one opportunity; degrade to the fallback rule when the store is down."""
@@ -129,6 +135,8 @@ class Service(UserFlows):
                 exp_id, cfg, assignment = chosen
                 variant = assignment.variant or ""
                 policy = policy_for(policy, cfg, variant)
+            elif self._explores(policy):
+                policy = dataclasses.replace(policy, explore=True, threshold=EXPLORE_THRESHOLD)
             scored = await self._score(state, req, live, policy, geo is not None and geo.refresh)
             outcome = engine.decide(
                 state,
@@ -179,6 +187,11 @@ class Service(UserFlows):
             return self._response(decision_id, outcome.decision, result.directives, exposure)
         raise Conflict("too many concurrent updates for this user; retry", field="user_id")
 
+    def _explores(self, policy: engine.Policy) -> bool:
+        """Draw whether this decision is exploration traffic (`Settings.explore_share`)."""
+        share = self.settings.explore_share
+        return policy.kind == "intent" and share > 0 and self._explore_rng.random() < share
+
     async def _score(
         self,
         state: UserState,
@@ -201,6 +214,10 @@ class Service(UserFlows):
             state, req, directives=directives, policy=policy, geo_refresh=geo_refresh
         ):
             return Scored(features=features)
+        if policy.explore:  # exploration traffic: a coin flip stands in for the model
+            return Scored(
+                score=self._explore_rng.random(), model_version="explore", features=features
+            )
         try:
             async with asyncio.timeout(self.settings.score_timeout_ms / 1000):
                 score, version = await self.batcher.score(features)

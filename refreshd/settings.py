@@ -28,6 +28,10 @@ class Settings:
     min_interval_s: int = C.MIN_INTERVAL_S
     fallback_interval_s: int = C.FALLBACK_INTERVAL_S
     threshold: float = C.DEFAULT_THRESHOLD
+    # Share of intent decisions (users outside experiments) that refresh on a coin flip instead
+    # of the model: exploration traffic, logged `explore`, from which retraining measures what
+    # a refresh gains by list age (intent.staleness). 0 turns it off.
+    explore_share: float = 0.0
     max_body_bytes: int = C.MAX_BODY_BYTES
     store_timeout_s: float = C.STORE_TIMEOUT_S
     log_maxlen: int = C.LOG_MAXLEN
@@ -115,6 +119,7 @@ class Settings:
             min_interval_s=integer("MIN_INTERVAL_S", C.MIN_INTERVAL_S, 0, 86_400),
             fallback_interval_s=integer("FALLBACK_INTERVAL_S", C.FALLBACK_INTERVAL_S, 0, 86_400),
             threshold=number("THRESHOLD", C.DEFAULT_THRESHOLD, 0.0, 1.0),
+            explore_share=number("EXPLORE_SHARE", 0.0, 0.0, 1.0),
             max_body_bytes=integer("MAX_BODY_BYTES", C.MAX_BODY_BYTES, 1024, 64 << 20),
             store_timeout_s=number("STORE_TIMEOUT_S", C.STORE_TIMEOUT_S, 0.01, 30.0),
             log_maxlen=integer("LOG_MAXLEN", C.LOG_MAXLEN, 1000, 100_000_000),

@@ -26,7 +26,7 @@ from refreshd.schemas import DecideRequest, Event, EventsRequest
 from refreshd.service import Service
 from refreshd.settings import Settings
 from refreshd.store import LOG_DECISIONS, LOG_EVENTS
-from tests.support import FakeClock, MakeClient, now_ms, raw_xadd
+from tests.support import FakeClock, MakeClient, now_ms, raw_log, raw_xadd
 
 
 def replay_items(users: int, days: int, seed: int) -> tuple[list[tuple[int, str, Any]], int]:
@@ -228,3 +228,35 @@ def test_decision_log_rows_carry_what_training_needs() -> None:
         "tz_offset_min",
         "zone",
     } <= fields
+
+
+async def test_exploration_traffic_flips_a_logged_coin_outside_experiments(
+    make_client: MakeClient, trained_model: TrainResult, raw: redis.Redis
+) -> None:
+    """REFRESHD_EXPLORE_SHARE: randomised decisions, logged `explore`, never in experiments."""
+    client = await make_client(explore_share=1.0)
+    await publish_model(client, trained_model)
+    bodies = []
+    for i in range(80):
+        resp = await client.post(
+            "/v1/decide", json={"user_id": f"e{i}", "ts": now_ms(), "trigger": "scroll"}
+        )
+        bodies.append(await resp.json())
+    assert {b["reason"] for b in bodies} <= {"intent", "no_intent"}
+    assert {b["model_version"] for b in bodies} == {"explore"}
+    assert all(b["refresh"] == (b["score"] >= b["threshold"] == 0.5) for b in bodies)
+    assert 0.25 < np.mean([b["refresh"] for b in bodies]) < 0.75  # a fair coin, not the model
+    logged = {r["decision_id"]: r for r in raw_log(raw, "log:decisions")}
+    assert all(logged[b["decision_id"]]["explore"] is True for b in bodies)
+    # A user in a running experiment gets the variant's policy, never the coin.
+    never = {"policy": "intent", "threshold": 1.0}
+    exp = {"seed": "s", "weights": [0.5, 0.5], "status": "running",
+           "variants": [{"key": "a", "params": never}, {"key": "b", "params": never}]}  # fmt: skip
+    assert (await client.put("/v1/experiments/thr", json=exp)).status == 200
+    body = await (
+        await client.post("/v1/decide", json={"user_id": "x", "ts": now_ms(), "trigger": "scroll"})
+    ).json()
+    assert body["threshold"] == 1.0 and body["model_version"] != "explore"
+    assert "explore" not in {r["decision_id"]: r for r in raw_log(raw, "log:decisions")}[
+        body["decision_id"]
+    ]
