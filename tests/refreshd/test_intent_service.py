@@ -257,6 +257,7 @@ async def test_exploration_traffic_flips_a_logged_coin_outside_experiments(
         await client.post("/v1/decide", json={"user_id": "x", "ts": now_ms(), "trigger": "scroll"})
     ).json()
     assert body["threshold"] == 1.0 and body["model_version"] != "explore"
-    assert "explore" not in {r["decision_id"]: r for r in raw_log(raw, "log:decisions")}[
-        body["decision_id"]
-    ]
+    assert (
+        "explore"
+        not in {r["decision_id"]: r for r in raw_log(raw, "log:decisions")}[body["decision_id"]]
+    )
