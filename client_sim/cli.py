@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=Path("sim-report"), help="output directory")
     run.add_argument("--url", help="http mode: a running refreshd on loopback (default: start one)")
     run.add_argument("--quiet", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--bounds",
+        action="store_true",
+        help="fast mode: also run diagnostic arms that read the ground truth (the visit's prior "
+        "and actual intent, the list's true staleness) to show how far the learned policy is "
+        "from the best possible; never a shippable policy",
+    )
     return parser
 
 
@@ -96,6 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.seed < 0:
         print("refresh-sim: --seed must be ≥ 0", file=sys.stderr)
         return 2
+    if args.bounds and args.mode != "fast":
+        print("refresh-sim: --bounds needs --mode fast (it reads the simulated ground truth)",
+              file=sys.stderr)  # fmt: skip
+        return 2
     t_start = time.perf_counter()
     if args.mode == "http":
         from client_sim.http_mode import run_http_cli
@@ -105,7 +116,9 @@ def main(argv: list[str] | None = None) -> int:
     from client_sim.report import write_report
 
     prog = Progress(1, enabled=not args.quiet)
-    result = run_fast(sc, users=args.users, hours=args.hours, seed=args.seed, progress=prog)
+    result = run_fast(
+        sc, users=args.users, hours=args.hours, seed=args.seed, progress=prog, bounds=args.bounds
+    )
     prog.set_stage("report")
     metrics = write_report(result, args.out)
     prog.close()

@@ -210,7 +210,10 @@ def run_device(
     """Live the user's sessions; yield feature rows when the policy needs a model score.
 
     `score_mode`: "model" (yield features, receive the score), "explore" (a uniform draw from
-    `explore` stands in for the score: randomised refresh) or "none" (fixed policy).
+    `explore` stands in for the score: randomised refresh), "none" (fixed policy), or one of
+    the diagnostic bounds that read the ground truth: "bound_prior" (score = the visit's prior
+    browse probability × the list's true staleness) and "bound_visit" (the visit's realised
+    intent × true staleness); staleness is (1 − F) / (1 − floor) with the world's freshness F.
     `warmup` lives only the warm-up sessions and appends where it left off to `carry_out`;
     otherwise the evaluation sessions are lived, starting from `carry` when given.
     """
@@ -233,15 +236,18 @@ def run_device(
     rate_b, rate_u, fold = ck.browse_rate, ck.utility_rate, ck.above_fold_share
     pull_below, pull_p, feedback_p = bh.pull_staleness, bh.pull_prob, bh.feedback_prob
 
+    bound = score_mode if score_mode.startswith("bound_") else None
+
     def decide(
-        ts: int, trigger: str, sess: Session
+        ts: int, trigger: str, sess: Session, pos: tuple[float, float]
     ) -> Generator[list[float], float, tuple[bool, int]]:
         req = DecideRequest(user_id=uid, ts=ts, trigger=trigger, tz_offset_min=dev.tz,  # type: ignore[arg-type]
                             ack=dev.acks or None)  # fmt: skip
         dev.acks = []
         saved = sess.latent
         if scramble is not None:
-            sess.latent = Latent(bool(scramble.random() < 0.5), float(scramble.gamma(2.0)))
+            sess.latent = Latent(bool(scramble.random() < 0.5), float(scramble.gamma(2.0)),
+                                 float(scramble.random()))  # fmt: skip
         prep = cloud.prepare(dev.cu, req, ts, features=want_features)
         score: float | None = None
         if prep.needs_score:
@@ -251,6 +257,11 @@ def run_device(
             elif score_mode == "explore":
                 assert explore is not None
                 score = float(explore.random())
+            elif bound is not None:  # diagnostics only: reads the ground truth
+                fresh = math.exp(-max(ts - screen_ts, 0) / tau_ms)
+                fresh *= math.exp(-_dist(screen_pos, pos) / scale_m)
+                intent = saved.prior if bound == "bound_prior" else float(saved.browse)
+                score = intent * (1.0 - fresh)
         decision, dirs = cloud.decide(dev.cu, prep, ts, score)
         sess.latent = saved
         st.decides += 1
@@ -298,7 +309,7 @@ def run_device(
                 paid = True
             if t_action >= 0:  # a timer decide, no view
                 dev.flush(ts)
-                refreshed, next_s = yield from decide(ts, "timer", sess)
+                refreshed, next_s = yield from decide(ts, "timer", sess, pos)
                 timer_due = ts + next_s * 1000
                 if refreshed:
                     screen_ts, screen_pos, refreshed_here = ts, pos, True
@@ -315,7 +326,7 @@ def run_device(
                 in_feed = True
             if ask:
                 dev.flush(ts)
-                refreshed, next_s = yield from decide(ts, trigger, sess)
+                refreshed, next_s = yield from decide(ts, trigger, sess, pos)
                 timer_due = ts + next_s * 1000
                 if refreshed:
                     screen_ts, screen_pos, refreshed_here = ts, pos, True
@@ -335,7 +346,7 @@ def run_device(
                 dev.buf.append(Event(type="pull_refresh", ts=t_pull))
                 dev.flush(t_pull)
                 st.pulls += 1
-                refreshed, next_s = yield from decide(t_pull, "pull", sess)
+                refreshed, next_s = yield from decide(t_pull, "pull", sess, pos)
                 timer_due = t_pull + next_s * 1000
                 screen_ts, screen_pos, refreshed_here = t_pull, pos, True
                 fresh = floor + (1.0 - floor)  # freshness(0, 0)

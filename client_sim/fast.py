@@ -53,9 +53,18 @@ class FastResult:
 
 
 def run_fast(
-    sc: Scenario, *, users: int, hours: float, seed: int, progress: Progress | None = None
+    sc: Scenario,
+    *,
+    users: int,
+    hours: float,
+    seed: int,
+    progress: Progress | None = None,
+    bounds: bool = False,
 ) -> FastResult:
-    """Run every comparison of the scenario for `users` users over `hours` hours."""
+    """Run every comparison of the scenario for `users` users over `hours` hours.
+
+    `bounds` adds the diagnostic arms that read the ground truth (`client_sim.timeexp`).
+    """
     places = build_places(sc.places)
     rules = RuleSet(default_rules())
     t0 = sc.start_ms
@@ -69,7 +78,7 @@ def run_fast(
     prog.total = n_train + users * (n_arms + 2) + n_space + n_dedupe
     prog.set_stage("training (exploration)")
     trained = train_model(sc, places, rules, seed=seed, users=n_train, progress=prog.advance)
-    arms = make_arms(sc, trained.thresholds)
+    arms = make_arms(sc, trained.thresholds, bounds=bounds)
     ref_key = f"fixed_{sc.time.reference_interval_min:g}m"
     result = TimeResult(arms, {})
     kept: dict[int, tuple[UserWorld, Plan]] = {}

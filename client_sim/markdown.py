@@ -31,13 +31,22 @@ def arm_means(r: FastResult) -> list[dict[str, float | str]]:
     return rows
 
 
+_SERIES = (
+    ("fixed", "o-", "fixed interval sweep"),
+    ("intent", "s-", "intent policy (thresholds)"),
+    ("bound_prior", "^:", "bound: true prior intent (diagnostic)"),
+    ("bound_visit", "v:", "bound: true visit intent (diagnostic)"),
+)
+
+
 def _pareto(r: FastResult, metrics: dict[str, Metric], path: Path) -> None:
     rows = arm_means(r)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for kind, style, name in (("fixed", "o-", "fixed interval sweep"),
-                              ("intent", "s-", "intent policy (thresholds)")):  # fmt: skip
+    for kind, style, name in _SERIES:
         pts = sorted((float(d["refreshes"]), float(d["clicks"]), str(d["label"]))
                      for d in rows if d["kind"] == kind)  # fmt: skip
+        if not pts:
+            continue
         ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=name)
         for x, y, label in pts:
             ax.annotate(label.split(" ", 1)[1], (x, y), fontsize=7, xytext=(3, 3),
@@ -119,6 +128,23 @@ def _table(metrics: dict[str, Metric], prefix: str) -> list[str]:
     return rows
 
 
+def _bounds_section(metrics: dict[str, Metric]) -> list[str]:
+    if not any(name.startswith("bounds.") for name in metrics):
+        return []
+    return [
+        "### Bounds (diagnostic arms that read the ground truth)",
+        "",
+        "Not policies: the intent rule fed a score computed from what the world knows and the "
+        "service cannot. `bound_prior_<t>`: the visit's prior browse probability (habit, hour, "
+        "persistence: all that history can reveal) × the list's true staleness; "
+        "`bound_visit_<t>`: the visit's actual intent × true staleness. Each is compared with "
+        "the fixed sweep at its own click PV, like the intent rows above.",
+        "",
+        *_table(metrics, "bounds."),
+        "",
+    ]
+
+
 def render_markdown(r: FastResult, metrics: dict[str, Metric], plots: list[str]) -> str:
     """Return the Markdown report (deterministic: no timestamps or timings)."""
     from client_sim.report import TARGETS
@@ -182,6 +208,7 @@ def render_markdown(r: FastResult, metrics: dict[str, Metric], plots: list[str])
         "",
         "![Pareto](pareto.png)",
         "",
+        *_bounds_section(metrics),
         "## Space: buffer + coverage circle + adaptive cadence vs fixed 30 s polling",
         "",
         f"First {len(r.space)} users; entries are fence stays of at least "

@@ -89,7 +89,7 @@ def _time_metrics(r: FastResult, boot: Boot) -> dict[str, Metric]:
         "time.pvctr": compare(boot, per_user, view(lambda t: ratio(t["clicks"], t["impressions"]))),
         "time.uvctr": compare(boot, per_user, view(lambda t: ratio(t["clicked"], t["exposed"]))),
     }  # fmt: skip
-    for a in intent:
+    for a in (a for a in r.arms if a.kind != "fixed"):
 
         def vs_fixed(tot: Any, a: Any = a, col: str = "refreshes") -> Any:
             pol = arm_tot(tot, a.key)
@@ -101,7 +101,7 @@ def _time_metrics(r: FastResult, boot: Boot) -> dict[str, Metric]:
                     pol["clicks"], pol["impressions"])  # fmt: skip
             return base[col] / n, pol[col] / n
 
-        name = f"time.intent_{a.value:g}"
+        name = f"time.intent_{a.value:g}" if a.kind == "intent" else f"bounds.{a.key}"
         out[f"{name}.refresh_requests_vs_fixed_sweep"] = compare(
             boot, per_user, functools.partial(vs_fixed, a=a, col="refreshes")
         )

@@ -43,10 +43,16 @@ U_CLICK, U_PULL, U_FEEDBACK, U_ITEM = range(4)
 
 @dataclasses.dataclass(slots=True)
 class Latent:
-    """What the user wants in this visit; never visible to the policy."""
+    """What the user wants in this visit; never visible to the policy.
+
+    `prior` is the probability the visit's intent was drawn with (habit, hour, persistence):
+    everything the user's history could ever reveal about it. Only the diagnostic bound arms
+    (`client_sim.timeexp`) read it.
+    """
 
     browse: bool
     intensity: float
+    prior: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -129,7 +135,8 @@ def make_sessions(
         logit = user.base_logit + (arch.browse_hour_effect if local_hour in browse_hours else 0)
         if last_browse_end is not None and start - last_browse_end < window_ms:
             logit += cfg.persistence_logit
-        browse = bool(u_intent < _sigmoid(logit))
+        p_browse = _sigmoid(logit)
+        browse = bool(u_intent < p_browse)
         mean_s = cfg.browse_mean_s if browse else cfg.utility_mean_s
         dur_ms = int(((20 if browse else 8) - mean_s * math.log1p(-u_len)) * 1000)
         end = start + dur_ms
@@ -148,7 +155,7 @@ def make_sessions(
         p_pay = sc.behaviour.payment_prob_browse if browse else sc.behaviour.payment_prob_utility
         pay_ts = start + 2000 + int(u_pay_t * min(30_000, dur_ms)) if u_pay < p_pay else None
         out.append(
-            Session(start, end, Latent(browse, intensity[k]), looks,
+            Session(start, end, Latent(browse, intensity[k], p_browse), looks,
                     look_u[k, : len(looks)].tolist(), pay_ts, pay_l[k])
         )  # fmt: skip
         last_end = end

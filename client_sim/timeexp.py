@@ -15,6 +15,12 @@ micro-batcher) and resumes each device with its score. Batching changes the cost
 
 Per user and arm the result keeps the counts the report needs: refresh requests, click PV,
 exposures (impressions), whether the user clicked (UV) and was exposed, pulls, decides.
+
+With `bounds`, diagnostic arms run too: the same intent rule fed a score computed from the
+*ground truth* (`client_sim.device`, "bound_prior" / "bound_visit"). They are not policies
+anyone could ship; they show how far the learned policy is from the best a policy could do
+knowing all that history can reveal (the visit's prior intent probability) or the visit's
+actual intent, with the true staleness of the list either way.
 """
 
 from __future__ import annotations
@@ -31,7 +37,16 @@ from client_sim.scenario import Scenario
 from refreshd import engine
 from refreshd.rules import RuleSet
 
-__all__ = ["COUNTS", "Arm", "Predictor", "TimeResult", "drive", "make_arms", "run_arms"]
+__all__ = [
+    "BOUND_THRESHOLDS",
+    "COUNTS",
+    "Arm",
+    "Predictor",
+    "TimeResult",
+    "drive",
+    "make_arms",
+    "run_arms",
+]
 
 R = TypeVar("R")
 
@@ -86,20 +101,30 @@ COUNTS = ("refreshes", "clicks", "impressions", "clicked", "exposed", "pulls", "
           "event_refreshes", "event_posts")  # fmt: skip
 
 
+# Thresholds of the diagnostic bound arms (their scores live in [0, 1]).
+BOUND_THRESHOLDS = {"bound_prior": (0.2, 0.3, 0.4), "bound_visit": (0.2, 0.4)}
+
+
 @dataclasses.dataclass(frozen=True)
 class Arm:
     key: str
-    kind: str  # "fixed" | "intent"
+    kind: str  # "fixed" | "intent" | "bound_prior" | "bound_visit"
     value: float  # interval (min) or threshold
     policy: engine.Policy
 
     @property
     def label(self) -> str:
-        return f"fixed {self.value:g} min" if self.kind == "fixed" else f"intent ≥ {self.value:g}"
+        if self.kind == "fixed":
+            return f"fixed {self.value:g} min"
+        return f"{self.kind.replace('_', ' ')} ≥ {self.value:g}"
+
+    @property
+    def score_mode(self) -> str:
+        return {"fixed": "none", "intent": "model"}.get(self.kind, self.kind)
 
 
-def make_arms(sc: Scenario, thresholds: tuple[float, ...]) -> list[Arm]:
-    """Return the fixed sweep then the intent thresholds."""
+def make_arms(sc: Scenario, thresholds: tuple[float, ...], *, bounds: bool = False) -> list[Arm]:
+    """Return the fixed sweep, the intent thresholds, then (with `bounds`) the bound arms."""
     m = sc.time.min_interval_s
     arms = [
         Arm(f"fixed_{v:g}m", "fixed", v,
@@ -111,6 +136,12 @@ def make_arms(sc: Scenario, thresholds: tuple[float, ...]) -> list[Arm]:
             engine.Policy(kind="intent", threshold=t, min_interval_s=m))
         for t in thresholds
     ]  # fmt: skip
+    if bounds:
+        arms += [
+            Arm(f"{kind}_{t:g}", kind, t,
+                engine.Policy(kind="intent", threshold=t, min_interval_s=m))
+            for kind, ts in BOUND_THRESHOLDS.items() for t in ts
+        ]  # fmt: skip
     return arms
 
 
@@ -160,14 +191,14 @@ def run_arms(
         cloud = Cloud(
             arm.policy,
             rules,
-            model_version=version if arm.kind == "intent" else None,
+            model_version={"intent": version, "fixed": None}.get(arm.kind, arm.kind),
             keep_events=False,
         )
         is_ref = arm.key == reference_key
         devices = [
             run_device(
                 sc, w, cloud,
-                score_mode="model" if arm.kind == "intent" else "none",
+                score_mode=arm.score_mode,
                 record=is_ref and w.user.index < record_users, carry=c,
             )
             for w, c in zip(worlds, carries, strict=True)

@@ -73,3 +73,19 @@ def test_cli_rejects_bad_scenario(tmp_path: Path, capsys: pytest.CaptureFixture[
     bad.write_text("[clicks]\nbrowse_rate = -2\n")
     assert main(["run", "--scenario", str(bad), "--users", "5"]) == 2
     assert "clicks.browse_rate" in capsys.readouterr().err
+
+
+def test_bounds_are_diagnostic_arms_reported_apart(tmp_path: Path) -> None:
+    r = run_fast(small(), users=60, hours=12, seed=5, bounds=True)
+    kinds = {a.kind for a in r.arms}
+    assert {"bound_prior", "bound_visit"} <= kinds
+    metrics = write_report(r, tmp_path)
+    assert any(k.startswith("bounds.bound_visit_") for k in metrics)
+    assert not any(k.startswith("time.bound") for k in metrics)  # never mistaken for a policy
+    assert "### Bounds" in (tmp_path / "report.md").read_text()
+
+
+def test_bounds_need_fast_mode(capsys: pytest.CaptureFixture[str]) -> None:
+    scenario = SCENARIOS / "travellers.toml"
+    assert main(["run", "--scenario", str(scenario), "--mode", "http", "--bounds"]) == 2
+    assert "--bounds" in capsys.readouterr().err

@@ -85,3 +85,25 @@ def test_poisson_ppf_is_monotone_and_matches_the_mean(mean: float) -> None:
     grid = np.linspace(0, 0.999, 50)
     vals = [poisson_ppf(float(g), mean) for g in grid]
     assert vals == sorted(vals)
+
+
+@pytest.mark.parametrize("mode", ["bound_visit", "bound_prior"])
+def test_bound_arms_score_from_the_ground_truth(places, mode: str) -> None:  # type: ignore[no-untyped-def]
+    """The diagnostic arms read what the policy never may: the visit's intent and true age."""
+    worlds = _worlds(places, 20)
+    cloud = Cloud(engine.Policy(kind="intent", threshold=0.3), RuleSet(default_rules()),
+                  model_version=mode)  # fmt: skip
+    stats = drive([run_device(SC, w, cloud, score_mode=mode, record=True) for w in worlds], None)
+    scored = 0
+    for w, st in zip(worlds, stats, strict=True):
+        starts = [s.start for s in w.sessions]
+        for ts, _, _, reason, score in st.decisions:
+            if reason not in ("intent", "no_intent"):
+                continue
+            sess = w.sessions[max(i for i, t in enumerate(starts) if t <= ts)]
+            intent = float(sess.latent.browse) if mode == "bound_visit" else sess.latent.prior
+            assert 0.0 <= score <= intent + 1e-12  # intent × a staleness in [0, 1]
+            if mode == "bound_visit" and not sess.latent.browse:
+                assert score == 0.0  # a utility visit is never worth a refresh
+            scored += 1
+    assert scored > 50
