@@ -192,9 +192,15 @@ class IntentModel:
         """Return decision scores for the rows of X (click probability × staleness gain)."""
         X = np.asarray(X, dtype=np.float64)
         p = self.predict_click(X)
-        if self.staleness is None:
+        curve = self.staleness
+        if curve is None:
             return p
-        return p * self.staleness.gain(X[:, self._age_col])
+        if len(p) <= FAST_ROWS_MAX:  # the service's few-row batches: no numpy set-up
+            col = self._age_col
+            for i in range(len(p)):
+                p[i] *= curve.gain_one(float(X[i, col]))
+            return p
+        return p * curve.gain(X[:, self._age_col])
 
     def predict_click(self, X: np.ndarray) -> np.ndarray:
         """Return click-intent probabilities for the rows of X."""

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from bisect import bisect_right
+from operator import itemgetter
 
 import numpy as np
 
@@ -35,6 +37,7 @@ BUCKET_EDGES_S = (0, 60, 120, 300, 600, 1200, 2400, 4800, 9600, 19200)
 MIN_ROWS = 30
 # A never-refreshed user's list is older than any bucket edge.
 _NEVER = math.inf
+_first = itemgetter(0)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -56,10 +59,23 @@ class Staleness:
     def gain(self, age_s: np.ndarray) -> np.ndarray:
         """Return the gain at each age; a negative age (never refreshed) is the oldest."""
         age = np.asarray(age_s, dtype=np.float64)
+        if age.size <= 16:  # the service's few-row batches: plain floats beat numpy set-up
+            return np.array([self.gain_one(float(a)) for a in age.ravel()]).reshape(age.shape)
         age = np.where(age < 0, _NEVER, age)
         xs = np.array([a for a, _ in self.points])
         ys = np.array([g for _, g in self.points])
         return np.interp(np.minimum(age, xs[-1]), xs, ys)
+
+    def gain_one(self, age_s: float) -> float:
+        """Return the gain at one age (linear between points, flat beyond them)."""
+        pts = self.points
+        if age_s < 0 or age_s >= pts[-1][0]:
+            return pts[-1][1]
+        if age_s <= pts[0][0]:
+            return pts[0][1]
+        i = bisect_right(pts, age_s, key=_first)
+        (a0, g0), (a1, g1) = pts[i - 1], pts[i]
+        return g0 + (g1 - g0) * (age_s - a0) / (a1 - a0)
 
     def to_text(self) -> str:
         return ",".join(f"{a:.0f}:{g:.4f}" for a, g in self.points)

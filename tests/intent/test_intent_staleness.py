@@ -54,8 +54,12 @@ def test_too_few_rows_give_no_curve() -> None:
 
 def test_gain_interpolates_and_treats_never_refreshed_as_oldest() -> None:
     curve = Staleness(((100.0, 0.2), (1000.0, 0.6), (10_000.0, 1.0)))
-    got = curve.gain(np.array([0.0, 100.0, 550.0, 1e9, -1.0]))
-    assert got.tolist() == pytest.approx([0.2, 0.2, 0.4, 1.0, 1.0])
+    ages = [0.0, 100.0, 550.0, 1000.0, 9999.0, 1e9, -1.0]
+    expected = [0.2, 0.2, 0.4, 0.6, pytest.approx(1.0, abs=1e-4), 1.0, 1.0]
+    assert curve.gain(np.array(ages)).tolist() == pytest.approx(expected)
+    assert [curve.gain_one(a) for a in ages] == pytest.approx(expected)
+    many = np.tile(ages, 5)  # the numpy path (more than 16 rows) agrees with the scalar one
+    assert curve.gain(many).tolist() == pytest.approx(expected * 5)
 
 
 def test_text_round_trip_and_validation() -> None:
