@@ -192,7 +192,8 @@ class HttpDevice:
         if resp is None:
             return None
         version, score = resp.get("model_version"), resp.get("score")
-        if self.edge is not None and version is not None and score is not None:
+        # An exploration decision's score is the service's coin, not a model's: nothing to compare.
+        if self.edge is not None and version not in (None, "explore") and score is not None:
             model = await self.edge.model(version)
             if model is not None:
                 ctx = Context(trigger=body["trigger"], tz_offset_min=body.get("tz_offset_min"),

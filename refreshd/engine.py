@@ -144,7 +144,8 @@ def decide(
 ) -> Outcome:
     """Decide whether the homepage refreshes now; return the decision, new state and log row.
 
-    `score` is the intent model's probability for this opportunity (None: no model answered);
+    `score` is the intent model's score for this opportunity (P(click) × the staleness gain when
+    the model carries a curve; a uniform draw under `Policy.explore`; None: no model answered);
     `geo_refresh` says the device left its coverage circle or changed zone.
     """
     ts = req.ts

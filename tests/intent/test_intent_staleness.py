@@ -65,10 +65,23 @@ def test_gain_interpolates_and_treats_never_refreshed_as_oldest() -> None:
 def test_text_round_trip_and_validation() -> None:
     curve = Staleness(((190.0, 0.1831), (849.0, 0.3232), (6788.0, 1.0)))
     assert Staleness.from_text(curve.to_text()) == curve
-    for bad in ["", "1:0.5,x", "10:0.9,20:0.5", "10:0.5,10:0.6", "10:1.5"]:
+    for bad in ["", "1:0.5,x", "10:0.9,20:0.5", "10:0.5,10:0.6", "10:1.5", "inf:1.0", "-5:0.5",
+                "nan:0.5"]:  # fmt: skip
         with pytest.raises(ValueError):
             Staleness.from_text(bad)
 
 
-def test_buckets_cover_ages_in_order() -> None:
-    assert list(BUCKET_EDGES_S) == sorted(BUCKET_EDGES_S) and BUCKET_EDGES_S[0] == 0
+def test_a_nan_age_counts_as_never_refreshed() -> None:
+    curve = Staleness(((100.0, 0.2), (1000.0, 1.0)))
+    assert curve.gain_one(math.nan) == 1.0
+    assert curve.gain(np.full(3, math.nan)).tolist() == [1.0] * 3
+    assert curve.gain(np.full(40, math.nan)).tolist() == [1.0] * 40
+
+
+def test_thin_logs_give_no_curve_and_thin_buckets_merge() -> None:
+    """Too few clicks to measure: no curve rather than a noisy one; thin buckets pool."""
+    age, refreshed, clicks = _randomised_log(3_000, 1800.0)
+    sparse = np.where(np.random.default_rng(2).random(len(clicks)) < 0.05, clicks, 0)
+    assert fit_staleness(age, refreshed, sparse) is None
+    curve = fit_staleness(age, refreshed, clicks, min_clicks=200)
+    assert curve is not None and len(curve.points) < len(BUCKET_EDGES_S)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections import defaultdict
 from typing import Any
 
@@ -15,7 +16,8 @@ from aiohttp.test_utils import TestClient
 from intent.dataset import build_dataset
 from intent.features import Context, compute
 from intent.generate import generate
-from intent.model import IntentModel
+from intent.model import IntentModel, with_tags
+from intent.staleness import Staleness
 from intent.train import TrainResult
 from refreshd.engine import DecisionLog
 from refreshd.keys import REGISTRY, STORE
@@ -244,7 +246,8 @@ async def test_exploration_traffic_flips_a_logged_coin_outside_experiments(
         bodies.append(await resp.json())
     assert {b["reason"] for b in bodies} <= {"intent", "no_intent"}
     assert {b["model_version"] for b in bodies} == {"explore"}
-    assert all(b["refresh"] == (b["score"] >= b["threshold"] == 0.5) for b in bodies)
+    assert {b["threshold"] for b in bodies} == {0.5}
+    assert all(b["refresh"] == (b["score"] >= 0.5) for b in bodies)
     assert 0.25 < np.mean([b["refresh"] for b in bodies]) < 0.75  # a fair coin, not the model
     logged = {r["decision_id"]: r for r in raw_log(raw, "log:decisions")}
     assert all(logged[b["decision_id"]]["explore"] is True for b in bodies)
@@ -261,3 +264,31 @@ async def test_exploration_traffic_flips_a_logged_coin_outside_experiments(
         "explore"
         not in {r["decision_id"]: r for r in raw_log(raw, "log:decisions")}[body["decision_id"]]
     )
+
+
+async def test_a_model_with_a_staleness_curve_scores_decisions_with_it(
+    make_client: MakeClient, trained_model: TrainResult
+) -> None:
+    """The curve in the artifact reaches /v1/decide: the score is P(click) × gain(list age)."""
+    curve = Staleness(((60.0, 0.0), (3600.0, 1.0)))
+    tagged = dataclasses.replace(
+        trained_model, model_text=with_tags(trained_model.model_text, staleness=curve.to_text())
+    )
+    clock = FakeClock()
+    client = await make_client(clock=clock, threshold=1e-9)  # any positive score refreshes
+    await publish_model(client, tagged)
+    model = IntentModel.from_text(tagged.model_text)
+
+    async def decide(trigger: str) -> dict[str, Any]:
+        body = {"user_id": "s", "ts": clock.ms, "trigger": trigger, "tz_offset_min": 0}
+        return await (await client.post("/v1/decide", json=body)).json()  # type: ignore[no-any-return]
+
+    first = await decide("open")  # never refreshed: the oldest list, gain 1
+    never = Context(trigger="open", tz_offset_min=0, zone=None, last_refresh_ts=None)
+    assert first["score"] == pytest.approx(
+        model.predict_click(np.array([compute([], clock.ms, never)]))[0]
+    )
+    assert first["reason"] == "intent" and first["refresh"] is True
+    clock.advance(40)  # past the 30 s cooldown, the list is 40 s old: no gain, score 0
+    second = await decide("scroll")
+    assert (second["reason"], second["score"], second["refresh"]) == ("no_intent", 0.0, False)

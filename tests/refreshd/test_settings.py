@@ -25,12 +25,14 @@ def test_reads_every_variable() -> None:
             "REFRESHD_LOG_LEVEL": "debug",
             "REFRESHD_ACCESS_LOG": "yes",
             "REFRESHD_APPENDFSYNC": "everysec",
+            "REFRESHD_EXPLORE_SHARE": "0.05",
         }
     )
     assert s.port == 9000 and s.workers == 3 and s.redis_url == "redis://x:1/0"
     assert s.redis_cluster == ("a:1", "b:2") and s.data_dir == Path("/tmp/d")
     assert (s.min_interval_s, s.fallback_interval_s, s.max_body_bytes) == (10, 600, 4096)
     assert s.log_level == "DEBUG" and s.access_log and s.appendfsync == "everysec"
+    assert s.explore_share == 0.05
 
 
 @pytest.mark.parametrize(
@@ -40,6 +42,7 @@ def test_reads_every_variable() -> None:
         ("PORT", "70000", "outside"),
         ("WORKERS", "0", "outside"),
         ("THRESHOLD", "1.5", "outside"),
+        ("EXPLORE_SHARE", "-0.1", "outside"),
         ("REDIS_CLUSTER", "nohost", "host:port"),
         ("APPENDFSYNC", "no", "always"),
         ("LOG_LEVEL", "loud", "log level"),
