@@ -34,7 +34,7 @@ def _parse_all(index: FenceIndex, items: dict[str, bytes]) -> dict[str, tuple[Fe
 
 
 class FenceBook:
-    """This worker's fence index; `refresh` applies only the fences that changed."""
+    """This worker's fence index; `refresh` reads and applies only the fences that changed."""
 
     def __init__(self) -> None:
         self.version = -1
@@ -52,9 +52,14 @@ class FenceBook:
     async def _refresh(self, store: Store) -> bool:
         if await store.config_version(KIND) == self.version:
             return False
-        version, items = await store.get_config(KIND)
-        changed = {fid: b for fid, b in items.items() if self._blobs.get(fid) != b}
-        removed = [fid for fid in self._blobs if fid not in items]
+        if self.version < 0:  # first read: everything
+            version, items = await store.get_config(KIND)
+            changed = {fid: b for fid, b in items.items() if self._blobs.get(fid) != b}
+            removed = [fid for fid in self._blobs if fid not in items]
+        else:  # then only what changed since (one fence write no longer re-reads them all)
+            version, delta = await store.get_config_changes(KIND, self.version)
+            changed = {f: b for f, b in delta.items() if b is not None and self._blobs.get(f) != b}
+            removed = [f for f, b in delta.items() if b is None and f in self._blobs]
         if len(changed) > INLINE_PARSE_MAX:
             parsed = await asyncio.to_thread(_parse_all, self.index, changed)
         else:

@@ -29,6 +29,7 @@ class MemoryStore:
         self.current_model: str | None = None
         self.config: dict[str, dict[str, bytes]] = {}
         self.config_versions: dict[str, int] = {}
+        self.config_log: dict[str, dict[str, int]] = {}
         self.due: dict[str, int] = {}
         self.stats: dict[str, dict[str, int]] = {}
         self.locks: dict[str, str] = {}
@@ -97,16 +98,25 @@ class MemoryStore:
     async def put_config(self, kind: str, item_id: str, blob: bytes) -> int:
         self.config.setdefault(kind, {})[item_id] = blob
         self.config_versions[kind] = self.config_versions.get(kind, 0) + 1
+        self.config_log.setdefault(kind, {})[item_id] = self.config_versions[kind]
         return self.config_versions[kind]
 
     async def delete_config(self, kind: str, item_id: str) -> int | None:
         if self.config.get(kind, {}).pop(item_id, None) is None:
             return None
         self.config_versions[kind] = self.config_versions.get(kind, 0) + 1
+        self.config_log.setdefault(kind, {})[item_id] = self.config_versions[kind]
         return self.config_versions[kind]
 
     async def get_config(self, kind: str) -> tuple[int, dict[str, bytes]]:
         return self.config_versions.get(kind, 0), dict(self.config.get(kind, {}))
+
+    async def get_config_changes(
+        self, kind: str, since: int
+    ) -> tuple[int, dict[str, bytes | None]]:
+        items = self.config.get(kind, {})
+        changed = {i: items.get(i) for i, v in self.config_log.get(kind, {}).items() if v > since}
+        return self.config_versions.get(kind, 0), changed
 
     async def config_version(self, kind: str) -> int:
         return self.config_versions.get(kind, 0)

@@ -40,6 +40,7 @@ from refreshd.store import (
     all_tags,
     batch_key,
     config_key,
+    config_log_key,
     config_version_key,
     decode_directive,
     decode_state,
@@ -112,6 +113,32 @@ return {s[1], s[2], redis.call('HVALS', KEYS[2])}
 """
 
 
+# Configuration writes bump the kind's version and note it against the item in one step, so a
+# reader can follow changes since the version it last saw (get_config_changes).
+PUT_CONFIG_LUA = """
+local v = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], v, ARGV[1])
+return v
+"""
+DELETE_CONFIG_LUA = """
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return false end
+local v = redis.call('INCR', KEYS[2])
+redis.call('ZADD', KEYS[3], v, ARGV[1])
+return v
+"""
+CONFIG_CHANGES_LUA = """
+local ids = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. ARGV[1], '+inf')
+local blobs = {}
+if #ids > 0 then blobs = redis.call('HMGET', KEYS[1], unpack(ids)) end
+return {redis.call('GET', KEYS[2]), ids, blobs}
+"""
+
+
+def _config_keys(kind: str) -> list[str]:
+    return [config_key(kind), config_version_key(kind), config_log_key(kind)]
+
+
 COMMIT = Script.of(COMMIT_LUA)
 LOAD = Script.of(LOAD_LUA)
 
@@ -160,6 +187,9 @@ class RedisStore:
             )
         self._commit = self.redis.register_script(COMMIT_LUA)
         self._load = self.redis.register_script(LOAD_LUA)
+        self._put_config = self.redis.register_script(PUT_CONFIG_LUA)
+        self._delete_config = self.redis.register_script(DELETE_CONFIG_LUA)
+        self._config_changes = self.redis.register_script(CONFIG_CHANGES_LUA)
         # The per-request scripts take a leaner path than redis-py when the server is one plain
         # TCP or Unix socket (see refreshd.connection); Cluster and TLS keep redis-py.
         self._scripts: ScriptConnection | None = None
@@ -323,23 +353,24 @@ class RedisStore:
         return await self._call(run)
 
     async def put_config(self, kind: str, item_id: str, blob: bytes) -> int:
-        async def run() -> int:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(config_key(kind), item_id, blob)
-                pipe.incr(config_version_key(kind))
-                _, version = await pipe.execute()
-            return int(version)
-
-        return await self._call(run)
+        keys = _config_keys(kind)
+        return int(await self._call(lambda: self._put_config(keys=keys, args=[item_id, blob])))
 
     async def delete_config(self, kind: str, item_id: str) -> int | None:
-        async def run() -> int | None:
-            removed = await self.redis.hdel(config_key(kind), item_id)
-            if not removed:
-                return None
-            return int(await self.redis.incr(config_version_key(kind)))
+        keys = _config_keys(kind)
+        raw = await self._call(lambda: self._delete_config(keys=keys, args=[item_id]))
+        return None if raw is None else int(raw)
 
-        return await self._call(run)
+    async def get_config_changes(
+        self, kind: str, since: int
+    ) -> tuple[int, dict[str, bytes | None]]:
+        keys = _config_keys(kind)
+        raw = await self._call(lambda: self._config_changes(keys=keys, args=[int(since)]))
+        version, ids, blobs = raw
+        return int(version or 0), {
+            bytes(i).decode(): None if b is None else bytes(b)
+            for i, b in zip(ids, blobs, strict=True)
+        }
 
     async def get_config(self, kind: str) -> tuple[int, dict[str, bytes]]:
         async def run() -> tuple[int, dict[str, bytes]]:

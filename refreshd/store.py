@@ -40,6 +40,11 @@ def config_version_key(kind: str) -> str:
     return f"cfg:{{{kind}}}:ver"
 
 
+def config_log_key(kind: str) -> str:
+    """Sorted set: each item id scored by the version that last changed (or deleted) it."""
+    return f"cfg:{{{kind}}}:log"
+
+
 def model_key(version: str) -> str:
     return f"model:{version}"
 
@@ -191,6 +196,16 @@ class Store(Protocol):
 
     async def get_config(self, kind: str) -> tuple[int, dict[str, bytes]]:
         """Return (version, every item) of one kind of configuration."""
+        ...
+
+    async def get_config_changes(
+        self, kind: str, since: int
+    ) -> tuple[int, dict[str, bytes | None]]:
+        """Return (version, items changed after version `since`); a deleted item maps to None.
+
+        Only changes made by this code are logged: read everything with `get_config` first,
+        then follow with this from the version that returned.
+        """
         ...
 
     async def config_version(self, kind: str) -> int:

@@ -55,3 +55,38 @@ async def test_bulk_change_then_an_incremental_one(store: RedisStore) -> None:
     assert await book.refresh(store)
     expected(book, features)
     assert not await book.refresh(store)  # unchanged version: nothing to do
+
+
+async def test_after_the_first_read_only_changed_fences_are_read(store: RedisStore) -> None:
+    """One fence write makes each worker read that fence, not every stored blob again."""
+    features = {f"g{k:03d}": feature(k) for k in range(30)}
+    for fid, f in features.items():
+        await store.put_config("fences", fid, msgspec.json.encode(f))
+    book = FenceBook()
+    assert await book.refresh(store)
+    read: list[int] = []
+    full, changes = store.get_config, store.get_config_changes
+
+    async def counting_full(kind: str) -> tuple[int, dict[str, bytes]]:
+        version, items = await full(kind)
+        read.append(len(items))
+        return version, items
+
+    async def counting_changes(kind: str, since: int) -> tuple[int, dict[str, bytes | None]]:
+        version, items = await changes(kind, since)
+        read.append(len(items))
+        return version, items
+
+    store.get_config = counting_full  # type: ignore[method-assign]
+    store.get_config_changes = counting_changes  # type: ignore[method-assign]
+    features["g007"] = feature(7, radius_m=150.0)
+    await store.put_config("fences", "g007", msgspec.json.encode(features["g007"]))
+    await store.delete_config("fences", "g008")
+    del features["g008"]
+    assert await book.refresh(store)
+    assert read == [2]  # the changed fence and the deleted one
+    expected(book, features)
+    fresh = FenceBook()  # a worker starting now reads everything once
+    assert await fresh.refresh(store)
+    assert read == [2, 29]
+    expected(fresh, features)

@@ -105,6 +105,25 @@ async def test_config_items_are_versioned(store: Store) -> None:
     assert await store.get_config("fences") == (0, {})
 
 
+async def test_config_changes_since_a_version(store: Store) -> None:
+    """A reader that saw version v reads only what changed after it, deletions as None."""
+    await store.put_config("fences", "a", b"a1")
+    await store.put_config("fences", "b", b"b1")
+    seen, _ = await store.get_config("fences")
+    assert await store.get_config_changes("fences", seen) == (seen, {})
+    await store.put_config("fences", "c", b"c1")
+    await store.put_config("fences", "a", b"a2")
+    v = await store.delete_config("fences", "b")
+    assert await store.get_config_changes("fences", seen) == (
+        v,
+        {"a": b"a2", "b": None, "c": b"c1"},
+    )
+    # Put back after a delete: the newest change wins.
+    v2 = await store.put_config("fences", "b", b"b2")
+    assert await store.get_config_changes("fences", v) == (v2, {"b": b"b2"})
+    assert await store.get_config_changes("rules", 0) == (0, {})
+
+
 async def test_due_users_come_back_once_when_due(store: Store) -> None:
     await store.mark_due("a", T0 + 100)
     await store.mark_due("b", T0 + 50)
