@@ -84,8 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--bounds",
         action="store_true",
         help="fast mode: also run diagnostic arms that read the ground truth (the visit's prior "
-        "and actual intent, the list's true staleness) to show how far the learned policy is "
-        "from the best possible; never a shippable policy",
+        "and actual intent, the list's true staleness) to show what such knowledge would be "
+        "worth next to the learned policy; never a shippable policy",
     )
     return parser
 

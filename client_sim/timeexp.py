@@ -18,9 +18,10 @@ exposures (impressions), whether the user clicked (UV) and was exposed, pulls, d
 
 With `bounds`, diagnostic arms run too: the same intent rule fed a score computed from the
 *ground truth* (`client_sim.device`, "bound_prior" / "bound_visit"). They are not policies
-anyone could ship; they show how far the learned policy is from the best a policy could do
-knowing all that history can reveal (the visit's prior intent probability) or the visit's
-actual intent, with the true staleness of the list either way.
+anyone could ship; they measure what a policy would gain from knowing what history can reveal
+about a visit (its prior intent probability; the learned model also sees what the visit shows
+as it goes, which this arm does not) or the visit's actual intent, with the list's true
+staleness either way.
 """
 
 from __future__ import annotations
