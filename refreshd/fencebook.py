@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
+import time
 
 import msgspec
 
@@ -17,6 +19,10 @@ KIND = "fences"
 # Parsing a fence (projection, buffers, H3 cover) costs milliseconds; more than this many
 # changed fences are parsed off the event loop.
 INLINE_PARSE_MAX = 20
+# Between full reads a worker follows the change log; a full read this often still catches
+# what the log cannot show (a fence written by an older version during a rolling upgrade, or
+# by hand).
+FULL_READ_EVERY_S = 600.0
 
 
 def _parse_all(index: FenceIndex, items: dict[str, bytes]) -> dict[str, tuple[Fence, Cover] | None]:
@@ -38,6 +44,8 @@ class FenceBook:
 
     def __init__(self) -> None:
         self.version = -1
+        self.full_read_every_s = FULL_READ_EVERY_S
+        self._last_full = -math.inf
         self.index = FenceIndex()
         self._blobs: dict[str, bytes] = {}
         # The config poll and a geofence write may refresh at once; one at a time keeps the
@@ -45,15 +53,21 @@ class FenceBook:
         self._lock = asyncio.Lock()
 
     async def refresh(self, store: Store) -> bool:
-        """Bring the index up to the stored fences if their version changed."""
+        """Bring the index up to the stored fences; return whether the store was read.
+
+        Reads when the version moved (only the changed fences) or a full read is due.
+        """
         async with self._lock:
             return await self._refresh(store)
 
     async def _refresh(self, store: Store) -> bool:
-        if await store.config_version(KIND) == self.version:
+        now = time.monotonic()
+        full = self.version < 0 or now - self._last_full >= self.full_read_every_s
+        if not full and await store.config_version(KIND) == self.version:
             return False
-        if self.version < 0:  # first read: everything
-            version, items = await store.get_config(KIND)
+        if full:
+            version, items = await store.get_config(KIND)  # everything
+            self._last_full = now
             changed = {fid: b for fid, b in items.items() if self._blobs.get(fid) != b}
             removed = [fid for fid in self._blobs if fid not in items]
         else:  # then only what changed since (one fence write no longer re-reads them all)

@@ -90,3 +90,18 @@ async def test_after_the_first_read_only_changed_fences_are_read(store: RedisSto
     assert await fresh.refresh(store)
     assert read == [2, 29]
     expected(fresh, features)
+
+
+async def test_a_periodic_full_read_catches_what_the_change_log_misses(store: RedisStore) -> None:
+    """A fence written without a log entry (an older version mid-upgrade) is still found."""
+    await store.put_config("fences", "h1", msgspec.json.encode(feature(1)))
+    book = FenceBook()
+    assert await book.refresh(store)
+    # What an older worker's write looks like: the item and the version, no log entry.
+    await store.redis.hset("cfg:{fences}", "h2", msgspec.json.encode(feature(2)))
+    await store.redis.incr("cfg:{fences}:ver")
+    assert await book.refresh(store)
+    assert sorted(f.id for f in book.index) == ["h1"]  # the log has nothing on h2
+    book.full_read_every_s = 0.0  # the full read is due: it runs even with no new version
+    assert await book.refresh(store)
+    assert sorted(f.id for f in book.index) == ["h1", "h2"]
