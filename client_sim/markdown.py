@@ -212,7 +212,9 @@ def render_markdown(r: FastResult, metrics: dict[str, Metric], plots: list[str])
         "## Space: buffer + coverage circle + adaptive cadence vs fixed 30 s polling",
         "",
         f"First {len(r.space)} users; entries are fence stays of at least "
-        f"{sc.space.min_stay_s:g} s. Card clicks: the baseline has no geofence layer, so a "
+        f"{sc.space.min_stay_s:g} s ({sum(u.entries for u in r.space)} entries; missed: "
+        f"{sum(u.missed for u in r.space)} by the policy, {sum(u.base_missed for u in r.space)} "
+        "by fixed polling). Card clicks: the baseline has no geofence layer, so a "
         "place's services show only after a fixed-rule refresh made inside the place, and then "
         f"only in the assumed {sc.places.card_in_recs:.0%} of visits where the recommender "
         "ranks them onto the screen: the card-click change follows from that assumption.",

@@ -191,7 +191,7 @@ class Time:
 
 @dataclasses.dataclass(frozen=True)
 class Space:
-    users: int = _f(80, 1, 1_000_000)  # users (the first ones) this comparison runs on
+    users: int = _f(250, 1, 1_000_000)  # users (the first ones) this comparison runs on
     fixed_poll_s: float = _f(30.0, 1.0, 3600.0)  # baseline polling interval
     min_stay_s: float = _f(120.0, 0.0, 86_400.0)  # shorter fence stays are walking past
 

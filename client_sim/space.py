@@ -28,6 +28,8 @@ Modelling choices:
   that start inside the horizon and last at least `space.min_stay_s` (the geo dwell time:
   shorter is walking past, not visiting). An entry is missed when no `enter` for its fence
   comes between its start and 60 s after it ends; the delay is `enter` time minus crossing time.
+  Both arms are followed through that window (up to 2 h past the horizon) even when a stay
+  starts just before the horizon ends; fixes after the horizon detect but are not counted.
 - Card clicks: a visit made while truly inside a place needs that place's services with
   probability `card_need_<kind>`; each view of the homepage with the place's cards on screen
   is then clicked with probability `card_click` (common random numbers for both arms).
@@ -52,6 +54,8 @@ from geo import constants as GC
 __all__ = ["SpaceUser", "run_space_user"]
 
 GRACE_MS = 60_000
+# A stay that starts before the horizon ends is followed at most this far past it.
+TAIL_MAX_MS = 2 * 3_600_000
 
 
 @dataclasses.dataclass(slots=True)
@@ -128,10 +132,19 @@ def run_space_user(
     inside_sets: list[frozenset[str]] = []
     enters: dict[str, list[int]] = {}
     geo_refreshes = 0
+    # Ground truth first: a stay that starts just before the horizon ends is still followed
+    # to its end (plus the grace), as the baseline's fixes are; fixes after t1 detect, but are
+    # not counted or shown.
+    all_stays = stays(plan, places)
+    counted = [
+        s for s in all_stays
+        if t0 <= s.t_in < t1 and s.t_out - s.t_in >= sc.space.min_stay_s * 1000
+    ]  # fmt: skip
+    t_end = max([t1] + [min(s.t_out + GRACE_MS, t1 + TAIL_MAX_MS) for s in counted])
     t, oi = t0, 0
     m = sc.mobility
     blk, blk_u, bi = np.zeros((0, 3)), np.zeros((0, 2)), 0
-    while t < t1:
+    while t < t_end:
         if bi >= len(blk):
             blk, blk_u, bi = rng.standard_normal((256, 3)), rng.random((256, 2)), 0
         z, uu = blk[bi], blk_u[bi]
@@ -149,28 +162,24 @@ def run_space_user(
                          speed_mps=reported))  # fmt: skip
         if not res.ignored:
             state = res.new_geo_state
-            geo_refreshes += res.refresh
+            geo_refreshes += res.refresh and t < t1
             for tr in res.transitions:
                 if tr.type == "enter":
                     enters.setdefault(tr.fence_id, []).append(t)
-        fix_ts.append(t)
-        inside_sets.append(
-            frozenset(
-                f for f, tr in (state.fences.items() if state else ()) if tr.state == "inside"
+        if t < t1:
+            fix_ts.append(t)
+            inside_sets.append(
+                frozenset(
+                    f for f, tr in (state.fences.items() if state else ()) if tr.state == "inside"
+                )
             )
-        )
         nxt = t + max(1, res.next_fix_s) * 1000
         while oi < len(opens) and opens[oi] <= t:
             oi += 1
         if oi < len(opens) and opens[oi] < nxt:
             nxt = opens[oi]
         t = nxt
-    # Ground truth and the baseline.
-    all_stays = stays(plan, places)
-    counted = [
-        s for s in all_stays
-        if t0 <= s.t_in < t1 and s.t_out - s.t_in >= sc.space.min_stay_s * 1000
-    ]  # fmt: skip
+    # The baseline.
     base_rng = stream(seed, EVAL, idx, "gps-fixed")
     poll_ms = int(sc.space.fixed_poll_s * 1000)
     phase = int(base_rng.integers(poll_ms))

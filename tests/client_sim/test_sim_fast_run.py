@@ -54,7 +54,7 @@ def test_same_seed_same_report(tmp_path: Path) -> None:
     scenario = tmp_path / "tiny.toml"
     text = (SCENARIOS / "travellers.toml").read_text()
     text = text.replace("train_users = 1000", "train_users = 100").replace(
-        "users = 80", "users = 3").replace("users = 250", "users = 6").replace(
+        "users = 250", "users = 3").replace("users = 250", "users = 6").replace(
         "bootstrap = 400", "bootstrap = 60")  # fmt: skip
     scenario.write_text(text)
     outs = []

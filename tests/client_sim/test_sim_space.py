@@ -43,3 +43,34 @@ def test_baseline_entry_rule_matches_the_tracker() -> None:
             if got is None and any(t.type == "enter" for t in out):
                 got = k
         assert got == expected
+
+
+def test_a_stay_starting_at_the_horizon_is_followed_past_it() -> None:
+    """A stay that starts seconds before the simulation ends is detected, not counted missed.
+
+    The device keeps taking the fixes it was asked for through the stay (as the baseline's
+    polls do); fixes after the horizon detect but are not counted.
+    """
+    from client_sim.device import build_world
+    from client_sim.mobility import HOUR_MS
+    from client_sim.population import EVAL
+    from client_sim.space import run_space_user
+    from tests.client_sim.sim_support import small
+
+    sc = small()
+    places = build_places(sc.places)
+    t0 = sc.start_ms
+    for i in range(60):
+        b = build_world(sc, places, seed=2, cohort=EVAL, index=i, t0=t0, t1=t0 + 24 * HOUR_MS)
+        long = [s for s in stays(b.plan, places)
+                if t0 + HOUR_MS <= s.t_in and s.t_out - s.t_in >= 30 * 60_000]  # fmt: skip
+        if long:
+            break
+    else:
+        raise AssertionError("no user with a long stay")
+    stay = long[0]
+    t1 = stay.t_in + 5_000  # the horizon ends 5 s into the stay
+    got = run_space_user(sc, places, b.world, b.plan, None, seed=2, t0=t0, t1=t1)
+    assert got.entries >= 1 and got.missed == 0
+    # Counted fixes stop at the horizon: never more than one per minimum interval before it.
+    assert got.fixes <= (t1 - t0) / 1000 / 5 + 1
