@@ -13,7 +13,7 @@ import numpy as np
 from lightgbm.basic import _LIB, _safe_call
 
 from intent.features import FEATURE_NAMES, FEATURES_VERSION
-from intent.staleness import Staleness
+from intent.staleness import AGE_FEATURE, Staleness
 
 __all__ = [
     "IntentModel",
@@ -29,7 +29,6 @@ __all__ = [
 # (`refreshd_features_version=`) and, when training measured one, the staleness curve that
 # turns the click probability into the decision score (`refreshd_staleness=`).
 _TAG = "refreshd_"
-_AGE_FEATURE = "since_refresh_s"
 
 
 # Up to this many rows are scored one by one through LightGBM's single-row fast path
@@ -146,9 +145,9 @@ class IntentModel:
         self.feature_names = tuple(feature_names)
         self.version = version
         self.staleness = staleness
-        if staleness is not None and _AGE_FEATURE not in self.feature_names:
-            raise ModelMismatch(f"a staleness curve needs the {_AGE_FEATURE!r} feature")
-        self._age_col = self.feature_names.index(_AGE_FEATURE) if staleness is not None else -1
+        if staleness is not None and AGE_FEATURE not in self.feature_names:
+            raise ModelMismatch(f"a staleness curve needs the {AGE_FEATURE!r} feature")
+        self._age_col = self.feature_names.index(AGE_FEATURE) if staleness is not None else -1
         self._single_row = _SingleRow(booster, len(self.feature_names))
 
     @classmethod

@@ -35,7 +35,10 @@ from operator import itemgetter
 
 import numpy as np
 
-__all__ = ["BUCKET_EDGES_S", "MIN_CLICKS", "MIN_ROWS", "Staleness", "fit_staleness"]
+__all__ = ["AGE_FEATURE", "BUCKET_EDGES_S", "MIN_CLICKS", "MIN_ROWS", "Staleness", "fit_staleness"]
+
+# The feature that carries the age of the list on screen, in seconds.
+AGE_FEATURE = "since_refresh_s"
 
 # Bucket lower edges in seconds: 0, 1, 2, 5, 10, 20, 40, 80, 160, 320 min.
 BUCKET_EDGES_S = (0, 60, 120, 300, 600, 1200, 2400, 4800, 9600, 19200)
@@ -69,8 +72,6 @@ class Staleness:
     def gain(self, age_s: np.ndarray) -> np.ndarray:
         """Return the gain at each age; a negative or NaN age (never refreshed) is the oldest."""
         age = np.asarray(age_s, dtype=np.float64)
-        if age.size <= 16:  # the service's few-row batches: plain floats beat numpy set-up
-            return np.array([self.gain_one(float(a)) for a in age.ravel()]).reshape(age.shape)
         age = np.where((age < 0) | np.isnan(age), _NEVER, age)
         xs = np.array([a for a, _ in self.points])
         ys = np.array([g for _, g in self.points])

@@ -19,7 +19,7 @@ import numpy as np
 from intent.dataset import Dataset, build_dataset
 from intent.generate import generate
 from intent.model import IntentModel, with_tags
-from intent.staleness import fit_staleness
+from intent.staleness import AGE_FEATURE, fit_staleness
 
 __all__ = [
     "DEFAULT_PARAMS",
@@ -162,8 +162,8 @@ def train(
     tags = {"features_version": dataset.features_version}
     explored = dataset.take(np.flatnonzero(dataset.explored))
     curve = None
-    if len(explored) and "since_refresh_s" in dataset.feature_names:
-        age = explored.X[:, dataset.feature_names.index("since_refresh_s")]
+    if len(explored) and AGE_FEATURE in dataset.feature_names:
+        age = explored.X[:, dataset.feature_names.index(AGE_FEATURE)]
         curve = fit_staleness(age, explored.refreshed, explored.clicks_soon)
     if curve is not None:
         tags["staleness"] = curve.to_text()
