@@ -26,13 +26,14 @@ from typing import Any
 
 import msgspec
 
+from intent.events import Event
 from intent.features import Context, compute
 from refreshd import constants as RC
-from refreshd import engine
-from refreshd.rules import RuleSet
-from refreshd.schemas import DecideRequest, Directive, Event
-from refreshd.state import UserState
-from refreshd.triggers import Firing, advance, feed
+from refreshd.core import engine
+from refreshd.core.matcher import Firing, advance, feed
+from refreshd.core.messages import DecideRequest, Directive
+from refreshd.core.rules import RuleSet
+from refreshd.core.state import UserState
 
 __all__ = ["Cloud", "CloudUser", "Prepared"]
 

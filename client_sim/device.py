@@ -39,7 +39,8 @@ from client_sim.places import M_PER_DEG, PlaceSet
 from client_sim.population import User, make_user
 from client_sim.scenario import Scenario
 from client_sim.sessions import U_CLICK, U_FEEDBACK, U_ITEM, U_PULL, Latent, Session, make_sessions
-from refreshd.schemas import DecideRequest, Directive, Event
+from intent.events import Event
+from refreshd.core.messages import DecideRequest, Directive
 
 __all__ = ["ArmStats", "Built", "Carry", "Device", "UserWorld", "build_world", "run_device"]
 

@@ -24,8 +24,8 @@ from client_sim.space import SpaceUser, run_space_user
 from client_sim.sync import SyncUser, sync_user
 from client_sim.timeexp import Arm, TimeResult, make_arms, run_arms
 from client_sim.training import Trained, train_model
-from dedupe import make_catalogue
-from refreshd.rules import RuleSet, default_rules
+from refreshd.core.rules import RuleSet, default_rules
+from synth.catalogue import make_catalogue
 
 __all__ = ["CHUNK", "FastResult", "run_fast"]
 

@@ -41,10 +41,9 @@ from client_sim.places import build_places
 from client_sim.population import EVAL
 from client_sim.scenario import Scenario
 from client_sim.sessions import U_CLICK, U_ITEM
+from intent.events import Event, add_events
 from intent.features import Context, compute
 from intent.model import IntentModel
-from refreshd.schemas import Event
-from refreshd.state import add_events
 
 __all__ = [
     "EdgeModels",

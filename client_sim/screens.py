@@ -24,7 +24,6 @@ from client_sim.device import ArmStats
 from client_sim.mobility import Plan
 from client_sim.scenario import Scenario
 from dedupe import (
-    Catalogue,
     SlotCache,
     SlotItems,
     default_rules,
@@ -32,11 +31,10 @@ from dedupe import (
     new_cache,
     optimal,
     put,
-    recommend,
     refresh_slot,
-    true_duplicates,
     visible,
 )
+from synth.catalogue import Catalogue, recommend, true_duplicates
 
 __all__ = ["ScreensUser", "screens_user"]
 

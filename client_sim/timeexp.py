@@ -35,8 +35,8 @@ import numpy as np
 from client_sim.cloud import Cloud
 from client_sim.device import ArmStats, Carry, UserWorld, run_device
 from client_sim.scenario import Scenario
-from refreshd import engine
-from refreshd.rules import RuleSet
+from refreshd.core import engine
+from refreshd.core.rules import RuleSet
 
 __all__ = [
     "BOUND_THRESHOLDS",

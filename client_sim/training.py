@@ -32,8 +32,8 @@ from client_sim.timeexp import drive
 from intent.dataset import build_dataset
 from intent.model import IntentModel
 from intent.train import train
-from refreshd import engine
-from refreshd.rules import RuleSet
+from refreshd.core import engine
+from refreshd.core.rules import RuleSet
 
 __all__ = ["Trained", "train_model"]
 

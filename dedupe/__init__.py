@@ -19,16 +19,6 @@ from dedupe.cache import (
     refresh_slot,
     visible,
 )
-from dedupe.catalogue import (
-    PROFILES,
-    Catalogue,
-    Listing,
-    SlotProfile,
-    homepage,
-    make_catalogue,
-    recommend,
-    true_duplicates,
-)
 from dedupe.errors import DedupeInputError
 from dedupe.items import (
     DedupeRequest,
@@ -55,17 +45,14 @@ from dedupe.rules import (
 )
 
 __all__ = [
-    "PROFILES",
     "Allocation",
     "CachedSlot",
-    "Catalogue",
     "CategoryCap",
     "DedupeInputError",
     "DedupeRequest",
     "Dropped",
     "ExactId",
     "Item",
-    "Listing",
     "PairScore",
     "Recent",
     "RecentlyShown",
@@ -76,7 +63,6 @@ __all__ = [
     "Screen",
     "SlotCache",
     "SlotItems",
-    "SlotProfile",
     "Strategy",
     "allocate_request",
     "allocate_slots",
@@ -85,21 +71,17 @@ __all__ = [
     "dump_rules",
     "evaluate",
     "greedy",
-    "homepage",
     "is_fresh",
     "iter_items",
     "label_listings",
     "load_rules",
-    "make_catalogue",
     "new_cache",
     "normalise_name",
     "offer_family",
     "optimal",
     "prune",
     "put",
-    "recommend",
     "refresh_slot",
-    "true_duplicates",
     "validate_request",
     "visible",
 ]

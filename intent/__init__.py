@@ -10,10 +10,9 @@ from intent.features import (
     FeatureSpec,
     compute,
 )
-from intent.generate import SyntheticLog, generate
 from intent.model import IntentModel, ModelMismatch
 from intent.policy import decide_intent
-from intent.train import TrainResult, bootstrap, evaluate, is_better, train
+from intent.train import TrainResult, evaluate, is_better, train
 
 __all__ = [
     "FEATURES",
@@ -26,15 +25,12 @@ __all__ = [
     "FeatureSpec",
     "IntentModel",
     "ModelMismatch",
-    "SyntheticLog",
     "TrainResult",
-    "bootstrap",
     "build_dataset",
     "compute",
     "decide_intent",
     "detect_leakage",
     "evaluate",
-    "generate",
     "is_better",
     "train",
 ]

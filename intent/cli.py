@@ -15,8 +15,8 @@ from typing import Any
 import msgspec
 
 from intent.dataset import build_dataset
-from intent.generate import generate
 from intent.train import train
+from synth.eventlog import generate
 
 __all__ = ["main"]
 

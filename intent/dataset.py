@@ -33,9 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from intent.events import EVENT_TYPES, RECENT_EVENTS_MAX, RECENT_EVENTS_WINDOW_MS, Event
 from intent.features import FEATURE_NAMES, FEATURES, FEATURES_VERSION, Context, compute
-from refreshd import constants as C
-from refreshd.schemas import EVENT_TYPES, Event
 
 __all__ = [
     "INTENT_TRIGGERS",
@@ -49,8 +48,8 @@ __all__ = [
 ]
 
 # Clicks this soon after a decision are its own doing: the policy's next timer after a "no"
-# (constants.NEXT_CHECK_S) comes no sooner.
-OUTCOME_WINDOW_S = C.NEXT_CHECK_S
+# (refreshd.constants.NEXT_CHECK_S, checked equal by a test) comes no sooner.
+OUTCOME_WINDOW_S = 60
 # A click more than 10 min after the opportunity is a different visit, not this refresh's.
 LABEL_HORIZON_S = 600
 # The usual analytics session timeout: 30 min without activity starts a new session.
@@ -181,8 +180,8 @@ class EventLog:
         ts: int,
         received_ts: int,
         *,
-        max_events: int = C.RECENT_EVENTS_MAX,
-        window_ms: int = C.RECENT_EVENTS_WINDOW_MS,
+        max_events: int = RECENT_EVENTS_MAX,
+        window_ms: int = RECENT_EVENTS_WINDOW_MS,
     ) -> list[Event]:
         """Return the events a decision at (ts, received_ts) saw with ts < the decision's."""
         u = self._users.get(user_id)

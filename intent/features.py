@@ -21,8 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from operator import attrgetter
 from typing import Literal
 
-from refreshd.constants import RECENT_EVENTS_WINDOW_MS
-from refreshd.schemas import EVENT_TYPES, Event
+from intent.events import EVENT_TYPES, RECENT_EVENTS_WINDOW_MS, Event
 
 __all__ = [
     "FEATURES",

@@ -16,8 +16,7 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from intent.dataset import Dataset, build_dataset
-from intent.generate import generate
+from intent.dataset import Dataset
 from intent.model import IntentModel, with_tags
 from intent.staleness import AGE_FEATURE, fit_staleness
 
@@ -25,7 +24,6 @@ __all__ = [
     "DEFAULT_PARAMS",
     "TrainResult",
     "auc",
-    "bootstrap",
     "evaluate",
     "is_better",
     "train",
@@ -207,9 +205,3 @@ def is_better(
         raise ValueError("compare models on the same holdout: rows/positives differ")
     current_auc = float(current_metrics["auc"])
     return math.isnan(current_auc) or new_auc >= current_auc + min_auc_gain
-
-
-def bootstrap(*, users: int = 300, days: int = 3, seed: int = 0) -> TrainResult:
-    """Train a first model on the synthetic log, for a service that has none yet."""
-    log = generate(users=users, days=days, seed=seed)
-    return train(build_dataset(log.decisions, log.events), seed=seed)

@@ -33,12 +33,10 @@ from dedupe import (
     default_rules,
     evaluate,
     greedy,
-    homepage,
-    make_catalogue,
     optimal,
-    true_duplicates,
 )
 from dedupe.constants import RECOMMEND_BUCKET_MS
+from synth.catalogue import homepage, make_catalogue, true_duplicates
 
 T0_MS = 1_800_000_000_000
 SLOTS = ("nearby", "services", "offers", "feed")

@@ -11,8 +11,14 @@ import random
 import time
 from typing import Any
 
-from refreshd.experiments import assign, parse_experiment
-from refreshd.expstats import UserTotals, apply_delta, build_report, delta_fields, stats_from_users
+from refreshd.core.experiments import assign, parse_experiment
+from refreshd.core.expstats import (
+    UserTotals,
+    apply_delta,
+    build_report,
+    delta_fields,
+    stats_from_users,
+)
 
 BODY = {
     "seed": "thr-2026",

@@ -17,11 +17,11 @@ from typing import Any
 import numpy as np
 
 from intent.dataset import build_dataset
+from intent.events import Event
 from intent.features import FEATURE_NAMES, Context, compute
-from intent.generate import generate
 from intent.model import IntentModel
 from intent.train import train
-from refreshd.schemas import Event
+from synth.eventlog import generate
 
 T0 = 1_800_000_000_000
 # Rough shape of a homepage's event mix: impressions dominate, payments are rare.

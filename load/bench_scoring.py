@@ -16,8 +16,8 @@ import numpy as np
 
 from intent.features import FEATURE_NAMES
 from intent.model import IntentModel
-from intent.scoring import MicroBatcher
-from intent.train import bootstrap
+from refreshd.live.batcher import MicroBatcher
+from synth.bootstrap import bootstrap
 
 CONCURRENCY = 200
 ROUNDS = 25

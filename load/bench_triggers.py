@@ -17,8 +17,8 @@ from typing import Any
 
 import msgspec
 
-from refreshd.schemas import EVENT_TYPES, Event
-from refreshd.triggers import Rule, RuleSet, UserMatchState, advance, feed, parse_rule
+from intent.events import EVENT_TYPES, Event
+from refreshd.core.matcher import Rule, RuleSet, UserMatchState, advance, feed, parse_rule
 
 T0 = 1_800_000_000_000
 SLOTS = ["feed", "services", "reco", "top"]

@@ -22,7 +22,7 @@ import redis
 from load.mix import Mix
 from load.openloop import run_open
 from load.servers import _tree, refreshd
-from refreshd.embedded import EmbeddedValkey
+from refreshd.store.embedded import EmbeddedValkey
 
 
 def rss_mb(pid: int, *, exclude: str = "valkey") -> float:

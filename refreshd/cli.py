@@ -51,11 +51,11 @@ def _train(settings: Settings, force: bool) -> int:
 
     import msgspec
 
-    from refreshd.embedded import EmbeddedValkey
-    from refreshd.errors import RefreshdError
-    from refreshd.redis_store import RedisStore
-    from refreshd.registry import ModelRegistry
-    from refreshd.training import retrain
+    from refreshd.core.errors import RefreshdError
+    from refreshd.live.registry import ModelRegistry
+    from refreshd.live.training import retrain
+    from refreshd.store.embedded import EmbeddedValkey
+    from refreshd.store.redis import RedisStore
 
     async def run(url: str | None) -> int:
         store = RedisStore(url, cluster_nodes=settings.redis_cluster, timeout_s=10.0)

@@ -12,6 +12,9 @@ MIN_INTERVAL_S = 30
 FALLBACK_INTERVAL_S = 300
 # Default intent threshold when no experiment assigns one (issue: time).
 DEFAULT_THRESHOLD = 0.3
+# A frequency cap above one refresh a minute all day caps nothing; it also bounds the refresh
+# times a user's state keeps for the cap.
+MAX_CAP_PER_DAY = 1440
 
 # 1 MiB holds a full 1000-event batch with props; anything bigger is a client bug.
 MAX_BODY_BYTES = 1 << 20
@@ -21,11 +24,6 @@ MAX_EVENTS_PER_BATCH = 1000
 MAX_FUTURE_SKEW_MS = 3_600_000
 # Devices buffer events offline for days; older than a week is not worth learning from.
 MAX_PAST_AGE_MS = 7 * 24 * 3_600_000
-
-# The user state keeps this many recent events: enough for 24 h feature windows of a
-# heavy user, small enough that one GET stays well under a millisecond.
-RECENT_EVENTS_MAX = 500
-RECENT_EVENTS_WINDOW_MS = 24 * 3_600_000
 
 # A retried batch arrives within minutes; a day covers a device that was offline overnight.
 BATCH_MARK_TTL_S = 24 * 3600

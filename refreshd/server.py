@@ -13,9 +13,9 @@ from types import FrameType
 
 from aiohttp import web
 
-from refreshd.app import create_app
-from refreshd.embedded import EmbeddedValkey
+from refreshd.http.app import create_app
 from refreshd.settings import Settings
+from refreshd.store.embedded import EmbeddedValkey
 
 log = logging.getLogger(__name__)
 

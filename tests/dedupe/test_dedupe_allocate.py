@@ -401,7 +401,8 @@ def test_allocation_encodes_to_the_design_response_shape() -> None:
 # allocation that depended on it would pass every in-process check above.
 CROSS_PROCESS = """
 import hashlib, msgspec
-from dedupe import CategoryCap, default_rules, greedy, homepage, make_catalogue, optimal
+from dedupe import CategoryCap, default_rules, greedy, optimal
+from synth.catalogue import homepage, make_catalogue
 cat = make_catalogue(3, n_merchants=200, n_services=30, n_offers=100)
 rules = (*default_rules(), CategoryCap(k=3))
 h = hashlib.sha256()

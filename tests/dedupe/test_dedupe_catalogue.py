@@ -8,19 +8,9 @@ from functools import cache
 
 import pytest
 
-from dedupe import (
-    Allocation,
-    Catalogue,
-    SlotItems,
-    default_rules,
-    greedy,
-    homepage,
-    make_catalogue,
-    optimal,
-    recommend,
-    true_duplicates,
-)
+from dedupe import Allocation, SlotItems, default_rules, greedy, optimal
 from dedupe.constants import RECOMMEND_BUCKET_MS
+from synth.catalogue import Catalogue, homepage, make_catalogue, recommend, true_duplicates
 
 NOW_MS = 1_700_000_000_000
 SLOTS = ["nearby", "services", "offers", "feed"]
@@ -136,7 +126,7 @@ def test_four_slots_have_duplicates_before_dedupe_and_none_after(
 def test_far_away_requests_do_not_overflow() -> None:
     import warnings
 
-    from dedupe import make_catalogue, recommend
+    from synth.catalogue import make_catalogue, recommend
 
     cat = make_catalogue(0)
     with warnings.catch_warnings():

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 
 import pytest
 
-from dedupe import evaluate, label_listings, make_catalogue, normalise_name, offer_family
+from dedupe import evaluate, label_listings, normalise_name, offer_family
 from dedupe.labels import distance_m
+from synth.catalogue import make_catalogue
 
 LAT, LNG = 30.2741, 120.1551
 M_PER_DEG_LAT = 111_195.0

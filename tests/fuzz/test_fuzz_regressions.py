@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from refreshd.openapi import spec
+from refreshd.http.openapi import spec
 from tests.support import MakeClient, now_ms
 
 DEAD_STORE = {"redis_url": "redis://127.0.0.1:1/0", "store_timeout_s": 0.2}

@@ -8,9 +8,9 @@ import pytest
 from intent_support import T0, MakeEvent, MakeRow
 
 from intent.dataset import Dataset, build_dataset
-from intent.generate import SyntheticLog, generate
+from intent.events import Event
 from intent.train import TrainResult, train
-from refreshd.schemas import Event
+from synth.eventlog import SyntheticLog, generate
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from refreshd.schemas import Event
+from intent.events import Event
 
 # 2024-01-01 12:00 UTC, a Monday at noon: round numbers make the hour/weekday cases readable.
 T0 = 1_704_110_400_000

@@ -11,10 +11,9 @@ import pytest
 from intent_support import T0, MakeRow
 
 from intent.dataset import Dataset, EventLog, build_dataset, detect_leakage
+from intent.events import Event, add_events
 from intent.features import FEATURE_NAMES, Context, compute
-from intent.generate import SyntheticLog, generate
-from refreshd.schemas import Event
-from refreshd.state import add_events
+from synth.eventlog import SyntheticLog, generate
 
 D = T0  # the decision's ts in the hand-made cases
 MIN = 60_000

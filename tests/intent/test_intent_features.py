@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from intent_support import T0, MakeEvent
 
+from intent.events import Event
 from intent.features import (
     FEATURE_NAMES,
     FEATURES,
@@ -19,7 +20,6 @@ from intent.features import (
     compute,
     features_version,
 )
-from refreshd.schemas import Event
 
 CTX = Context(trigger="open", tz_offset_min=0)
 

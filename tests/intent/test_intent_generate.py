@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import msgspec
 
-from intent.generate import generate
-from refreshd.engine import DecisionLog
-from refreshd.schemas import EVENT_TYPES, Event
+from intent.events import EVENT_TYPES, Event
+from refreshd.core.engine import DecisionLog
+from synth.eventlog import generate
 
 
 def test_same_seed_same_log() -> None:

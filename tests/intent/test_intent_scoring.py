@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from intent.scoring import MicroBatcher, ScoringUnavailable
+from refreshd.live.batcher import MicroBatcher, ScoringUnavailable
 
 
 class SumModel:

@@ -12,7 +12,8 @@ import pytest
 from intent.dataset import Dataset
 from intent.features import FEATURE_NAMES
 from intent.model import IntentModel, read_tags
-from intent.train import TrainResult, auc, bootstrap, evaluate, is_better, train
+from intent.train import TrainResult, auc, evaluate, is_better, train
+from synth.bootstrap import bootstrap
 
 
 def test_model_beats_chance_on_a_time_based_holdout(trained: TrainResult) -> None:

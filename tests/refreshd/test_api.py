@@ -7,7 +7,7 @@ import asyncio
 import redis
 from aiohttp.test_utils import TestClient
 
-from refreshd.store import batch_key, user_key
+from refreshd.store.protocol import batch_key, user_key
 from tests.support import FakeClock, MakeClient, now_ms, raw_log
 
 

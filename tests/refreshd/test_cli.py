@@ -146,7 +146,7 @@ def test_two_workers_share_the_port_and_stop_cleanly(tmp_path: Path) -> None:
 def test_train_command_publishes_from_the_logs(redis_url: str) -> None:
     import redis as redis_lib
 
-    from intent.generate import generate
+    from synth.eventlog import generate
     from tests.support import raw_xadd
 
     empty = run_cli("train", "--redis-url", redis_url)

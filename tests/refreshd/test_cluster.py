@@ -8,8 +8,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from redis.cluster import key_slot
 
-from refreshd.exposure import stats_key
-from refreshd.store import (
+from refreshd.core.exposure import stats_key
+from refreshd.store.protocol import (
     LOG_DECISIONS,
     LOG_EVENTS,
     batch_key,

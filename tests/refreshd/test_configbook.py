@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 
-from refreshd.expbook import ExperimentBook
-from refreshd.redis_store import RedisStore
-from refreshd.rulebook import RuleBook
-from refreshd.rules import default_rules, rule_to_json
+from refreshd.core.rules import default_rules, rule_to_json
+from refreshd.live.expbook import ExperimentBook
+from refreshd.live.rulebook import RuleBook
+from refreshd.store.redis import RedisStore
 
 
 @pytest.fixture

@@ -13,10 +13,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from refreshd import connection
-from refreshd.connection import Script, ScriptConnection, pack
-from refreshd.errors import StoreUnavailable
-from refreshd.redis_store import RedisStore
+from refreshd.core.errors import StoreUnavailable
+from refreshd.store import connection
+from refreshd.store.connection import Script, ScriptConnection, pack
+from refreshd.store.redis import RedisStore
 
 ECHO = Script.of("return {KEYS[1], ARGV[1], ARGV[2], ARGV[3], redis.call('GET', KEYS[1])}")
 

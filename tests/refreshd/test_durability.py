@@ -8,7 +8,7 @@ import pytest
 import redis
 from aiohttp.test_utils import TestClient
 
-from refreshd.embedded import EmbeddedValkey, EmbeddedValkeyError
+from refreshd.store.embedded import EmbeddedValkey, EmbeddedValkeyError
 from tests.support import MakeClient, now_ms, raw_log
 
 

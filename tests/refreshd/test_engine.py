@@ -7,9 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from refreshd import engine
-from refreshd.schemas import DecideRequest, Directive, Event
-from refreshd.state import UserState, add_events
+from intent.events import Event, add_events
+from refreshd.core import engine
+from refreshd.core.messages import DecideRequest, Directive
+from refreshd.core.state import UserState
 
 T0 = 1_800_000_000_000
 POLICY = engine.Policy(min_interval_s=30, fallback_interval_s=300)

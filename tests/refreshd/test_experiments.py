@@ -12,8 +12,8 @@ from growthbook import Experiment, GrowthBook
 from growthbook.core import chooseVariation, fnv1a32, gbhash, getBucketRanges, inNamespace
 from scipy.stats import chi2
 
-from refreshd.errors import InvalidValue, MalformedJSON
-from refreshd.experiments import (
+from refreshd.core.errors import InvalidValue, MalformedJSON
+from refreshd.core.experiments import (
     METRICS,
     ExperimentConfig,
     ExperimentError,
@@ -25,7 +25,7 @@ from refreshd.experiments import (
     in_namespace,
     parse_experiment,
 )
-from refreshd.experiments import fnv1a32 as our_fnv1a32
+from refreshd.core.experiments import fnv1a32 as our_fnv1a32
 
 
 def make_body(**over: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ import pytest
 import redis
 from aiohttp.test_utils import TestClient
 
-from refreshd.experiments import assign, parse_experiment
+from refreshd.core.experiments import assign, parse_experiment
 from tests.support import MakeClient, now_ms, raw_log
 
 EXP = {
@@ -131,7 +131,7 @@ async def test_report_counts_equal_counts_from_the_logs(
     clients = [await make_client() for _ in range(workers)]
     assert (await put(clients[0], "thr", EXP)).status == 200
     for c in clients[1:]:  # the other worker picks it up on its next poll; force it now
-        from refreshd.keys import EXPERIMENTS, STORE
+        from refreshd.http.keys import EXPERIMENTS, STORE
 
         await c.app[EXPERIMENTS].refresh(c.app[STORE])
     users = [f"user{i}" for i in range(60)]

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refreshd.experiments import METRICS, ExperimentConfig, parse_experiment
-from refreshd.expstats import (
+from refreshd.core.experiments import METRICS, ExperimentConfig, parse_experiment
+from refreshd.core.expstats import (
     SPECS,
     Moments,
     Summary,

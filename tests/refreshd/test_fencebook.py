@@ -8,8 +8,8 @@ import msgspec
 import pytest
 
 from geo import FenceIndex, parse_feature
-from refreshd.fencebook import INLINE_PARSE_MAX, FenceBook
-from refreshd.redis_store import RedisStore
+from refreshd.live.fencebook import INLINE_PARSE_MAX, FenceBook
+from refreshd.store.redis import RedisStore
 
 
 @pytest.fixture

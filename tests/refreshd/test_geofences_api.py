@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from refreshd.keys import FENCES
+from refreshd.http.keys import FENCES
 from tests.support import FakeClock, MakeClient
 
 LAT, LNG = 31.2304, 121.4737  # a mall in Shanghai

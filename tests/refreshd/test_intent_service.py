@@ -14,20 +14,21 @@ import redis
 from aiohttp.test_utils import TestClient
 
 from intent.dataset import build_dataset
+from intent.events import Event
 from intent.features import Context, compute
-from intent.generate import generate
 from intent.model import IntentModel, with_tags
 from intent.staleness import Staleness
 from intent.train import TrainResult
-from refreshd.engine import DecisionLog
-from refreshd.keys import REGISTRY, STORE
-from refreshd.memory_store import MemoryStore
+from refreshd.core.engine import DecisionLog
+from refreshd.core.messages import DecideRequest, EventsRequest
+from refreshd.http.keys import REGISTRY, STORE
+from refreshd.live.registry import publish
+from refreshd.live.service import Service
 from refreshd.metrics import Metrics
-from refreshd.registry import publish
-from refreshd.schemas import DecideRequest, Event, EventsRequest
-from refreshd.service import Service
 from refreshd.settings import Settings
-from refreshd.store import LOG_DECISIONS, LOG_EVENTS
+from refreshd.store.memory import MemoryStore
+from refreshd.store.protocol import LOG_DECISIONS, LOG_EVENTS
+from synth.eventlog import generate
 from tests.support import FakeClock, MakeClient, now_ms, raw_log, raw_xadd
 
 

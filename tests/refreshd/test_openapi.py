@@ -5,7 +5,7 @@ from __future__ import annotations
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
-from refreshd.api import ROUTES
+from refreshd.http.routes import ROUTES
 from tests.support import MakeClient, now_ms
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from refreshd.ratelimit import RateLimiter
+from refreshd.core.ratelimit import RateLimiter
 
 
 def test_burst_then_steady_rate() -> None:

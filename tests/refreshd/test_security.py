@@ -32,7 +32,7 @@ async def test_admin_writes_need_the_token(
 
 
 async def test_every_admin_route_is_guarded(make_client: MakeClient) -> None:
-    from refreshd.api import ROUTES
+    from refreshd.http.routes import ROUTES
 
     client = await make_client(admin_token="s3cret")
     admin = [r for r in ROUTES if r.admin]

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 
-from refreshd.memory_store import MemoryStore
-from refreshd.redis_store import RedisStore
-from refreshd.schemas import Directive
-from refreshd.state import UserState
-from refreshd.store import LOG_DECISIONS, LOG_EVENTS, Commit, Store, live_directives
+from refreshd.core.messages import Directive
+from refreshd.core.state import UserState
+from refreshd.store.memory import MemoryStore
+from refreshd.store.protocol import LOG_DECISIONS, LOG_EVENTS, Commit, Store, live_directives
+from refreshd.store.redis import RedisStore
 
 T0 = 1_800_000_000_000
 

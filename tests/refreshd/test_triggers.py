@@ -9,9 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from refreshd.rules import MAX_STEPS
-from refreshd.schemas import Event
-from refreshd.triggers import (
+from intent.events import Event
+from refreshd.core.matcher import (
     ALLOWED_LATENESS_MS,
     MAX_RUNS_PER_RULE,
     MAX_RUNS_PER_USER,
@@ -26,6 +25,7 @@ from refreshd.triggers import (
     parse_rule,
     rule_to_json,
 )
+from refreshd.core.rules import MAX_STEPS
 
 T0 = 1_800_000_000_000
 ACTION = {"type": "refresh", "slots": ["feed"]}

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from refreshd.keys import SERVICE
+from refreshd.http.keys import SERVICE
 from tests.support import FakeClock, MakeClient
 
 RULE = {

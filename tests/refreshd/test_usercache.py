@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import gc
 
-from refreshd.schemas import Directive, Event
-from refreshd.state import UserState
-from refreshd.usercache import UserCache
+from intent.events import Event
+from refreshd.core.messages import Directive
+from refreshd.core.state import UserState
+from refreshd.live.usercache import UserCache
 
 
 def make_state(version: int = 3, events: int = 5) -> UserState:

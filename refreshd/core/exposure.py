@@ -1,0 +1,116 @@
+"""Which experiment a decision runs under, and how a user's totals feed its statistics.
+
+Pure: the service passes the experiments, the user's state and the time. At most one
+experiment shapes a decision: the first running experiment, in id order, that assigns the
+user (namespaces make experiments mutually exclusive when analysts need more than one).
+A user is *exposed* at the first decision made under an experiment; from then on their
+refresh decisions, clicks and impressions count (events with ts at or after exposure).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+
+import msgspec
+
+from intent.events import Event
+from refreshd.core.engine import Policy
+from refreshd.core.experiments import Assignment, ExperimentConfig, assign
+from refreshd.core.expstats import UserTotals, delta_fields
+from refreshd.core.state import ExpUser
+
+__all__ = [
+    "ExpUser",
+    "Increment",
+    "choose",
+    "policy_for",
+    "record_decision",
+    "record_events",
+    "stats_key",
+]
+
+
+# (stats key, field increments) — applied with HINCRBY in the same commit as the user state.
+Increment = tuple[str, dict[str, int]]
+
+
+def stats_key(exp_id: str, variant: str) -> str:
+    return f"exp:{exp_id}:v:{variant}"
+
+
+def choose(
+    experiments: Mapping[str, ExperimentConfig], user_id: str
+) -> tuple[str, ExperimentConfig, Assignment] | None:
+    """Return the experiment (id, config, assignment) that shapes this user's decisions."""
+    for exp_id in sorted(experiments):
+        cfg = experiments[exp_id]
+        if cfg.status != "running":
+            continue
+        a = assign(exp_id, cfg, user_id)
+        if a.in_experiment and a.variant is not None:
+            return exp_id, cfg, a
+    return None
+
+
+def policy_for(base: Policy, cfg: ExperimentConfig, variant: str) -> Policy:
+    """Return the decision policy with the variant's params applied."""
+    params = next(v.params for v in cfg.variants if v.key == variant)
+    return dataclasses.replace(
+        base,
+        threshold=base.threshold if params.threshold is None else params.threshold,
+        fallback_interval_s=(
+            base.fallback_interval_s
+            if params.fallback_interval_s is None
+            else params.fallback_interval_s
+        ),
+        kind=params.policy or base.kind,
+    )
+
+
+def record_decision(
+    exp_state: Mapping[str, ExpUser], exp_id: str, variant: str, ts: int, refreshed: bool
+) -> tuple[dict[str, ExpUser], list[Increment]]:
+    """Return the user's experiment state and stats increments after one decision."""
+    state = dict(exp_state)
+    current = state.get(exp_id)
+    if current is None or current.variant != variant:
+        # First exposure (or the experiment was redefined and moved the user): count anew.
+        current, old = ExpUser(variant=variant, exposed_ts=ts), None
+    else:
+        old = current.totals
+    new = msgspec.structs.replace(
+        current.totals, refreshes=current.totals.refreshes + (1 if refreshed else 0)
+    )
+    state[exp_id] = msgspec.structs.replace(current, totals=new)
+    fields = delta_fields(old, new)
+    return state, [(stats_key(exp_id, variant), fields)] if fields else []
+
+
+def record_events(
+    exp_state: Mapping[str, ExpUser],
+    events: Iterable[Event],
+    running: Mapping[str, ExperimentConfig],
+) -> tuple[dict[str, ExpUser], list[Increment]]:
+    """Return the user's experiment state and stats increments after a batch of events."""
+    events = list(events)
+    state = dict(exp_state)
+    incs: list[Increment] = []
+    for exp_id, eu in exp_state.items():
+        cfg = running.get(exp_id)
+        if cfg is None or cfg.status != "running":
+            continue  # a stopped experiment's numbers are frozen
+        clicks = sum(1 for e in events if e.type == "click" and e.ts >= eu.exposed_ts)
+        views = sum(1 for e in events if e.type == "impression" and e.ts >= eu.exposed_ts)
+        if not clicks and not views:
+            continue
+        new = UserTotals(
+            refreshes=eu.totals.refreshes,
+            clicks=eu.totals.clicks + clicks,
+            impressions=eu.totals.impressions + views,
+        )
+        state[exp_id] = msgspec.structs.replace(eu, totals=new)
+        fields = delta_fields(eu.totals, new)
+        if fields:
+            incs.append((stats_key(exp_id, eu.variant), fields))
+    return state, incs

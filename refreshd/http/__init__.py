@@ -1,0 +1,1 @@
+"""The wire: the aiohttp app, routes, handlers, the JSON codec, errors, OpenAPI."""

@@ -1,0 +1,206 @@
+"""The application factory and the lifecycles of what it owns."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import functools
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from refreshd.core.errors import Conflict, StoreUnavailable
+from refreshd.http import middleware
+from refreshd.http import routes as api
+from refreshd.http.keys import (
+    CATALOGUE,
+    CLOCK,
+    EXPERIMENTS,
+    FENCES,
+    METRICS,
+    REGISTRY,
+    RULEBOOK,
+    RULES_FILE,
+    SERVICE,
+    SETTINGS,
+    STORE,
+)
+from refreshd.live.expbook import ExperimentBook
+from refreshd.live.fencebook import FenceBook
+from refreshd.live.registry import ModelRegistry, publish
+from refreshd.live.rulebook import RuleBook, load_rules_file
+from refreshd.live.service import Service
+from refreshd.live.training import retrain
+from refreshd.metrics import Metrics
+from refreshd.settings import Settings
+from refreshd.store.embedded import EmbeddedValkey
+from refreshd.store.redis import RedisStore
+from synth.bootstrap import bootstrap as bootstrap_model
+from synth.catalogue import Catalogue, make_catalogue
+
+log = logging.getLogger(__name__)
+# A training run holds the lease this long at most (a crashed trainer frees it by expiry).
+TRAIN_LEASE_S = 1800
+
+
+@functools.lru_cache(maxsize=4)
+def _catalogue(seed: int) -> Catalogue:
+    # Building the synthetic catalogue takes ~0.5 s; it is immutable, so share it.
+    return make_catalogue(seed)
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Connect the store; start the embedded Valkey first when no URL is configured."""
+    settings = app[SETTINGS]
+    embedded: EmbeddedValkey | None = None
+    url = settings.redis_url
+    if settings.redis_cluster:
+        url = None
+    elif url is None:
+        embedded = EmbeddedValkey(settings.data_dir, appendfsync=settings.appendfsync)
+        url = await asyncio.to_thread(embedded.start)
+    store = RedisStore(
+        url,
+        cluster_nodes=settings.redis_cluster,
+        timeout_s=settings.store_timeout_s,
+        log_maxlen=settings.log_maxlen,
+    )
+    app[STORE] = store
+    rulebook = RuleBook()
+    app[RULEBOOK] = rulebook
+    app[EXPERIMENTS] = ExperimentBook()
+    app[REGISTRY] = ModelRegistry()
+    app[FENCES] = FenceBook()
+    app[SERVICE] = Service(
+        store,
+        settings,
+        app[METRICS],
+        app[CLOCK],
+        rulebook,
+        app[EXPERIMENTS],
+        app[REGISTRY],
+        app[FENCES],
+    )
+    try:
+        await _load_config(app)
+    except StoreUnavailable:
+        log.warning("store unavailable at start-up; configuration will load when it answers")
+    try:
+        yield
+    finally:
+        await store.close()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+
+
+async def _load_config(app: web.Application) -> None:
+    """Load (and on a fresh store, seed) the rules; called at start and by the poller."""
+    store, rulebook = app[STORE], app[RULEBOOK]
+    if rulebook.version < 0:
+        await rulebook.seed(store, app[RULES_FILE])
+    else:
+        await rulebook.refresh(store)
+    await app[EXPERIMENTS].refresh(store)
+    await app[REGISTRY].refresh(store)
+    await app[FENCES].refresh(store)
+    await app[EXPERIMENTS].refresh(store)
+
+
+async def _locked_retrain(app: web.Application, *, source: str, only_if_missing: bool) -> None:
+    """Train under a store lease so one worker of many does it; bootstrap from synthetic data."""
+    store, registry = app[STORE], app[REGISTRY]
+    owner = uuid.uuid4().hex
+    try:
+        if only_if_missing and await store.current_model_version() is not None:
+            return
+        if not await store.try_lock("train", owner, TRAIN_LEASE_S):
+            return  # another worker is on it; the config poll will pick its model up
+        try:
+            now_ms = app[CLOCK]()
+            if only_if_missing:
+                if await store.current_model_version() is None:
+                    log.info("no intent model yet: training a first one on a synthetic log")
+                    result = await asyncio.to_thread(bootstrap_model)
+                    await publish(store, result, created_ts=now_ms, source=source)
+            else:
+                report = await retrain(store, registry, now_ms=now_ms, source=source)
+                log.info("retrain: %s (%d rows)", report.reason, report.rows)
+        finally:
+            await store.release_lock("train", owner)
+        await registry.refresh(store)
+    except (StoreUnavailable, Conflict) as exc:
+        log.info("%s skipped: %s", source, exc)
+    except Exception:
+        log.exception("%s failed", source)
+
+
+async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Periodic work: pick up configuration changes, sweep due event rules."""
+    settings = app[SETTINGS]
+    scheduler = AsyncIOScheduler(timezone=datetime.UTC)
+
+    async def poll() -> None:
+        try:
+            await _load_config(app)
+        except StoreUnavailable:
+            log.debug("config poll: store unavailable")
+
+    async def sweep() -> None:
+        try:
+            await app[SERVICE].sweep()
+        except StoreUnavailable:
+            log.debug("sweep: store unavailable")
+
+    async def retrain_job() -> None:
+        await _locked_retrain(app, source="retrain", only_if_missing=False)
+
+    opts = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+    if settings.retrain_interval_s > 0:
+        scheduler.add_job(
+            retrain_job, "interval", seconds=settings.retrain_interval_s, id="retrain", **opts
+        )
+    bootstrap: asyncio.Task[None] | None = None
+    if settings.bootstrap_model:
+        bootstrap = asyncio.create_task(
+            _locked_retrain(app, source="bootstrap", only_if_missing=True)
+        )
+    scheduler.add_job(poll, "interval", seconds=settings.config_poll_s, id="config", **opts)
+    scheduler.add_job(sweep, "interval", seconds=settings.sweep_interval_s, id="sweep", **opts)
+    scheduler.start()
+    try:
+        yield
+    finally:
+        scheduler.shutdown(wait=False)
+        if bootstrap is not None and not bootstrap.done():
+            bootstrap.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await bootstrap
+
+
+def create_app(
+    settings: Settings | None = None, *, clock: Callable[[], int] = wall_clock_ms
+) -> web.Application:
+    """Build the refreshd application; resources start and stop with it."""
+    settings = settings or Settings.from_env()
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[middleware.metrics, middleware.errors],
+    )
+    app[SETTINGS] = settings
+    app[METRICS] = Metrics()
+    app[CLOCK] = clock
+    app[CATALOGUE] = _catalogue(settings.catalogue_seed)
+    app[RULES_FILE] = load_rules_file(settings.rules_file) if settings.rules_file else {}
+    app.cleanup_ctx.append(_store_ctx)
+    app.cleanup_ctx.append(_jobs_ctx)
+    api.add_routes(app, settings.admin_token)
+    return app

@@ -1,0 +1,100 @@
+"""Middlewares: one error mapping for the whole service, and per-route metrics."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import math
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from refreshd import constants as C
+from refreshd.core.errors import (
+    BodyTooLarge,
+    Forbidden,
+    MethodNotAllowed,
+    NotFound,
+    RateLimited,
+    RefreshdError,
+    StoreUnavailable,
+    Unauthorized,
+    UnsupportedMediaType,
+)
+from refreshd.http.codec import json_response
+from refreshd.http.keys import METRICS
+
+log = logging.getLogger(__name__)
+
+_HTTP_ERRORS: dict[int, type[RefreshdError]] = {
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: BodyTooLarge,
+    415: UnsupportedMediaType,
+}
+
+
+def error_response(err: RefreshdError) -> web.Response:
+    headers = None
+    if isinstance(err, StoreUnavailable):
+        headers = {"Retry-After": str(C.RETRY_AFTER_S)}
+    elif isinstance(err, RateLimited):
+        headers = {"Retry-After": str(max(1, math.ceil(err.retry_after_s)))}
+    elif isinstance(err, Unauthorized):
+        headers = {"WWW-Authenticate": 'Bearer realm="refreshd"'}
+    return json_response(err.body(), status=err.status, headers=headers)
+
+
+def require_token(handler: Handler, token: str) -> Handler:
+    """Wrap an admin handler: 401 without a bearer token, 403 with a wrong one."""
+    expected = token.encode()
+
+    async def guarded(request: web.Request) -> web.StreamResponse:
+        auth = request.headers.get("Authorization", "")
+        scheme, _, given = auth.partition(" ")
+        if scheme.lower() != "bearer" or not given:
+            raise Unauthorized("this route needs 'Authorization: Bearer <admin token>'")
+        if not hmac.compare_digest(given.strip().encode(), expected):
+            raise Forbidden("wrong admin token")
+        return await handler(request)
+
+    return guarded
+
+
+@web.middleware
+async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into the error body of DESIGN.md; never leak a stack trace."""
+    try:
+        return await handler(request)
+    except RefreshdError as known:
+        return error_response(known)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        cls = _HTTP_ERRORS.get(exc.status)
+        if cls is None:
+            mapped = RefreshdError(exc.reason)
+            mapped.status, mapped.code = exc.status, exc.reason.lower().replace(" ", "_")
+        else:
+            mapped = cls(f"{exc.reason}: {request.method} {request.path}")
+        response = error_response(mapped)
+        if "Allow" in exc.headers:  # RFC 9110: a 405 lists the methods the resource has
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return json_response(RefreshdError("internal error").body(), status=500)
+
+
+@web.middleware
+async def metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count requests and time them per route template (bounded label cardinality)."""
+    start = time.perf_counter()
+    response = await handler(request)
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    m = request.app[METRICS]
+    m.requests.labels(route, request.method, str(response.status)).inc()
+    m.latency.labels(route, request.method).observe(time.perf_counter() - start)
+    return response

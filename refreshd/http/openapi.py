@@ -1,0 +1,120 @@
+"""OpenAPI 3.1 generated from the msgspec structs and the route table."""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Any
+
+import msgspec
+
+from refreshd.core import messages as S
+
+REF = "#/components/schemas/{name}"
+STATUS_TEXT = {
+    200: "OK",
+    201: "Created",
+    400: "Malformed JSON",
+    401: "Missing bearer token (admin routes, when REFRESHD_ADMIN_TOKEN is set)",
+    403: "Wrong bearer token",
+    404: "Unknown id",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Body too large",
+    415: "Wrong content type",
+    422: "A value is out of range or of the wrong type",
+    429: "Rate limited",
+    503: "Store unavailable; retry after Retry-After seconds",
+}
+
+# Headers every response with that status carries (middleware.error_response, aiohttp's 405).
+_RETRY_AFTER = {"required": True, "schema": {"type": "integer", "minimum": 1}}
+ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    405: {"Allow": {"required": True, "schema": {"type": "string"}}},
+    429: {"Retry-After": _RETRY_AFTER},
+    503: {"Retry-After": _RETRY_AFTER},
+}
+
+
+@functools.cache
+def spec() -> dict[str, Any]:
+    """Return the OpenAPI document for every route and error."""
+    from refreshd.http.routes import ROUTES
+
+    types: list[Any] = [S.ErrorBody]
+    for r in ROUTES:
+        types += [t for t in (r.request, r.response) if t is not None]
+    refs, components = msgspec.json.schema_components(types, ref_template=REF)
+    ref_of = dict(zip(types, refs, strict=True))
+    paths: dict[str, dict[str, Any]] = {}
+    for r in ROUTES:
+        op: dict[str, Any] = {
+            "summary": r.summary,
+            "operationId": r.method.lower()
+            + "_"
+            + r.path.strip("/").replace("/", "_").replace(".", "_"),
+            "responses": {},
+        }
+        params = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in re.findall(r"{(\w+)}", r.path)
+        ]
+        if r.query:
+            params += [
+                {
+                    "name": n,
+                    "in": "query",
+                    "required": req,
+                    "description": d,
+                    "schema": {"type": "string"},
+                }
+                for n, d, req in r.query
+            ]
+        if params:
+            op["parameters"] = params
+        if r.request is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": ref_of[r.request]}},
+            }
+        if r.status == 204:
+            op["responses"]["204"] = {"description": "No Content"}
+        elif r.response is not None:
+            ok_content = {r.content_type: {"schema": ref_of[r.response]}}
+        elif r.content_type == "text/plain":
+            ok_content = {"text/plain": {"schema": {"type": "string"}}}
+        else:
+            ok_content = {"application/json": {"schema": {"type": "object"}}}
+        if r.status != 204:
+            op["responses"][str(r.status)] = {
+                "description": STATUS_TEXT[r.status],
+                "content": ok_content,
+            }
+        errors = {*r.errors, 405}
+        if r.admin:
+            errors |= {401, 403}
+            op["security"] = [{"adminToken": []}, {}]
+        for code in sorted(errors):
+            resp: dict[str, Any] = {
+                "description": STATUS_TEXT[code],
+                "content": {"application/json": {"schema": ref_of[S.ErrorBody]}},
+            }
+            if code in r.own_body_on and r.response is not None:
+                resp["content"] = {"application/json": {"schema": ref_of[r.response]}}
+            if code in ERROR_HEADERS:
+                resp["headers"] = ERROR_HEADERS[code]
+            op["responses"][str(code)] = resp
+        paths.setdefault(r.path, {})[r.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "refreshd",
+            "version": "0.1.0",
+            "description": "When a mobile homepage should refresh, and without duplicates.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}},
+        },
+    }

@@ -1,0 +1,1 @@
+"""A running worker: the service shell, config books, model registry, scorer, jobs."""

@@ -1,0 +1,27 @@
+"""The experiments a worker decides with: loaded from the store, refreshed when they change."""
+
+from __future__ import annotations
+
+from refreshd.core.experiments import ExperimentConfig, ExperimentError, parse_experiment
+from refreshd.live.configbook import reload_if_changed
+from refreshd.store.protocol import Store
+
+KIND = "experiments"
+
+
+class ExperimentBook:
+    """Every stored experiment of this worker and the store version it came from."""
+
+    def __init__(self) -> None:
+        self.version = -1
+        self.experiments: dict[str, ExperimentConfig] = {}
+
+    async def refresh(self, store: Store) -> bool:
+        """Reload the experiments if their version changed; return whether it did."""
+        loaded = await reload_if_changed(
+            store, KIND, self.version, parse_experiment, (ExperimentError,)
+        )
+        if loaded is None:
+            return False
+        self.version, self.experiments = loaded
+        return True

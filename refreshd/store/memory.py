@@ -1,0 +1,150 @@
+"""In-memory `Store` for the simulator's fast mode and pure unit tests only."""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Sequence
+
+from refreshd import constants as C
+from refreshd.core.messages import Directive
+from refreshd.core.state import UserState
+from refreshd.store.protocol import (
+    LOG_DECISIONS,
+    LOG_EVENTS,
+    Commit,
+    CommitResult,
+    decode_state,
+    live_directives,
+)
+
+
+class MemoryStore:
+    """Same semantics as RedisStore (CAS, batch marks, directives), held in dicts."""
+
+    def __init__(self, *, log_maxlen: int = C.LOG_MAXLEN) -> None:
+        self.users: dict[str, tuple[int, bytes]] = {}
+        self.directives: dict[str, dict[str, Directive]] = {}
+        self.batches: set[tuple[str, str]] = set()
+        self.models: dict[str, tuple[str, bytes]] = {}
+        self.current_model: str | None = None
+        self.config: dict[str, dict[str, bytes]] = {}
+        self.config_versions: dict[str, int] = {}
+        self.config_log: dict[str, dict[str, int]] = {}
+        self.due: dict[str, int] = {}
+        self.stats: dict[str, dict[str, int]] = {}
+        self.locks: dict[str, str] = {}
+        self.logs: dict[str, deque[bytes]] = {
+            LOG_DECISIONS: deque(maxlen=log_maxlen),
+            LOG_EVENTS: deque(maxlen=log_maxlen),
+        }
+
+    async def load_user(self, uid: str, now_ms: int) -> tuple[UserState, list[Directive]]:
+        version, blob = self.users.get(uid, (0, None))
+        state = decode_state(blob)
+        state.version = version
+        stored = self.directives.get(uid, {}).values()
+        return state, sorted(stored, key=lambda d: (d.created_ts, d.id))
+
+    async def commit(self, commit: Commit) -> CommitResult:
+        uid = commit.uid
+        pending = self.directives.setdefault(uid, {})
+        if commit.batch_id and (uid, commit.batch_id) in self.batches:
+            return CommitResult("duplicate", live_directives(list(pending.values()), commit.now_ms))
+        version = self.users.get(uid, (0, b""))[0]
+        if version != commit.expected_version:
+            return CommitResult("conflict", live_directives(list(pending.values()), commit.now_ms))
+        self.users[uid] = (version + 1, commit.state_blob)
+        if commit.batch_id:
+            self.batches.add((uid, commit.batch_id))
+        for ack in commit.ack_ids:
+            pending.pop(ack, None)
+        for d in commit.new_directives:
+            pending[d.id] = d
+        self.logs[LOG_DECISIONS].extend(commit.decision_logs)
+        self.logs[LOG_EVENTS].extend(commit.event_logs)
+        for key, fields in commit.stat_incrs:
+            row = self.stats.setdefault(key, {})
+            for name, inc in fields.items():
+                row[name] = row.get(name, 0) + inc
+        return CommitResult("ok", live_directives(list(pending.values()), commit.now_ms))
+
+    async def add_directive(self, uid: str, directive: Directive, ttl_s: int) -> None:
+        self.directives.setdefault(uid, {})[directive.id] = directive
+        version, blob = self.users.get(uid, (0, None))
+        self.users[uid] = (version + 1, blob)  # type: ignore[assignment]
+
+    async def has_batch(self, uid: str, batch_id: str) -> bool:
+        return (uid, batch_id) in self.batches
+
+    async def read_log(self, stream: str, count: int) -> list[bytes]:
+        rows = list(self.logs.get(stream, ()))
+        return rows[-count:] if count else []
+
+    async def put_model(self, version: str, text: str, meta: bytes) -> None:
+        self.models[version] = (text, meta)
+
+    async def set_current_model(self, version: str) -> None:
+        self.current_model = version
+
+    async def current_model_version(self) -> str | None:
+        return self.current_model
+
+    async def get_model(self, version: str) -> tuple[str, bytes] | None:
+        return self.models.get(version)
+
+    async def list_models(self) -> list[bytes]:
+        return [meta for _text, meta in self.models.values()]
+
+    async def put_config(self, kind: str, item_id: str, blob: bytes) -> int:
+        self.config.setdefault(kind, {})[item_id] = blob
+        self.config_versions[kind] = self.config_versions.get(kind, 0) + 1
+        self.config_log.setdefault(kind, {})[item_id] = self.config_versions[kind]
+        return self.config_versions[kind]
+
+    async def delete_config(self, kind: str, item_id: str) -> int | None:
+        if self.config.get(kind, {}).pop(item_id, None) is None:
+            return None
+        self.config_versions[kind] = self.config_versions.get(kind, 0) + 1
+        self.config_log.setdefault(kind, {})[item_id] = self.config_versions[kind]
+        return self.config_versions[kind]
+
+    async def get_config(self, kind: str) -> tuple[int, dict[str, bytes]]:
+        return self.config_versions.get(kind, 0), dict(self.config.get(kind, {}))
+
+    async def get_config_changes(
+        self, kind: str, since: int
+    ) -> tuple[int, dict[str, bytes | None]]:
+        items = self.config.get(kind, {})
+        changed = {i: items.get(i) for i, v in self.config_log.get(kind, {}).items() if v > since}
+        return self.config_versions.get(kind, 0), changed
+
+    async def config_version(self, kind: str) -> int:
+        return self.config_versions.get(kind, 0)
+
+    async def read_stats(self, keys: Sequence[str]) -> list[dict[str, int]]:
+        return [dict(self.stats.get(k, {})) for k in keys]
+
+    async def try_lock(self, name: str, owner: str, ttl_s: int) -> bool:
+        if name in self.locks:
+            return False
+        self.locks[name] = owner
+        return True
+
+    async def release_lock(self, name: str, owner: str) -> None:
+        if self.locks.get(name) == owner:
+            del self.locks[name]
+
+    async def mark_due(self, uid: str, due_ms: int) -> None:
+        self.due[uid] = min(due_ms, self.due.get(uid, due_ms))
+
+    async def due_users(self, now_ms: int, limit: int) -> list[str]:
+        ready = sorted((t, u) for u, t in self.due.items() if t <= now_ms)[:limit]
+        for _, u in ready:
+            del self.due[u]
+        return [u for _, u in ready]
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,237 @@
+"""The state store seam: one Protocol, key names, and the values that cross it."""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Literal, Protocol
+
+import msgspec
+
+from refreshd.core.messages import Directive
+from refreshd.core.state import UserState
+
+__all__ = [
+    "Commit",
+    "CommitResult",
+    "Store",
+    "batch_key",
+    "decode_state",
+    "directives_key",
+    "encode_state",
+    "user_key",
+]
+
+# Fixed: changing it re-homes users and orphans their keys. 16 tags spread over a few masters.
+SHARDS = 16
+LOG_DECISIONS = "log:decisions"
+LOG_EVENTS = "log:events"
+MODEL_CURRENT = "model:current"
+MODELS = "models"
+DUE = "trig:due"
+
+
+def config_key(kind: str) -> str:
+    return f"cfg:{{{kind}}}"
+
+
+def config_version_key(kind: str) -> str:
+    return f"cfg:{{{kind}}}:ver"
+
+
+def config_log_key(kind: str) -> str:
+    """Sorted set: each item id scored by the version that last changed (or deleted) it."""
+    return f"cfg:{{{kind}}}:log"
+
+
+def model_key(version: str) -> str:
+    return f"model:{version}"
+
+
+_state_encoder = msgspec.msgpack.Encoder()
+_state_decoder = msgspec.msgpack.Decoder(UserState)
+_dir_encoder = msgspec.msgpack.Encoder()
+_dir_decoder = msgspec.msgpack.Decoder(Directive)
+
+
+def shard_tag(uid: str) -> str:
+    """Return the hash tag of a user's shard: `{sNN}`.
+
+    Every key one request writes — the user's state, directives, batch marks, and the shard's
+    log streams and experiment statistics — carries the same tag, so one Lua script updates them
+    atomically on one Redis Cluster slot. Users spread over `SHARDS` tags.
+    """
+    return _tag(zlib.crc32(uid.encode()) % SHARDS)
+
+
+def _tag(i: int) -> str:
+    return "{s" + f"{i:02d}" + "}"
+
+
+def all_tags() -> list[str]:
+    return [_tag(i) for i in range(SHARDS)]
+
+
+def user_key(uid: str) -> str:
+    return f"u:{shard_tag(uid)}:{uid}"
+
+
+def directives_key(uid: str) -> str:
+    return f"dir:{shard_tag(uid)}:{uid}"
+
+
+def batch_key(uid: str, batch_id: str) -> str:
+    return f"b:{shard_tag(uid)}:{uid}:{batch_id}"
+
+
+def shard_key(base: str, tag: str) -> str:
+    """Return a per-shard key of a global structure (a log stream, a statistics hash)."""
+    return f"{base}:{tag}"
+
+
+def encode_state(state: UserState) -> bytes:
+    return _state_encoder.encode(state)
+
+
+def decode_state(blob: bytes | None) -> UserState:
+    return UserState() if blob is None else _state_decoder.decode(blob)
+
+
+def encode_directive(d: Directive) -> bytes:
+    return _dir_encoder.encode(d)
+
+
+def decode_directive(blob: bytes) -> Directive:
+    return _dir_decoder.decode(blob)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Commit:
+    """Everything one request writes for one user, applied atomically or not at all.
+
+    The write happens only if the stored version still equals `expected_version` (else
+    `conflict`) and, when `batch_id` is set, only if that batch was not seen (else
+    `duplicate`).
+    """
+
+    uid: str
+    expected_version: int
+    state: UserState
+    now_ms: int
+    ack_ids: Sequence[str] = ()
+    new_directives: Sequence[Directive] = ()
+    batch_id: str | None = None
+    decision_logs: Sequence[bytes] = ()
+    event_logs: Sequence[bytes] = ()
+    # (hash key, {field: increment}): experiment statistics, added with HINCRBY.
+    stat_incrs: Sequence[tuple[str, Mapping[str, int]]] = ()
+    # `state` encoded once, for the store and the worker's user cache alike.
+    state_blob: bytes = dataclasses.field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "state_blob", encode_state(self.state))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CommitResult:
+    status: Literal["ok", "conflict", "duplicate"]
+    directives: list[Directive]  # pending after the commit, unexpired, oldest first
+
+
+def live_directives(directives: Sequence[Directive], now_ms: int) -> list[Directive]:
+    """Return the unexpired directives, oldest first."""
+    alive = [d for d in directives if d.expires_ts > now_ms]
+    return sorted(alive, key=lambda d: (d.created_ts, d.id))
+
+
+class Store(Protocol):
+    """Where user state, directives, logs and configuration live."""
+
+    async def load_user(self, uid: str, now_ms: int) -> tuple[UserState, list[Directive]]:
+        """Return the user's state (version 0 if new) and every stored directive, expired too."""
+        ...
+
+    async def commit(self, commit: Commit) -> CommitResult:
+        """Apply a commit atomically (see `Commit`)."""
+        ...
+
+    async def add_directive(self, uid: str, directive: Directive, ttl_s: int) -> None:
+        """Queue a directive for the user's next contact (and bump the user's version)."""
+        ...
+
+    async def has_batch(self, uid: str, batch_id: str) -> bool:
+        """Return whether a batch id was already accepted for the user."""
+        ...
+
+    async def read_log(self, stream: str, count: int) -> list[bytes]:
+        """Return the newest `count` entries of a log stream (JSON blobs), oldest first."""
+        ...
+
+    async def put_model(self, version: str, text: str, meta: bytes) -> None:
+        """Store a model artifact (LightGBM text) and its JSON metadata under its version."""
+        ...
+
+    async def set_current_model(self, version: str) -> None:
+        """Point `model:current` at a stored version (one atomic SET)."""
+        ...
+
+    async def current_model_version(self) -> str | None: ...
+
+    async def get_model(self, version: str) -> tuple[str, bytes] | None:
+        """Return (text, JSON metadata) of a stored model, or None."""
+        ...
+
+    async def list_models(self) -> list[bytes]:
+        """Return the JSON metadata of every stored model, oldest first."""
+        ...
+
+    async def put_config(self, kind: str, item_id: str, blob: bytes) -> int:
+        """Store one configuration item (a rule, a fence, an experiment); return the new version."""
+        ...
+
+    async def delete_config(self, kind: str, item_id: str) -> int | None:
+        """Delete a configuration item; return the new version, or None if it did not exist."""
+        ...
+
+    async def get_config(self, kind: str) -> tuple[int, dict[str, bytes]]:
+        """Return (version, every item) of one kind of configuration."""
+        ...
+
+    async def get_config_changes(
+        self, kind: str, since: int
+    ) -> tuple[int, dict[str, bytes | None]]:
+        """Return (version, items changed after version `since`); a deleted item maps to None.
+
+        Only changes made by this code are logged: read everything with `get_config` first,
+        then follow with this from the version that returned.
+        """
+        ...
+
+    async def config_version(self, kind: str) -> int:
+        """Return the version of one kind of configuration (0: never written)."""
+        ...
+
+    async def read_stats(self, keys: Sequence[str]) -> list[dict[str, int]]:
+        """Return the integer fields of each statistics hash ({} when absent)."""
+        ...
+
+    async def try_lock(self, name: str, owner: str, ttl_s: int) -> bool:
+        """Take a named lease if free (so one worker of many trains); it expires after ttl_s."""
+        ...
+
+    async def release_lock(self, name: str, owner: str) -> None: ...
+
+    async def mark_due(self, uid: str, due_ms: int) -> None:
+        """Remember that a user's rule state needs a sweep at `due_ms`."""
+        ...
+
+    async def due_users(self, now_ms: int, limit: int) -> list[str]:
+        """Return users whose sweep is due, and forget them (the sweep re-marks if needed)."""
+        ...
+
+    async def ping(self) -> bool:
+        """Return whether the store answers."""
+        ...
+
+    async def close(self) -> None: ...
