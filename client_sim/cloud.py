@@ -1,21 +1,12 @@
-"""The service's request flows, in-process and synchronous, for fast mode.
+"""Fast mode's service: the service's own request flows on the memory store, in-process.
 
-`refreshd.service.Service` wraps these same pure calls in store round trips, locks and
-metrics; here one user's state lives in a plain object and the clock is the simulated one.
-Each flow mirrors its Service counterpart step for step:
-
-- `events`: drop acknowledged directives, `engine.apply_events`, `triggers.feed` on the
-  arm's rule set, queue what fired; answer with every live directive (piggybacked).
-- `prepare` + `decide`: `triggers.advance`, the live directives, the features of
-  `intent.features.compute` with the service's `Context`, `engine.needs_score`, then
-  `engine.decide` with the score (which the caller computes in a batch: `prepare` says whether
-  one is needed and with which features).
-
-Two shortcuts are exact for the rule sets the simulator installs, and keep fast mode fast:
-`feed` runs only when a batch holds an event type some rule mentions or the user has a partial
-match open, and `advance` only when a partial match is open (otherwise both return the state
-unchanged but for the matcher's sequence number and watermark, which only matter for events
-that arrive out of order, and the device sends events in order).
+Each arm is one `Cloud`: a `MemoryStore` holding its users' states and directives, and the
+`refreshd.core.flow.Config` it decides with (the rules, the arm's policy document, fences when
+the scenario has them). A device's contact runs exactly what `refreshd.live.service` runs —
+`flow.events`, `flow.prepare_decide` then `flow.finish_decide` — and commits the effects to the
+store; only the clock (virtual), the ids (counters) and the scoring (batched across devices by
+`client_sim.timeexp.drive`) differ. The differential test (tests/e2e/test_differential.py)
+checks that the service over HTTP and this shell answer the same requests the same way.
 """
 
 from __future__ import annotations
@@ -26,149 +17,135 @@ from typing import Any
 
 import msgspec
 
+from geo import FenceIndex
 from intent.events import Event
-from intent.features import Context, compute
-from refreshd import constants as RC
-from refreshd.core import engine
-from refreshd.core.matcher import Firing, advance, feed
-from refreshd.core.messages import DecideRequest, Directive
+from refreshd.core import flow
+from refreshd.core.ladder import Scored
+from refreshd.core.messages import (
+    DecideRequest,
+    DecideResponse,
+    Directive,
+    EventsRequest,
+    EventsResponse,
+    LocationRequest,
+    LocationResponse,
+)
+from refreshd.core.policy import PolicyDoc
 from refreshd.core.rules import RuleSet
 from refreshd.core.state import UserState
+from refreshd.store.memory import MemoryStore
+from refreshd.store.protocol import Commit
 
-__all__ = ["Cloud", "CloudUser", "Prepared"]
-
-_TTL_MS = RC.DIRECTIVE_TTL_S * 1000
+__all__ = ["Cloud", "CloudUser"]
 
 
 @dataclasses.dataclass(slots=True)
 class CloudUser:
-    """What the service keeps for one user: state, pending directives, logs."""
+    """A device's handle on its user: the id and the counters its ids are made from."""
 
     uid: str
-    state: UserState = dataclasses.field(default_factory=UserState)
-    pending: list[Directive] = dataclasses.field(default_factory=list)
-    n_directives: int = 0
     n_batches: int = 0
     n_decisions: int = 0
     created: list[tuple[str, int]] = dataclasses.field(default_factory=list)  # (id, created_ts)
 
 
-@dataclasses.dataclass(slots=True)
-class Prepared:
-    """A decide request with everything computed before scoring."""
-
-    req: DecideRequest
-    live: list[Directive]
-    features: list[float] | None
-    needs_score: bool
-
-
 class Cloud:
-    """One arm's service: a policy, a rule set and optional training logs."""
+    """One arm's service: a memory store, a policy document, a rule set, optional logs."""
 
     def __init__(
         self,
-        policy: engine.Policy,
+        policy: PolicyDoc,
         rules: RuleSet,
         *,
         log: bool = False,
         model_version: str | None = None,
-        keep_events: bool = True,
+        fences: FenceIndex | None = None,
+        config: flow.Config | None = None,
     ) -> None:
-        self.policy = policy
-        self.rules = rules
-        self.rule_types = frozenset().union(*(p.types for p in rules.plans.values()))
-        self.log = log
+        # `config`: decide with a service's whole snapshot (experiments too) instead.
+        self.config = config or flow.Config(rules=rules, fences=fences, policy=policy, record=log)
+        self.store = MemoryStore()
         self.model_version = model_version
-        # A fixed-policy arm's decisions never read the recent-events window (only the intent
-        # features do), so such an arm may skip merging events into it: same decisions, less work.
-        self.keep_events = keep_events or policy.kind == "intent" or log
         self.decision_rows: list[dict[str, Any]] = []
         self.event_rows: list[dict[str, Any]] = []
 
-    # --- helpers -------------------------------------------------------------------------------
+    def seed(self, uid: str, state: UserState, directives: Sequence[Directive]) -> None:
+        """Start a user where another arm left them (the warm-up day)."""
+        self.store.users[uid] = (state.version, state)
+        self.store.directives[uid] = {d.id: d for d in directives}
 
-    def _live(self, cu: CloudUser, ack: Sequence[str], now_ms: int) -> None:
-        if cu.pending:
-            acked = set(ack)
-            cu.pending = [d for d in cu.pending if d.id not in acked and d.expires_ts > now_ms]
+    def snapshot(self, uid: str) -> tuple[UserState, list[Directive]]:
+        return self.store.load_now(uid)
 
-    def _queue(self, cu: CloudUser, fired: Sequence[Firing], now_ms: int) -> None:
-        for f in fired:
-            did = f"d{cu.n_directives}"
-            cu.n_directives += 1
-            cu.pending.append(f.directive(id=did, created_ts=now_ms, expires_ts=now_ms + _TTL_MS))
-            cu.created.append((did, now_ms))
-        excess = len(cu.pending) - RC.MAX_PENDING_DIRECTIVES
-        if excess > 0:
-            cu.pending = cu.pending[excess:]
+    def _loaded(self, uid: str) -> flow.Loaded:
+        return flow.Loaded(*self.store.load_now(uid))
 
-    def _has_runs(self, cu: CloudUser) -> bool:
-        rules = cu.state.match.rules
-        return bool(rules) and any(rs.runs for rs in rules.values())
-
-    # --- flows ---------------------------------------------------------------------------------
+    def _commit(self, cu: CloudUser, expected: int, e: flow.Effects, now_ms: int) -> str:
+        result = self.store.commit_now(
+            Commit(
+                uid=cu.uid,
+                expected_version=expected,
+                state=e.state,
+                now_ms=now_ms,
+                ack_ids=e.delete_ids,
+                new_directives=e.new_directives,
+                batch_id=e.batch_id,
+                stat_incrs=e.stat_incrs,
+            )
+        )
+        assert result.status != "conflict", "one thread, one device per user: no races"
+        if result.status == "ok":
+            cu.created.extend((d.id, d.created_ts) for d in e.new_directives)
+            if self.config.record:
+                self.decision_rows.extend(msgspec.to_builtins(r) for r in e.decision_logs)
+                self.event_rows.extend(e.event_logs)
+        return result.status
 
     def events(
-        self, cu: CloudUser, events: list[Event], ack: Sequence[str], now_ms: int
-    ) -> list[Directive]:
-        """POST /v1/events: merge the batch, run the rules, return the live directives."""
-        self._live(cu, ack, now_ms)
-        state = engine.apply_events(cu.state, events) if self.keep_events else cu.state
-        types = self.rule_types
-        if any(e.type in types for e in events) or self._has_runs(cu):
-            matched = feed(self.rules, cu.state.match, events, now_ms)
-            state = msgspec.structs.replace(state, match=matched.state)
-            self._queue(cu, matched.fired, now_ms)
-        cu.state = state
-        if self.log:
-            batch = f"{cu.uid}-b{cu.n_batches}"
-            for e in events:
-                row = msgspec.to_builtins(e)
-                row.update(user_id=cu.uid, batch_id=batch, received_ts=now_ms)
-                self.event_rows.append(row)
-        cu.n_batches += 1
-        return list(cu.pending)
+        self,
+        cu: CloudUser,
+        events: list[Event],
+        ack: Sequence[str],
+        now_ms: int,
+        *,
+        batch_id: str | None = None,
+    ) -> EventsResponse:
+        """POST /v1/events (a batch id of the device's own numbering unless given)."""
+        if batch_id is None:
+            batch_id = f"{cu.uid}-b{cu.n_batches}"
+            cu.n_batches += 1
+        req = EventsRequest(user_id=cu.uid, batch_id=batch_id, events=events, ack=list(ack) or None)
+        loaded = self._loaded(cu.uid)
+        out = flow.events(loaded, req, self.config, now_ms=now_ms)
+        status = self._commit(cu, loaded.state.version, out.effects, now_ms)
+        answer = out.answer if status == "ok" else out.duplicate
+        assert answer is not None
+        return answer
 
-    def prepare(
-        self, cu: CloudUser, req: DecideRequest, now_ms: int, *, features: bool
-    ) -> Prepared:
-        """Run the decide flow up to scoring; say whether a score can change the answer."""
-        self._live(cu, req.ack or (), now_ms)
-        if self._has_runs(cu):
-            matched = advance(self.rules, cu.state.match, now_ms)
-            cu.state = msgspec.structs.replace(cu.state, match=matched.state)
-            self._queue(cu, matched.fired, now_ms)
-        live = list(cu.pending)
-        needs = engine.needs_score(cu.state, req, directives=live, policy=self.policy)
-        feats = None
-        if features and needs:
-            ctx = Context(
-                trigger=req.trigger,
-                tz_offset_min=req.tz_offset_min,
-                zone=None,
-                last_refresh_ts=cu.state.last_refresh_ts,
-            )
-            feats = compute(cu.state.recent, req.ts, ctx)
-        return Prepared(req, live, feats, needs)
-
-    def decide(
-        self, cu: CloudUser, prep: Prepared, now_ms: int, score: float | None
-    ) -> tuple[engine.Decision, list[Directive]]:
-        """Finish the decide flow with the score; return the decision and live directives."""
+    def prepare(self, cu: CloudUser, req: DecideRequest, now_ms: int) -> flow.DecidePlan:
+        """POST /v1/decide up to the score: the plan says whether one is needed."""
         did = f"{cu.uid}-d{cu.n_decisions}"
         cu.n_decisions += 1
-        outcome = engine.decide(
-            cu.state,
-            prep.req,
-            decision_id=did,
-            directives=prep.live,
-            policy=self.policy,
-            score=score if prep.needs_score else None,
-            model_version=self.model_version,
-            received_ts=now_ms,
+        return flow.prepare_decide(
+            self._loaded(cu.uid), req, self.config, now_ms=now_ms, decision_id=did
         )
-        cu.state = outcome.state
-        if self.log:
-            self.decision_rows.append(msgspec.to_builtins(outcome.log))
-        return outcome.decision, list(cu.pending)
+
+    def decide(self, cu: CloudUser, plan: flow.DecidePlan, score: float | None) -> DecideResponse:
+        """Finish POST /v1/decide with the score (None: the model did not answer)."""
+        scored = None
+        if plan.needs_score:
+            scored = Scored(
+                score=score,
+                model_version=self.model_version if score is not None else None,
+                reasons=() if score is not None else ("no_model",),
+            )
+        out = flow.finish_decide(plan, scored)
+        self._commit(cu, plan.expected_version, out.effects, plan.now_ms)
+        return out.answer
+
+    def location(self, cu: CloudUser, req: LocationRequest, now_ms: int) -> LocationResponse:
+        """POST /v1/location."""
+        loaded = self._loaded(cu.uid)
+        out = flow.location(loaded, req, self.config, now_ms=now_ms)
+        self._commit(cu, loaded.state.version, out.effects, now_ms)
+        return out.answer

@@ -41,6 +41,7 @@ from client_sim.scenario import Scenario
 from client_sim.sessions import U_CLICK, U_FEEDBACK, U_ITEM, U_PULL, Latent, Session, make_sessions
 from intent.events import Event
 from refreshd.core.messages import DecideRequest, Directive
+from refreshd.core.state import UserState
 
 __all__ = ["ArmStats", "Built", "Carry", "Device", "UserWorld", "build_world", "run_device"]
 
@@ -122,7 +123,10 @@ class ArmStats:
 class Carry:
     """Where a warm-up left the device and the service: every arm starts from a copy."""
 
-    cu: CloudUser
+    state: UserState
+    pending: list[Directive]
+    n_batches: int
+    n_decisions: int
     acks: list[str]
     known: dict[str, Directive]
     screen_ts: int
@@ -143,10 +147,9 @@ class Device:
         self.acks: list[str] = []
         self.known: dict[str, Directive] = {}
         if carry is not None:
-            c = carry.cu
-            # UserState is replaced, never mutated, by the engine: sharing it is safe.
-            self.cu = CloudUser(c.uid, c.state, list(c.pending), c.n_directives, c.n_batches,
-                                c.n_decisions)  # fmt: skip
+            # UserState is replaced, never mutated, by the flows: sharing it is safe.
+            cloud.seed(world.user.uid, carry.state, carry.pending)
+            self.cu = CloudUser(world.user.uid, carry.n_batches, carry.n_decisions)
             self.acks = list(carry.acks)
             self.known = dict(carry.known)
         self.buf: list[Event] = []
@@ -168,7 +171,7 @@ class Device:
         if not self.buf:
             return
         self.buf.sort(key=_TS)
-        dirs = self.cloud.events(self.cu, self.buf, self.acks, ts)
+        dirs = self.cloud.events(self.cu, self.buf, self.acks, ts).directives
         self.buf, self.acks = [], []
         self.stats.event_posts += 1
         self._receive(dirs, ts)
@@ -201,7 +204,6 @@ def run_device(
     cloud: Cloud,
     *,
     score_mode: str,
-    explore: np.random.Generator | None = None,
     record: bool = False,
     scramble: np.random.Generator | None = None,
     warmup: bool = False,
@@ -210,8 +212,8 @@ def run_device(
 ) -> Scored:
     """Live the user's sessions; yield feature rows when the policy needs a model score.
 
-    `score_mode`: "model" (yield features, receive the score), "explore" (a uniform draw from
-    `explore` stands in for the score: randomised refresh), "none" (fixed policy), or one of
+    `score_mode`: "model" (yield features, receive the score), "none" (no score: a fixed
+    policy, or exploration traffic, whose coin flip the flow draws itself), or one of
     the diagnostic bounds that read the ground truth: "bound_prior" (score = the visit's prior
     browse probability × the list's true staleness) and "bound_visit" (the visit's realised
     intent × true staleness); staleness is (1 − F) / (1 − floor) with the world's freshness F.
@@ -227,7 +229,6 @@ def run_device(
     if carry is not None:
         screen_ts, screen_pos = carry.screen_ts, carry.screen_pos
     first, last = (0, world.first_eval) if warmup else (world.first_eval, len(world.sessions))
-    want_features = score_mode == "model"
     ck, bh = sc.clicks, sc.behaviour
     floor, tau_ms, scale_m = (
         ck.freshness_floor,
@@ -249,21 +250,19 @@ def run_device(
         if scramble is not None:
             sess.latent = Latent(bool(scramble.random() < 0.5), float(scramble.gamma(2.0)),
                                  float(scramble.random()))  # fmt: skip
-        prep = cloud.prepare(dev.cu, req, ts, features=want_features)
+        prep = cloud.prepare(dev.cu, req, ts)
         score: float | None = None
         if prep.needs_score:
             if score_mode == "model":
                 assert prep.features is not None
                 score = yield prep.features
-            elif score_mode == "explore":
-                assert explore is not None
-                score = float(explore.random())
             elif bound is not None:  # diagnostics only: reads the ground truth
                 fresh = math.exp(-max(ts - screen_ts, 0) / tau_ms)
                 fresh *= math.exp(-_dist(screen_pos, pos) / scale_m)
                 intent = saved.prior if bound == "bound_prior" else float(saved.browse)
                 score = intent * (1.0 - fresh)
-        decision, dirs = cloud.decide(dev.cu, prep, ts, score)
+        decision = cloud.decide(dev.cu, prep, score)
+        dirs = decision.directives
         sess.latent = saved
         st.decides += 1
         dev._receive(dirs, ts)
@@ -378,5 +377,7 @@ def run_device(
         dev.buf.append(Event(type="background", ts=end))
         dev.flush(end)
     if carry_out is not None:
-        carry_out.append(Carry(dev.cu, dev.acks, dev.known, screen_ts, screen_pos))
+        state, pending = cloud.snapshot(uid)
+        carry_out.append(Carry(state, pending, dev.cu.n_batches, dev.cu.n_decisions, dev.acks,
+                               dev.known, screen_ts, screen_pos))  # fmt: skip
     return dev.finish()

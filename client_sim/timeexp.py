@@ -35,7 +35,7 @@ import numpy as np
 from client_sim.cloud import Cloud
 from client_sim.device import ArmStats, Carry, UserWorld, run_device
 from client_sim.scenario import Scenario
-from refreshd.core import engine
+from refreshd.core.policy import PolicyDoc, standard_policy
 from refreshd.core.rules import RuleSet
 
 __all__ = [
@@ -111,7 +111,7 @@ class Arm:
     key: str
     kind: str  # "fixed" | "intent" | "bound_prior" | "bound_visit"
     value: float  # interval (min) or threshold
-    policy: engine.Policy
+    policy: PolicyDoc
 
     @property
     def label(self) -> str:
@@ -129,18 +129,18 @@ def make_arms(sc: Scenario, thresholds: tuple[float, ...], *, bounds: bool = Fal
     m = sc.time.min_interval_s
     arms = [
         Arm(f"fixed_{v:g}m", "fixed", v,
-            engine.Policy(kind="fixed", fallback_interval_s=int(v * 60), min_interval_s=m))
+            standard_policy(kind="fixed", fallback_interval_s=int(v * 60), min_interval_s=m))
         for v in sorted(set(sc.time.fixed_intervals_min))
     ]  # fmt: skip
     arms += [
         Arm(f"intent_{t:g}", "intent", t,
-            engine.Policy(kind="intent", threshold=t, min_interval_s=m))
+            standard_policy(kind="intent", threshold=t, min_interval_s=m))
         for t in thresholds
     ]  # fmt: skip
     if bounds:
         arms += [
             Arm(f"{kind}_{t:g}", kind, t,
-                engine.Policy(kind="intent", threshold=t, min_interval_s=m))
+                standard_policy(kind="intent", threshold=t, min_interval_s=m))
             for kind, ts in BOUND_THRESHOLDS.items() for t in ts
         ]  # fmt: skip
     return arms
@@ -193,7 +193,6 @@ def run_arms(
             arm.policy,
             rules,
             model_version={"intent": version, "fixed": None}.get(arm.kind, arm.kind),
-            keep_events=False,
         )
         is_ref = arm.key == reference_key
         devices = [

@@ -26,13 +26,13 @@ from client_sim.cloud import Cloud
 from client_sim.device import build_world, run_device
 from client_sim.mobility import DAY_MS
 from client_sim.places import PlaceSet
-from client_sim.population import TRAIN, stream
+from client_sim.population import TRAIN
 from client_sim.scenario import Scenario
 from client_sim.timeexp import drive
 from intent.dataset import build_dataset
 from intent.model import IntentModel
 from intent.train import train
-from refreshd.core import engine
+from refreshd.core.policy import standard_policy
 from refreshd.core.rules import RuleSet
 
 __all__ = ["Trained", "train_model"]
@@ -60,18 +60,17 @@ def train_model(
     t1 = sc.start_ms
     t0 = t1 - sc.time.train_days * DAY_MS
     share = sc.time.explore_refresh_share
-    policy = engine.Policy(
-        kind="intent", threshold=1.0 - share, min_interval_s=sc.time.min_interval_s, explore=True
-    )
+    # Exploration traffic: every intent decision of this cohort is the flow's own coin flip,
+    # refreshing with probability `share` (the service's REFRESHD_EXPLORE_SHARE traffic).
+    policy = standard_policy(kind="intent", min_interval_s=sc.time.min_interval_s,
+                             explore_share=1.0, explore_refresh_share=share,
+                             explore_seed=f"sim-{seed}")  # fmt: skip
     cloud = Cloud(policy, rules, log=True, model_version="explore")
     worlds = [
         build_world(sc, places, seed=seed, cohort=TRAIN, index=i, t0=t0, t1=t1).world
         for i in range(users)
     ]
-    devices = [
-        run_device(sc, w, cloud, score_mode="explore", explore=stream(seed, TRAIN, i, "explore"))
-        for i, w in enumerate(worlds)
-    ]
+    devices = [run_device(sc, w, cloud, score_mode="none") for w in worlds]
     drive(devices, None, on_done=(lambda _: progress(1)) if progress else None)
     dataset = build_dataset(cloud.decision_rows, cloud.event_rows)
     result = train(dataset, seed=seed)

@@ -9,13 +9,11 @@ refresh decisions, clicks and impressions count (events with ts at or after expo
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping
 
 import msgspec
 
 from intent.events import Event
-from refreshd.core.engine import Policy
 from refreshd.core.experiments import Assignment, ExperimentConfig, assign
 from refreshd.core.expstats import UserTotals, delta_fields
 from refreshd.core.state import ExpUser
@@ -24,7 +22,6 @@ __all__ = [
     "ExpUser",
     "Increment",
     "choose",
-    "policy_for",
     "record_decision",
     "record_events",
     "stats_key",
@@ -51,21 +48,6 @@ def choose(
         if a.in_experiment and a.variant is not None:
             return exp_id, cfg, a
     return None
-
-
-def policy_for(base: Policy, cfg: ExperimentConfig, variant: str) -> Policy:
-    """Return the decision policy with the variant's params applied."""
-    params = next(v.params for v in cfg.variants if v.key == variant)
-    return dataclasses.replace(
-        base,
-        threshold=base.threshold if params.threshold is None else params.threshold,
-        fallback_interval_s=(
-            base.fallback_interval_s
-            if params.fallback_interval_s is None
-            else params.fallback_interval_s
-        ),
-        kind=params.policy or base.kind,
-    )
 
 
 def record_decision(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import msgspec
 
@@ -102,15 +102,17 @@ def _done(ladder: Ladder, reason: Reason, **kw: object) -> Decision:
     return Decision(refresh=True, reason=reason, next_check_s=ladder.interval_s, **kw)  # type: ignore[arg-type]
 
 
-def _pull(node: PullNode, ladder: Ladder, opp: Opportunity, scored: Scored | None,
-          reasons: list[str]) -> _Out:  # fmt: skip
+def _pull(
+    node: PullNode, ladder: Ladder, opp: Opportunity, scored: Scored | None, reasons: list[str]
+) -> _Out:
     if opp.req.trigger == "pull":
         return _done(ladder, "pull", slots=opp.req.slots)
     return None
 
 
-def _event(node: EventNode, ladder: Ladder, opp: Opportunity, scored: Scored | None,
-           reasons: list[str]) -> _Out:  # fmt: skip
+def _event(
+    node: EventNode, ladder: Ladder, opp: Opportunity, scored: Scored | None, reasons: list[str]
+) -> _Out:
     wanted: set[str] | None = set()
     found = False
     for d in opp.directives:
@@ -126,13 +128,15 @@ def _event(node: EventNode, ladder: Ladder, opp: Opportunity, scored: Scored | N
     return _done(ladder, "event", slots=sorted(wanted) if wanted else opp.req.slots)
 
 
-def _geo(node: GeoNode, ladder: Ladder, opp: Opportunity, scored: Scored | None,
-         reasons: list[str]) -> _Out:  # fmt: skip
+def _geo(
+    node: GeoNode, ladder: Ladder, opp: Opportunity, scored: Scored | None, reasons: list[str]
+) -> _Out:
     return _done(ladder, "geo", slots=opp.req.slots) if opp.geo_refresh else None
 
 
-def _cooldown(node: CooldownNode, ladder: Ladder, opp: Opportunity, scored: Scored | None,
-              reasons: list[str]) -> _Out:  # fmt: skip
+def _cooldown(
+    node: CooldownNode, ladder: Ladder, opp: Opportunity, scored: Scored | None, reasons: list[str]
+) -> _Out:
     last, ts = opp.state.last_refresh_ts, opp.req.ts
     end = None if last is None else last + node.min_interval_s * 1000
     if last is None or end is None or not last <= ts < end:
@@ -140,8 +144,13 @@ def _cooldown(node: CooldownNode, ladder: Ladder, opp: Opportunity, scored: Scor
     return Decision(refresh=False, reason="cooldown", next_check_s=max(1, -(-(end - ts) // 1000)))
 
 
-def _cap(node: FrequencyCapNode, ladder: Ladder, opp: Opportunity, scored: Scored | None,
-         reasons: list[str]) -> _Out:  # fmt: skip
+def _cap(
+    node: FrequencyCapNode,
+    ladder: Ladder,
+    opp: Opportunity,
+    scored: Scored | None,
+    reasons: list[str],
+) -> _Out:
     ts, times = opp.req.ts, opp.state.refresh_times
     wait_ms = 0
     for cap, window in ((node.per_hour, _HOUR_MS), (node.per_day, _DAY_MS)):
@@ -152,12 +161,20 @@ def _cap(node: FrequencyCapNode, ladder: Ladder, opp: Opportunity, scored: Score
             wait_ms = max(wait_ms, inside[len(inside) - cap] + window - ts)
     if not wait_ms:
         return None
-    return Decision(refresh=False, reason="frequency_cap",
-                    next_check_s=min(_HOUR_MS // 1000, max(1, -(-wait_ms // 1000))))  # fmt: skip
+    return Decision(
+        refresh=False,
+        reason="frequency_cap",
+        next_check_s=min(_HOUR_MS // 1000, max(1, -(-wait_ms // 1000))),
+    )
 
 
-def _quiet(node: QuietHoursNode, ladder: Ladder, opp: Opportunity, scored: Scored | None,
-           reasons: list[str]) -> _Out:  # fmt: skip
+def _quiet(
+    node: QuietHoursNode,
+    ladder: Ladder,
+    opp: Opportunity,
+    scored: Scored | None,
+    reasons: list[str],
+) -> _Out:
     local_ms = opp.req.ts + (opp.req.tz_offset_min or 0) * 60_000
     hour = (local_ms // _HOUR_MS) % 24
     start, end = node.start_hour, node.end_hour
@@ -165,16 +182,21 @@ def _quiet(node: QuietHoursNode, ladder: Ladder, opp: Opportunity, scored: Score
     if not quiet:
         return None
     until_ms = ((end - hour) % 24) * _HOUR_MS - local_ms % _HOUR_MS
-    return Decision(refresh=False, reason="quiet_hours",
-                    next_check_s=min(_HOUR_MS // 1000, max(1, -(-until_ms // 1000))))  # fmt: skip
+    return Decision(
+        refresh=False,
+        reason="quiet_hours",
+        next_check_s=min(_HOUR_MS // 1000, max(1, -(-until_ms // 1000))),
+    )
 
 
-def _intent(node: IntentNode, ladder: Ladder, opp: Opportunity, scored: Scored | None,
-            reasons: list[str]) -> _Out:  # fmt: skip
+def _intent(
+    node: IntentNode, ladder: Ladder, opp: Opportunity, scored: Scored | None, reasons: list[str]
+) -> _Out:
     if ladder.kill_switch:
         reasons.append("kill_switch")  # the operator switched the model off: fallback decides
         return None
     threshold = node.threshold
+    version: str | None
     if opp.explore is not None:
         score, version, threshold = opp.explore, "explore", 1.0 - node.explore_refresh_share
     elif scored is None:
@@ -197,20 +219,22 @@ def _intent(node: IntentNode, ladder: Ladder, opp: Opportunity, scored: Scored |
     )
 
 
-def _fallback(node: FallbackNode, ladder: Ladder, opp: Opportunity, scored: Scored | None,
-              reasons: list[str]) -> _Out:  # fmt: skip
+def _fallback(
+    node: FallbackNode, ladder: Ladder, opp: Opportunity, scored: Scored | None, reasons: list[str]
+) -> _Out:
     interval_ms = node.interval_s * 1000
     last, ts, trigger = opp.state.last_refresh_ts, opp.req.ts, opp.req.trigger
     elapsed_ms = None if last is None else max(0, ts - last)
     if trigger in FALLBACK_TRIGGERS and (elapsed_ms is None or elapsed_ms >= interval_ms):
-        return Decision(refresh=True, reason="fallback", next_check_s=node.interval_s,
-                        slots=opp.req.slots)  # fmt: skip
+        return Decision(
+            refresh=True, reason="fallback", next_check_s=node.interval_s, slots=opp.req.slots
+        )
     wait_ms = 0 if elapsed_ms is None else max(0, interval_ms - elapsed_ms)
     next_check = max(ladder.min_interval_s, min(C.NEXT_CHECK_S * 5, -(-wait_ms // 1000)))
     return Decision(refresh=False, reason="fallback", next_check_s=int(next_check))
 
 
-_NODES = {
+_NODES: dict[type, Callable[..., _Out]] = {
     PullNode: _pull,
     EventNode: _event,
     GeoNode: _geo,

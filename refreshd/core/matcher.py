@@ -389,7 +389,11 @@ def feed(
     now_ms: int,
 ) -> MatchResult:
     """Match a batch of one user's events, then `advance` to `now_ms`; the input is not mutated."""
-    work = _Work(_ruleset(rules), state)
+    rs = _ruleset(rules)
+    events = list(events)
+    if not state.rules and not any(e.type in rs.by_start for e in events):
+        return _skip(state, events)
+    work = _Work(rs, state)
     late = 0
     for e in sorted(events, key=lambda ev: ev.ts):
         if work.wm is not None and e.ts < work.wm - ALLOWED_LATENESS_MS:
@@ -398,6 +402,18 @@ def feed(
         work.event(e)
     work.advance(now_ms)
     return MatchResult(work.state(), work.fired, late, work.suppressed)
+
+
+def _skip(state: UserMatchState, events: list[Event]) -> MatchResult:
+    """`feed` for a user with no open match and a batch no rule starts with: the same result
+    as the full walk (sequence numbers and watermark move, nothing else), without it."""
+    wm = state.watermark
+    limit = None if wm is None else wm - ALLOWED_LATENESS_MS
+    taken = [e.ts for e in events if limit is None or e.ts >= limit]
+    if taken:
+        wm = max(taken) if wm is None else max(wm, *taken)
+    state = UserMatchState(seq=state.seq + len(taken), watermark=wm)
+    return MatchResult(state, [], len(events) - len(taken), 0)
 
 
 def next_deadline(rules: RuleSet, state: UserMatchState) -> int | None:
@@ -416,6 +432,8 @@ def next_deadline(rules: RuleSet, state: UserMatchState) -> int | None:
 
 def advance(rules: RuleSet | Mapping[str, Rule], state: UserMatchState, now_ms: int) -> MatchResult:
     """Fire trailing-negation matches whose window closed by `now_ms`; drop expired runs."""
+    if not state.rules:
+        return MatchResult(state, [], 0, 0)  # nothing open, nothing fired: nothing to do
     work = _Work(_ruleset(rules), state)
     work.advance(now_ms)
     return MatchResult(work.state(), work.fired, 0, work.suppressed)

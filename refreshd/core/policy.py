@@ -55,32 +55,32 @@ class _Node(
     pass
 
 
-class PullNode(_Node, tag="pull"):
+class PullNode(_Node, tag="pull", frozen=True):
     """Pull-to-refresh always refreshes: the user asked."""
 
 
-class EventNode(_Node, tag="event"):
+class EventNode(_Node, tag="event", frozen=True):
     """A pending `refresh` directive (from an event rule or the API) refreshes its slots."""
 
 
-class GeoNode(_Node, tag="geo"):
+class GeoNode(_Node, tag="geo", frozen=True):
     """The device left its coverage circle or changed zone."""
 
 
-class CooldownNode(_Node, tag="cooldown"):
+class CooldownNode(_Node, tag="cooldown", frozen=True):
     """Never refresh twice within `min_interval_s` (a faster refresh looks like flicker)."""
 
     min_interval_s: Seconds = C.MIN_INTERVAL_S
 
 
-class FrequencyCapNode(_Node, tag="frequency_cap"):
+class FrequencyCapNode(_Node, tag="frequency_cap", frozen=True):
     """At most `per_hour` / `per_day` refreshes in the trailing hour / day (unset: no cap)."""
 
     per_hour: Annotated[int, Meta(ge=1, le=C.MAX_CAP_PER_DAY)] | None = None
     per_day: Annotated[int, Meta(ge=1, le=C.MAX_CAP_PER_DAY)] | None = None
 
 
-class QuietHoursNode(_Node, tag="quiet_hours"):
+class QuietHoursNode(_Node, tag="quiet_hours", frozen=True):
     """No refresh from `start_hour` to `end_hour` of the user's local day (tz_offset_min; UTC
     when the device does not say); a window may wrap midnight (23 → 7)."""
 
@@ -88,7 +88,7 @@ class QuietHoursNode(_Node, tag="quiet_hours"):
     end_hour: Hour
 
 
-class IntentNode(_Node, tag="intent"):
+class IntentNode(_Node, tag="intent", frozen=True):
     """Refresh when the model's score clears `threshold`.
 
     `explore_share` of the decisions of users outside experiments are exploration traffic: a
@@ -103,7 +103,7 @@ class IntentNode(_Node, tag="intent"):
     explore_seed: Annotated[str, Meta(min_length=1, max_length=64)] = "refreshd"
 
 
-class FallbackNode(_Node, tag="fallback"):
+class FallbackNode(_Node, tag="fallback", frozen=True):
     """The documented fallback rule, and the last node: on open, return or timer, refresh when
     none is on record or the last is at least `interval_s` old; never on scroll."""
 
@@ -120,8 +120,16 @@ Node = (
     | IntentNode
     | FallbackNode
 )
-NODE_TYPES = ("pull", "event", "geo", "cooldown", "frequency_cap", "quiet_hours", "intent",
-              "fallback")  # fmt: skip
+NODE_TYPES = (
+    "pull",
+    "event",
+    "geo",
+    "cooldown",
+    "frequency_cap",
+    "quiet_hours",
+    "intent",
+    "fallback",
+)
 
 
 def _default_nodes() -> tuple[Node, ...]:
@@ -160,26 +168,29 @@ def parse_policy(raw: bytes | str | Mapping[str, Any]) -> PolicyDoc:
     for i, node in enumerate(doc.nodes):
         kind = _kind(node)
         if kind in seen:
-            raise PolicyError(f"node {kind!r} appears twice (first at nodes[{seen[kind]}])",
-                              f"nodes[{i}].type")  # fmt: skip
+            raise PolicyError(
+                f"node {kind!r} appears twice (first at nodes[{seen[kind]}])", f"nodes[{i}].type"
+            )
         seen[kind] = i
         if isinstance(node, FrequencyCapNode) and node.per_hour is None and node.per_day is None:
             raise PolicyError("frequency_cap needs per_hour or per_day", f"nodes[{i}]")
         if isinstance(node, QuietHoursNode) and node.start_hour == node.end_hour:
             raise PolicyError("quiet_hours needs start_hour != end_hour", f"nodes[{i}].end_hour")
     if not doc.nodes or not isinstance(doc.nodes[-1], FallbackNode):
-        raise PolicyError("the ladder must end with the fallback node (it always decides)",
-                          f"nodes[{max(len(doc.nodes) - 1, 0)}]")  # fmt: skip
+        raise PolicyError(
+            "the ladder must end with the fallback node (it always decides)",
+            f"nodes[{max(len(doc.nodes) - 1, 0)}]",
+        )
     return doc
 
 
 def policy_to_json(doc: PolicyDoc) -> dict[str, Any]:
     """Return the document as JSON-ready builtins (every parameter spelled out)."""
-    return msgspec.to_builtins(doc)  # type: ignore[no-any-return]
+    return msgspec.to_builtins(doc)
 
 
 def _kind(node: Node) -> str:
-    return type(node).__struct_config__.tag  # type: ignore[return-value]
+    return str(type(node).__struct_config__.tag)
 
 
 def standard_policy(
@@ -200,9 +211,14 @@ def standard_policy(
         CooldownNode(min_interval_s=min_interval_s),
     ]
     if kind == "intent":
-        nodes.append(IntentNode(threshold=threshold, explore_share=explore_share,
-                                explore_refresh_share=explore_refresh_share,
-                                explore_seed=explore_seed))  # fmt: skip
+        nodes.append(
+            IntentNode(
+                threshold=threshold,
+                explore_share=explore_share,
+                explore_refresh_share=explore_refresh_share,
+                explore_seed=explore_seed,
+            )
+        )
     nodes.append(FallbackNode(interval_s=fallback_interval_s))
     return PolicyDoc(nodes=tuple(nodes))
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 
+import msgspec
+
 from refreshd import constants as C
 from refreshd.core.messages import Directive
 from refreshd.core.state import UserState
@@ -13,7 +15,6 @@ from refreshd.store.protocol import (
     LOG_EVENTS,
     Commit,
     CommitResult,
-    decode_state,
     live_directives,
 )
 
@@ -22,7 +23,7 @@ class MemoryStore:
     """Same semantics as RedisStore (CAS, batch marks, directives), held in dicts."""
 
     def __init__(self, *, log_maxlen: int = C.LOG_MAXLEN) -> None:
-        self.users: dict[str, tuple[int, bytes]] = {}
+        self.users: dict[str, tuple[int, UserState | None]] = {}
         self.directives: dict[str, dict[str, Directive]] = {}
         self.batches: set[tuple[str, str]] = set()
         self.models: dict[str, tuple[str, bytes]] = {}
@@ -38,40 +39,58 @@ class MemoryStore:
             LOG_EVENTS: deque(maxlen=log_maxlen),
         }
 
-    async def load_user(self, uid: str, now_ms: int) -> tuple[UserState, list[Directive]]:
-        version, blob = self.users.get(uid, (0, None))
-        state = decode_state(blob)
-        state.version = version
-        stored = self.directives.get(uid, {}).values()
-        return state, sorted(stored, key=lambda d: (d.created_ts, d.id))
+    # Fast mode calls these two directly: the simulator runs on a virtual clock, in one thread.
 
-    async def commit(self, commit: Commit) -> CommitResult:
+    def load_now(self, uid: str) -> tuple[UserState, list[Directive]]:
+        """Return the user's state (version 0 if new) and every stored directive, expired too."""
+        version, state = self.users.get(uid, (0, None))
+        if state is None:
+            state = UserState(version=version)
+        elif state.version != version:  # a directive was queued since (it bumps the version)
+            state = msgspec.structs.replace(state, version=version)
+        stored = self.directives.get(uid)
+        if not stored:
+            return state, []
+        return state, sorted(stored.values(), key=lambda d: (d.created_ts, d.id))
+
+    def commit_now(self, commit: Commit) -> CommitResult:
+        """Apply a commit atomically (see `Commit`); the state object is kept, not encoded."""
         uid = commit.uid
-        pending = self.directives.setdefault(uid, {})
+        pending = self.directives.get(uid)
+        if pending is None:
+            pending = self.directives[uid] = {}
         if commit.batch_id and (uid, commit.batch_id) in self.batches:
             return CommitResult("duplicate", live_directives(list(pending.values()), commit.now_ms))
-        version = self.users.get(uid, (0, b""))[0]
+        version = self.users.get(uid, (0, None))[0]
         if version != commit.expected_version:
             return CommitResult("conflict", live_directives(list(pending.values()), commit.now_ms))
-        self.users[uid] = (version + 1, commit.state_blob)
+        self.users[uid] = (version + 1, commit.state)
         if commit.batch_id:
             self.batches.add((uid, commit.batch_id))
         for ack in commit.ack_ids:
             pending.pop(ack, None)
         for d in commit.new_directives:
             pending[d.id] = d
-        self.logs[LOG_DECISIONS].extend(commit.decision_logs)
-        self.logs[LOG_EVENTS].extend(commit.event_logs)
+        if commit.decision_logs:
+            self.logs[LOG_DECISIONS].extend(commit.decision_logs)
+        if commit.event_logs:
+            self.logs[LOG_EVENTS].extend(commit.event_logs)
         for key, fields in commit.stat_incrs:
             row = self.stats.setdefault(key, {})
             for name, inc in fields.items():
                 row[name] = row.get(name, 0) + inc
         return CommitResult("ok", live_directives(list(pending.values()), commit.now_ms))
 
+    async def load_user(self, uid: str, now_ms: int) -> tuple[UserState, list[Directive]]:
+        return self.load_now(uid)
+
+    async def commit(self, commit: Commit) -> CommitResult:
+        return self.commit_now(commit)
+
     async def add_directive(self, uid: str, directive: Directive, ttl_s: int) -> None:
         self.directives.setdefault(uid, {})[directive.id] = directive
-        version, blob = self.users.get(uid, (0, None))
-        self.users[uid] = (version + 1, blob)  # type: ignore[assignment]
+        version, state = self.users.get(uid, (0, None))
+        self.users[uid] = (version + 1, state)
 
     async def has_batch(self, uid: str, batch_id: str) -> bool:
         return (uid, batch_id) in self.batches

@@ -9,6 +9,7 @@ from typing import Literal, Protocol
 
 import msgspec
 
+from refreshd.core.directives import live_directives
 from refreshd.core.messages import Directive
 from refreshd.core.state import UserState
 
@@ -20,6 +21,7 @@ __all__ = [
     "decode_state",
     "directives_key",
     "encode_state",
+    "live_directives",
     "user_key",
 ]
 
@@ -126,23 +128,22 @@ class Commit:
     event_logs: Sequence[bytes] = ()
     # (hash key, {field: increment}): experiment statistics, added with HINCRBY.
     stat_incrs: Sequence[tuple[str, Mapping[str, int]]] = ()
-    # `state` encoded once, for the store and the worker's user cache alike.
-    state_blob: bytes = dataclasses.field(init=False, repr=False, compare=False)
+    _blob: bytes | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "state_blob", encode_state(self.state))
+    @property
+    def state_blob(self) -> bytes:
+        """`state` encoded once, for the store and the worker's user cache alike (the memory
+        store keeps the object and never asks)."""
+        if self._blob is None:
+            object.__setattr__(self, "_blob", encode_state(self.state))
+        assert self._blob is not None
+        return self._blob
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class CommitResult:
     status: Literal["ok", "conflict", "duplicate"]
     directives: list[Directive]  # pending after the commit, unexpired, oldest first
-
-
-def live_directives(directives: Sequence[Directive], now_ms: int) -> list[Directive]:
-    """Return the unexpired directives, oldest first."""
-    alive = [d for d in directives if d.expires_ts > now_ms]
-    return sorted(alive, key=lambda d: (d.created_ts, d.id))
 
 
 class Store(Protocol):

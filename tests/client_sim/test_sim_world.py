@@ -10,11 +10,11 @@ from client_sim.cloud import Cloud
 from client_sim.device import build_world, run_device
 from client_sim.mobility import DAY_MS
 from client_sim.places import build_places
-from client_sim.population import EVAL, stream
+from client_sim.population import EVAL
 from client_sim.timeexp import drive
 from intent.model import IntentModel
 from intent.train import TrainResult
-from refreshd.core import engine
+from refreshd.core.policy import standard_policy
 from refreshd.core.rules import RuleSet, default_rules
 from tests.client_sim.sim_support import small
 
@@ -44,12 +44,11 @@ def test_two_policies_see_identical_sessions_and_views(places) -> None:  # type:
     worlds = _worlds(places, 25)
     before = [[(s.start, s.end, s.latent.browse, len(s.looks)) for s in w.sessions] for w in worlds]
     rules = RuleSet(default_rules())
-    fixed = drive([run_device(SC, w, Cloud(engine.Policy(kind="fixed"), rules), score_mode="none")
+    fixed = drive([run_device(SC, w, Cloud(standard_policy(kind="fixed"), rules), score_mode="none")
                    for w in worlds], None)  # fmt: skip
-    explore = drive(
-        [run_device(SC, w, Cloud(engine.Policy(kind="intent", threshold=0.5), rules),
-                    score_mode="explore", explore=stream(3, EVAL, i, "explore"))
-         for i, w in enumerate(worlds)], None)  # fmt: skip
+    coin = standard_policy(kind="intent", explore_share=1.0, explore_seed="t")
+    explore = drive([run_device(SC, w, Cloud(coin, rules), score_mode="none") for w in worlds],
+                    None)  # fmt: skip
     after = [[(s.start, s.end, s.latent.browse, len(s.looks)) for s in w.sessions] for w in worlds]
     assert before == after
     # Views belong to the user, not the policy: every arm sees each one.
@@ -63,7 +62,7 @@ def test_policy_never_reads_latent_intent(places, trained_model: TrainResult) ->
 
     def run(scramble: bool):  # type: ignore[no-untyped-def]
         worlds = _worlds(places, 30)
-        cloud = Cloud(engine.Policy(kind="intent", threshold=0.3), rules, model_version="m")
+        cloud = Cloud(standard_policy(kind="intent", threshold=0.3), rules, model_version="m")
         devices = [
             run_device(SC, w, cloud, score_mode="model", record=True,
                        scramble=np.random.default_rng(i) if scramble else None)
@@ -91,7 +90,7 @@ def test_poisson_ppf_is_monotone_and_matches_the_mean(mean: float) -> None:
 def test_bound_arms_score_from_the_ground_truth(places, mode: str) -> None:  # type: ignore[no-untyped-def]
     """The diagnostic arms read what the policy never may: the visit's intent and true age."""
     worlds = _worlds(places, 20)
-    cloud = Cloud(engine.Policy(kind="intent", threshold=0.3), RuleSet(default_rules()),
+    cloud = Cloud(standard_policy(kind="intent", threshold=0.3), RuleSet(default_rules()),
                   model_version=mode)  # fmt: skip
     stats = drive([run_device(SC, w, cloud, score_mode=mode, record=True) for w in worlds], None)
     scored = 0

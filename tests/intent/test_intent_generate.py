@@ -5,7 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from intent.events import EVENT_TYPES, Event
-from refreshd.core.engine import DecisionLog
+from refreshd.core.flow import DecisionLog
 from synth.eventlog import generate
 
 

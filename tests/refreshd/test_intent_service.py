@@ -19,7 +19,7 @@ from intent.features import Context, compute
 from intent.model import IntentModel, with_tags
 from intent.staleness import Staleness
 from intent.train import TrainResult
-from refreshd.core.engine import DecisionLog
+from refreshd.core.flow import DecisionLog
 from refreshd.core.messages import DecideRequest, EventsRequest
 from refreshd.http.keys import REGISTRY, STORE
 from refreshd.live.registry import publish

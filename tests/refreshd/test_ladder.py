@@ -1,4 +1,4 @@
-"""The pure decision core: rule order, cooldown, fallback, state updates."""
+"""The decision ladder through the pure decide flow: node order, cooldown, fallback, state."""
 
 from __future__ import annotations
 
@@ -8,12 +8,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from intent.events import Event, add_events
-from refreshd.core import engine
-from refreshd.core.messages import DecideRequest, Directive
+from refreshd.core import flow
+from refreshd.core.ladder import Scored
+from refreshd.core.messages import DecideRequest, Directive, EventsRequest
+from refreshd.core.policy import PolicyDoc, standard_policy
+from refreshd.core.rules import RuleSet
 from refreshd.core.state import UserState
 
 T0 = 1_800_000_000_000
-POLICY = engine.Policy(min_interval_s=30, fallback_interval_s=300)
+POLICY = standard_policy(min_interval_s=30, fallback_interval_s=300)
 
 
 def req(trigger: str = "open", ts: int = T0, **kw: object) -> DecideRequest:
@@ -26,6 +29,32 @@ def refreshed_at(ts: int) -> UserState:
 
 def directive(kind: str = "refresh", slots: list[str] | None = None, id: str = "d1") -> Directive:
     return Directive(id=id, type=kind, created_ts=T0, expires_ts=T0 + 10**6, slots=slots)  # type: ignore[arg-type]
+
+
+class Out:
+    def __init__(self, o: flow.Outcome[flow.DecideResponse]) -> None:
+        self.decision = o.answer
+        self.state = o.effects.state
+        self.log = o.effects.decision_logs[0]
+
+
+def decide(
+    state: UserState,
+    r: DecideRequest,
+    *,
+    decision_id: str = "x",
+    directives: list[Directive] | None = None,
+    policy: PolicyDoc = POLICY,
+    score: float | None = None,
+) -> Out:
+    """Run prepare + finish as the service does (a score only when the flow asks for one)."""
+    cfg = flow.Config(rules=RuleSet({}), policy=policy)
+    now = max(r.ts, T0)
+    plan = flow.prepare_decide(
+        flow.Loaded(state, directives or []), r, cfg, now_ms=now, decision_id=decision_id
+    )
+    scored = Scored(score=score, model_version="m" if score is not None else None)
+    return Out(flow.finish_decide(plan, scored if plan.needs_score else None))
 
 
 @pytest.mark.parametrize(
@@ -46,17 +75,13 @@ def directive(kind: str = "refresh", slots: list[str] | None = None, id: str = "
 def test_rule_order(
     state: UserState, trigger: str, dt_s: int, dirs: list[Directive], refresh: bool, reason: str
 ) -> None:
-    out = engine.decide(
-        state, req(trigger, T0 + dt_s * 1000), decision_id="x", directives=dirs, policy=POLICY
-    )
+    out = decide(state, req(trigger, T0 + dt_s * 1000), directives=dirs)
     assert (out.decision.refresh, out.decision.reason) == (refresh, reason)
 
 
 def test_refresh_updates_state_and_log() -> None:
     state = refreshed_at(T0)
-    out = engine.decide(
-        state, req("open", T0 + 400_000, lat=1.0, lng=2.0), decision_id="abc", policy=POLICY
-    )
+    out = decide(state, req("open", T0 + 400_000, lat=1.0, lng=2.0), decision_id="abc")
     assert out.state.version == state.version + 1
     assert out.state.last_refresh_ts == T0 + 400_000
     assert out.state.refreshes == state.refreshes + 1 and out.state.decisions == state.decisions + 1
@@ -64,73 +89,86 @@ def test_refresh_updates_state_and_log() -> None:
 
 
 @pytest.mark.parametrize(
-    ("trigger", "directives", "score", "explore", "logged"),
+    ("trigger", "directives", "refresh_share", "explore", "logged"),
     [
-        ("open", [], 0.7, True, True),  # a randomised intent decision
-        ("open", [], 0.2, True, True),  # ... whichever way the coin fell
-        ("open", [], 0.7, False, False),  # a model's decision is not exploration
-        ("pull", [], 0.7, True, False),  # pull always refreshes: nothing was randomised
-        ("open", [directive()], 0.7, True, False),  # an event rule decided
+        ("open", [], 1.0, 1.0, True),  # a randomised intent decision
+        ("open", [], 0.0, 1.0, True),  # ... whichever way the coin fell
+        ("open", [], 1.0, 0.0, False),  # a model's decision is not exploration
+        ("pull", [], 1.0, 1.0, False),  # pull always refreshes: nothing was randomised
+        ("open", [directive()], 1.0, 1.0, False),  # an event rule decided
     ],
 )
 def test_only_randomised_intent_decisions_are_logged_as_exploration(
-    trigger: str, directives: list[Directive], score: float, explore: bool, logged: bool
+    trigger: str, directives: list[Directive], refresh_share: float, explore: float, logged: bool
 ) -> None:
-    policy = engine.Policy(threshold=0.5, explore=explore)
-    out = engine.decide(UserState(), req(trigger), decision_id="x", directives=directives,
-                        policy=policy, score=score)  # fmt: skip
+    policy = standard_policy(
+        threshold=0.5, explore_share=explore, explore_refresh_share=refresh_share
+    )
+    out = decide(UserState(), req(trigger), directives=directives, policy=policy, score=0.7)
     assert out.log.explore is logged
     assert ("explore" in msgspec.to_builtins(out.log)) is logged  # absent from ordinary rows
+    if logged:
+        assert out.decision.refresh is (refresh_share == 1.0)
+        assert out.log.model_version == "explore"
+
+
+def test_exploration_draws_are_a_function_of_user_and_time() -> None:
+    # The same (seed, user, ts) draws the same coin: a replay reproduces exploration decisions.
+    policy = standard_policy(explore_share=0.5, explore_seed="s1")
+    runs = [
+        [
+            decide(UserState(), req("open", T0 + i * 1000), policy=policy, score=0.9).log
+            for i in range(40)
+        ]
+        for _ in range(2)
+    ]
+    assert [r.explore for r in runs[0]] == [r.explore for r in runs[1]]
+    assert [r.score for r in runs[0]] == [r.score for r in runs[1]]
+    assert 5 < sum(r.explore for r in runs[0]) < 35  # about half are exploration
 
 
 def test_no_refresh_keeps_last_refresh() -> None:
-    out = engine.decide(refreshed_at(T0), req("open", T0 + 5_000), decision_id="x", policy=POLICY)
+    out = decide(refreshed_at(T0), req("open", T0 + 5_000))
     assert out.state.last_refresh_ts == T0 and out.state.refreshes == 0
     assert out.decision.next_check_s == 25  # cooldown ends 25 s later
 
 
 def test_directive_slots_are_unioned_and_none_means_all() -> None:
     dirs = [directive(slots=["feed"], id="a"), directive(slots=["services"], id="b")]
-    out = engine.decide(
-        UserState(), req("open", slots=["feed", "nearby"]), decision_id="x", directives=dirs
-    )
+    out = decide(UserState(), req("open", slots=["feed", "nearby"]), directives=dirs)
     assert out.decision.slots == ["feed", "services"]
     dirs.append(directive(slots=None, id="c"))
-    out = engine.decide(
-        UserState(), req("open", slots=["feed", "nearby"]), decision_id="x", directives=dirs
-    )
+    out = decide(UserState(), req("open", slots=["feed", "nearby"]), directives=dirs)
     assert out.decision.slots == ["feed", "nearby"]
 
 
 def test_intent_policy_without_model_is_degraded_but_fixed_policy_is_not() -> None:
-    intent = engine.decide(UserState(), req(), decision_id="x", policy=POLICY)
+    intent = decide(UserState(), req())
     assert intent.decision.degraded_reasons == ["no_model"]
-    fixed = engine.Policy(kind="fixed")
-    assert (
-        engine.decide(UserState(), req(), decision_id="x", policy=fixed).decision.degraded_reasons
-        == []
-    )
-    outage = engine.decide(
-        UserState(), req(), decision_id="x", policy=fixed, degraded_reasons=["store_unavailable"]
-    )
-    assert outage.decision.degraded_reasons == ["store_unavailable"] and outage.log.degraded
+    fixed = standard_policy(kind="fixed")
+    assert decide(UserState(), req(), policy=fixed).decision.degraded_reasons == []
+    cfg = flow.Config(rules=RuleSet({}), policy=fixed)
+    outage = flow.decide_degraded(req(), cfg, decision_id="x")
+    assert outage.degraded_reasons == ["store_unavailable"] and outage.degraded
 
 
 def test_clock_going_backwards_does_not_cool_down_forever() -> None:
     # A device whose clock jumped back must not be locked in cooldown by a future refresh.
-    out = engine.decide(
-        refreshed_at(T0), req("open", T0 - 3_600_000), decision_id="x", policy=POLICY
-    )
+    out = decide(refreshed_at(T0), req("open", T0 - 3_600_000))
     assert out.decision.reason != "cooldown"
     assert out.state.last_refresh_ts == T0  # the older ts does not move the record back
 
 
-def test_apply_events_counts_and_orders() -> None:
+def test_events_flow_counts_and_orders() -> None:
     events = [Event(type="click", ts=T0 + 5), Event(type="open", ts=T0 + 1)]
-    state = engine.apply_events(UserState(version=2), events)
+    body = EventsRequest(user_id="u1", batch_id="b1", events=events)
+    out = flow.events(
+        flow.Loaded(UserState(version=2)), body, flow.Config(rules=RuleSet({})), now_ms=T0 + 10
+    )
+    state = out.effects.state
     assert [e.ts for e in state.recent] == [T0 + 1, T0 + 5]
     assert (state.version, state.events, state.last_event_ts) == (3, 2, T0 + 5)
-    assert engine.apply_events(state, []) is state
+    assert out.answer.accepted == 2 and out.duplicate is not None and out.duplicate.duplicate
 
 
 @given(
