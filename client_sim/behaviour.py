@@ -26,12 +26,10 @@ Modelling choices:
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
 from client_sim.scenario import Behaviour, Clicks
-
-if TYPE_CHECKING:  # sessions imports poisson_ppf from here
-    from client_sim.sessions import Latent
+from client_sim.sessions import Latent
+from client_sim.stats import poisson_ppf
 
 __all__ = ["clicks", "freshness", "gives_feedback", "poisson_ppf", "pulls"]
 
@@ -41,19 +39,6 @@ def freshness(age_ms: float, moved_m: float, cfg: Clicks) -> float:
     decay = math.exp(-max(age_ms, 0.0) / (cfg.freshness_tau_s * 1000.0))
     decay *= math.exp(-max(moved_m, 0.0) / cfg.freshness_distance_m)
     return cfg.freshness_floor + (1.0 - cfg.freshness_floor) * decay
-
-
-def poisson_ppf(u: float, mean: float) -> int:
-    """Return the Poisson(mean) quantile at u (monotone in both: common random numbers)."""
-    if mean <= 0:
-        return 0
-    k, p = 0, math.exp(-mean)
-    cdf = p
-    while u > cdf and k < 1000:
-        k += 1
-        p *= mean / k
-        cdf += p
-    return k
 
 
 def clicks(latent: Latent, fresh: float, u: float, cfg: Clicks, *, in_feed: bool = True) -> int:

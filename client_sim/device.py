@@ -32,13 +32,13 @@ from collections.abc import Generator
 
 import numpy as np
 
-from client_sim.behaviour import poisson_ppf
 from client_sim.cloud import Cloud, CloudUser
 from client_sim.mobility import DAY_MS, HOUR_MS, Plan, make_plan
 from client_sim.places import M_PER_DEG, PlaceSet
 from client_sim.population import User, make_user
 from client_sim.scenario import Scenario
 from client_sim.sessions import U_CLICK, U_FEEDBACK, U_ITEM, U_PULL, Latent, Session, make_sessions
+from client_sim.stats import poisson_ppf
 from intent.events import Event
 from refreshd.core.messages import DecideRequest, Directive
 from refreshd.core.state import UserState

@@ -13,11 +13,11 @@ import dataclasses
 import gc
 from typing import Any
 
-from client_sim.cli import Progress
 from client_sim.device import UserWorld, build_world
 from client_sim.mobility import HOUR_MS, Plan
 from client_sim.places import PlaceSet, build_places
 from client_sim.population import EVAL
+from client_sim.progress import Progress
 from client_sim.scenario import Scenario
 from client_sim.screens import ScreensUser, screens_user
 from client_sim.space import SpaceUser, run_space_user

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 
 from client_sim.fast import FastResult
 from client_sim.stats import Metric
+from client_sim.targets import TARGETS
 from client_sim.timeexp import COUNTS
 
 __all__ = ["arm_means", "render_markdown", "write_plots"]
@@ -147,7 +148,6 @@ def _bounds_section(metrics: dict[str, Metric]) -> list[str]:
 
 def render_markdown(r: FastResult, metrics: dict[str, Metric], plots: list[str]) -> str:
     """Return the Markdown report (deterministic: no timestamps or timings)."""
-    from client_sim.report import TARGETS
 
     sc = r.scenario
     tm = r.trained.metrics

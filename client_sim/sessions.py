@@ -30,10 +30,10 @@ import math
 import numpy as np
 from scipy.special import gammaincinv
 
-from client_sim.behaviour import poisson_ppf
 from client_sim.mobility import DAY_MS, HOUR_MS
 from client_sim.population import User, stream
 from client_sim.scenario import Scenario
+from client_sim.stats import poisson_ppf
 
 __all__ = ["Latent", "Look", "Session", "make_sessions"]
 

@@ -117,3 +117,16 @@ def interp_mix(curve: list[dict[str, float]], key: str, target: float) -> dict[s
     if pts and len(pts) == 1 and pts[0][key] == target:
         return dict(pts[0])
     return None
+
+
+def poisson_ppf(u: float, mean: float) -> int:
+    """Return the Poisson(mean) quantile at u (monotone in both: common random numbers)."""
+    if mean <= 0:
+        return 0
+    k, p = 0, math.exp(-mean)
+    cdf = p
+    while u > cdf and k < 1000:
+        k += 1
+        p *= mean / k
+        cdf += p
+    return k

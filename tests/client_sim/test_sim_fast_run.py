@@ -9,7 +9,8 @@ import pytest
 
 from client_sim.cli import main
 from client_sim.fast import run_fast
-from client_sim.report import TARGETS, build_metrics, write_report
+from client_sim.report import build_metrics, write_report
+from client_sim.targets import TARGETS
 from tests.client_sim.sim_support import SCENARIOS, small
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from client_sim.behaviour import poisson_ppf
 from client_sim.cloud import Cloud
 from client_sim.device import build_world, run_device
 from client_sim.mobility import DAY_MS
 from client_sim.places import build_places
 from client_sim.population import EVAL
+from client_sim.stats import poisson_ppf
 from client_sim.timeexp import drive
 from intent.model import IntentModel
 from intent.train import TrainResult
