@@ -30,7 +30,7 @@ from refreshd.core.messages import (
     LocationRequest,
     LocationResponse,
 )
-from refreshd.core.policy import PolicyDoc
+from refreshd.core.policy import IntentNode, PolicyDoc
 from refreshd.core.rules import RuleSet
 from refreshd.core.state import UserState
 from refreshd.store.memory import MemoryStore
@@ -60,10 +60,18 @@ class Cloud:
         log: bool = False,
         model_version: str | None = None,
         fences: FenceIndex | None = None,
+        window: bool | None = None,
         config: flow.Config | None = None,
     ) -> None:
-        # `config`: decide with a service's whole snapshot (experiments too) instead.
-        self.config = config or flow.Config(rules=rules, fences=fences, policy=policy, record=log)
+        # Logs only where asked (the training cohort), without feature vectors (the dataset
+        # recomputes them from the events); the recent-events window where the policy reads it
+        # (`window`: the warm-up keeps it for the arms that start from it); `config`: decide
+        # with a service's whole snapshot (experiments too) instead.
+        if window is None:
+            window = log or any(isinstance(n, IntentNode) for n in policy.nodes)
+        self.config = config or flow.Config(
+            rules=rules, fences=fences, policy=policy, logs=log, log_features=False, window=window
+        )
         self.store = MemoryStore()
         self.model_version = model_version
         self.decision_rows: list[dict[str, Any]] = []
@@ -96,7 +104,7 @@ class Cloud:
         assert result.status != "conflict", "one thread, one device per user: no races"
         if result.status == "ok":
             cu.created.extend((d.id, d.created_ts) for d in e.new_directives)
-            if self.config.record:
+            if self.config.logs:
                 self.decision_rows.extend(msgspec.to_builtins(r) for r in e.decision_logs)
                 self.event_rows.extend(e.event_logs)
         return result.status

@@ -184,7 +184,7 @@ def run_arms(
     """
     ref = next(a for a in arms if a.key == reference_key)
     carries: list[Carry] = []
-    warm = Cloud(ref.policy, rules)
+    warm = Cloud(ref.policy, rules, window=True)  # the arms' features read its history
     drive([run_device(sc, w, warm, score_mode="none", warmup=True, carry_out=carries)
            for w in worlds], None)  # fmt: skip
     for arm in arms:

@@ -50,6 +50,8 @@ class Pending:
     def of(
         cls, stored: Sequence[Directive], acks: Sequence[str] | None, *, seq: int, now_ms: int
     ) -> Pending:
+        if not stored and not acks:
+            return cls([], [], [], seq)  # the common case: nothing pending, nothing to ack
         live = live_directives(stored, now_ms)
         alive = {d.id for d in live}
         return cls(
@@ -93,6 +95,8 @@ class Pending:
         return [d for d in self.live if d.id not in acked] if acked else list(self.live)
 
     def acknowledged(self) -> int:
+        if not self.acks:
+            return 0
         known = {d.id for d in self.live}
         return sum(1 for a in self.acks if a in known)
 
@@ -103,6 +107,8 @@ def settle(p: Pending) -> tuple[list[str], list[Directive]]:
     Deleted: the acknowledged, the expired and the oldest past the per-user cap, so a
     misbehaving rule cannot grow a device's responses without bound.
     """
+    if not p.acks and not p.expired and not p.new and len(p.live) <= C.MAX_PENDING_DIRECTIVES:
+        return [], list(p.live)
     kept = p.unacked()
     excess = max(0, len(kept) + len(p.new) - C.MAX_PENDING_DIRECTIVES)
     evicted = [d.id for d in kept[:excess]]

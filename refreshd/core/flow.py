@@ -78,9 +78,13 @@ class Config:
     experiments: Mapping[str, ExperimentConfig] = dataclasses.field(default_factory=dict)
     fences: FenceIndex | None = None
     policy: PolicyDoc = DEFAULT_POLICY
-    # Keep what training and audit read: feature vectors in decision logs, event log rows, the
-    # recent-events window. The simulator's evaluation arms keep no logs and turn it off.
-    record: bool = True
+    # What the service always keeps and the simulator may skip where nothing reads it: log rows
+    # of decisions and events (training, audit), the feature vector in each decision row (the
+    # online/offline parity check; the simulator's training set recomputes features from the
+    # events), and the recent-events window (only the intent features read it).
+    logs: bool = True
+    log_features: bool = True
+    window: bool = True
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -268,7 +272,7 @@ def prepare_decide(
     needs = walk(ladder, opp, None) is None
     zone = int(state.geo.zone) if state.geo is not None else None
     features = None
-    if req.trigger != "pull" and (needs or cfg.record):
+    if req.trigger != "pull" and (needs or (cfg.logs and cfg.log_features)):
         ctx = Context(
             trigger=req.trigger,
             tz_offset_min=req.tz_offset_min,
@@ -314,7 +318,7 @@ def finish_decide(plan: DecidePlan, scored: Scored | None) -> Outcome[DecideResp
     assert decision is not None
     req, state = plan.req, plan.state
     state = _after_decision(state, plan.ladder, req.ts, decision.refresh)
-    log = _decision_log(plan, decision)
+    logs = [_decision_log(plan, decision)] if plan.cfg.logs else []
     incs: list[Increment] = []
     exposure = None
     if plan.experiment is not None:
@@ -324,7 +328,7 @@ def finish_decide(plan: DecidePlan, scored: Scored | None) -> Outcome[DecideResp
         exposure = Exposure(exp_id, variant)
     state = msgspec.structs.replace(state, version=plan.expected_version + 1)
     effects = _effects(
-        state, plan.pending, plan.cfg, plan.matched, decision_logs=[log], stat_incrs=incs
+        state, plan.pending, plan.cfg, plan.matched, decision_logs=logs, stat_incrs=incs
     )
     return Outcome(effects, response(plan.decision_id, decision, effects.pending, exposure))
 
@@ -403,7 +407,7 @@ def _decision_log(plan: DecidePlan, d: Decision) -> DecisionLog:
         received_ts=plan.now_ms,
         last_refresh_ts=plan.state.last_refresh_ts,
         zone=plan.zone,
-        features=plan.features if plan.cfg.record else None,
+        features=plan.features if plan.cfg.log_features else None,
         explore=d.explore,
     )
 
@@ -464,21 +468,20 @@ def events(
     p = Pending.of(loaded.directives, req.ack, seq=state.directive_seq, now_ms=now_ms)
     batch = req.events
     latest = max(e.ts for e in batch)
-    keep_window = cfg.record or any(isinstance(n, IntentNode) for n in cfg.policy.nodes)
     matched = feed(cfg.rules, state.match, batch, now_ms)
     exp_state, incs = record_events(state.exp, batch, cfg.experiments)
     p.fire(matched.fired, now_ms)
     state = msgspec.structs.replace(
         state,
         version=state.version + 1,
-        recent=add_events(state.recent, list(batch)) if keep_window else state.recent,
+        recent=add_events(state.recent, list(batch)) if cfg.window else state.recent,
         last_event_ts=max(latest, state.last_event_ts or 0),
         events=state.events + len(batch),
         match=matched.state,
         exp=exp_state,
     )
     rows: list[dict[str, Any]] = []
-    if cfg.record:
+    if cfg.logs:
         head = {"user_id": req.user_id, "batch_id": req.batch_id, "received_ts": now_ms}
         rows = [head | msgspec.to_builtins(e) for e in batch]
     effects = _effects(

@@ -232,10 +232,7 @@ class Ladder:
     min_interval_s: int  # the cooldown node's (its default when the ladder has none)
     interval_s: int  # the fallback node's: when to look again after a refresh
     cap: FrequencyCapNode | None
-
-    @property
-    def intent(self) -> IntentNode | None:
-        return next((n for n in self.nodes if isinstance(n, IntentNode)), None)
+    intent: IntentNode | None
 
 
 @functools.lru_cache(maxsize=256)
@@ -254,6 +251,7 @@ def ladder_for(doc: PolicyDoc, params: VariantParams | None = None) -> Ladder:
         min_interval_s=cooldown.min_interval_s if cooldown is not None else C.MIN_INTERVAL_S,
         interval_s=fallback.interval_s,
         cap=cap,
+        intent=next((n for n in nodes if isinstance(n, IntentNode)), None),
     )
 
 
