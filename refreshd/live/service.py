@@ -253,17 +253,25 @@ class Service:
             return Scored(reasons=("scorer_timeout",))
         return Scored(score=score, model_version=version)
 
+    async def _contact(
+        self, uid: str, run: Callable[[flow.Loaded, flow.Config, int], flow.Outcome[A]]
+    ) -> tuple[flow.Outcome[A], str]:
+        """Run a flow that needs no score under the user's lock, in one transaction."""
+        async with self.locks.hold(uid):
+            now_ms, cfg = self.clock(), self.config()
+
+            async def step(loaded: flow.Loaded) -> flow.Outcome[A]:
+                return run(loaded, cfg, now_ms)
+
+            return await self.transact(uid, now_ms, step)
+
     async def location(self, req: LocationRequest) -> LocationResponse:
         """Apply a location fix: transitions, zone, coverage circle, cadence, cards."""
         flow.check_ts(req.ts, self.clock(), "ts")
         self._limit(req.user_id)
-        async with self.locks.hold(req.user_id):
-            now_ms, cfg = self.clock(), self.config()
-
-            async def step(loaded: flow.Loaded) -> flow.Outcome[LocationResponse]:
-                return flow.location(loaded, req, cfg, now_ms=now_ms)
-
-            outcome, _ = await self.transact(req.user_id, now_ms, step)
+        outcome, _ = await self._contact(
+            req.user_id, lambda loaded, cfg, now: flow.location(loaded, req, cfg, now_ms=now)
+        )
         answer = outcome.answer
         for t in answer.transitions:
             self.metrics.transitions.labels(t.type).inc()
@@ -274,13 +282,9 @@ class Service:
         """Accept a batch of events exactly once per batch_id; 503 if the store is down."""
         flow.check_events(req, self.clock())
         self._limit(req.user_id)
-        async with self.locks.hold(req.user_id):
-            now_ms, cfg = self.clock(), self.config()
-
-            async def step(loaded: flow.Loaded) -> flow.Outcome[EventsResponse]:
-                return flow.events(loaded, req, cfg, now_ms=now_ms)
-
-            outcome, status = await self.transact(req.user_id, now_ms, step)
+        outcome, status = await self._contact(
+            req.user_id, lambda loaded, cfg, now: flow.events(loaded, req, cfg, now_ms=now)
+        )
         if status == "duplicate":
             self.metrics.duplicate_batches.inc()
             assert outcome.duplicate is not None
@@ -291,20 +295,15 @@ class Service:
 
     async def sweep(self) -> int:
         """Fire trailing-negation matches of users who have not been in touch; return how many."""
-        now_ms = self.clock()
-        cfg = self.config()
         fired = 0
-
-        async def step(loaded: flow.Loaded) -> flow.Outcome[int]:
-            return flow.sweep(loaded, cfg, now_ms=now_ms)
-
-        for uid in await self.store.due_users(now_ms, C.SWEEP_BATCH):
-            async with self.locks.hold(uid):
-                try:
-                    outcome, _ = await self.transact(uid, now_ms, step)
-                except Conflict:
-                    continue  # busy user: their next contact fires it
-                fired += outcome.answer
+        for uid in await self.store.due_users(self.clock(), C.SWEEP_BATCH):
+            try:
+                outcome, _ = await self._contact(
+                    uid, lambda loaded, cfg, now: flow.sweep(loaded, cfg, now_ms=now)
+                )
+            except Conflict:
+                continue  # a busy user: their next contact fires it
+            fired += outcome.answer
         return fired
 
     async def add_directive(self, req: DirectiveRequest) -> Directive:
