@@ -192,7 +192,8 @@ def _effects(
     **kw: Any,
 ) -> Effects:
     delete, after = settle(p)
-    state = msgspec.structs.replace(state, directive_seq=p.seq)
+    if p.seq != state.directive_seq:
+        state = msgspec.structs.replace(state, directive_seq=p.seq)
     return Effects(
         state=state,
         delete_ids=delete,
@@ -236,6 +237,7 @@ class DecidePlan:
     features: list[float] | None
     needs_score: bool
     zone: int | None
+    decided: Decision | None  # what the ladder decided without a score, if it did
 
 
 def prepare_decide(
@@ -269,7 +271,8 @@ def prepare_decide(
         geo_refresh=geo is not None and geo.refresh,
         explore=explore,
     )
-    needs = walk(ladder, opp, None) is None
+    decided = walk(ladder, opp, None)
+    needs = decided is None
     zone = int(state.geo.zone) if state.geo is not None else None
     features = None
     if req.trigger != "pull" and (needs or (cfg.logs and cfg.log_features)):
@@ -295,6 +298,7 @@ def prepare_decide(
         features,
         needs,
         zone,
+        decided,
     )
 
 
@@ -314,8 +318,10 @@ def _decide_fix(state: UserState, req: DecideRequest, cfg: Config) -> LocateResu
 
 def finish_decide(plan: DecidePlan, scored: Scored | None) -> Outcome[DecideResponse]:
     """Complete the decision with the model's answer (None: no score was needed)."""
-    decision = walk(plan.ladder, plan.opportunity, scored or Scored())
-    assert decision is not None
+    decision = plan.decided
+    if decision is None:
+        decision = walk(plan.ladder, plan.opportunity, scored or Scored())
+        assert decision is not None
     req, state = plan.req, plan.state
     state = _after_decision(state, plan.ladder, req.ts, decision.refresh)
     logs = [_decision_log(plan, decision)] if plan.cfg.logs else []

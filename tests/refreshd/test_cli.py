@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -75,8 +76,11 @@ def put(url: str, body: dict) -> tuple[int, dict]:
         method="PUT",
         headers={"Content-Type": "application/json"},
     )
-    with urllib.request.urlopen(req, timeout=5) as resp:
-        return resp.status, json.loads(resp.read())
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:  # a 4xx answer with its error body
+        return e.code, json.loads(e.read())
 
 
 def test_two_workers_share_the_port_and_stop_cleanly(tmp_path: Path) -> None:
@@ -135,12 +139,37 @@ def test_two_workers_share_the_port_and_stop_cleanly(tmp_path: Path) -> None:
                 f"{base}/v1/decide", {"user_id": f"s{i}", "ts": now_ms(), "trigger": "open"}
             )
             assert body["experiment"]["id"] == "two-workers"
+        # The policy document too: a longer cooldown and pull moved below it reach both workers
+        # within one config poll; a bad document is refused naming the node.
+        status, bad = put(f"{base}/v1/policy", {"nodes": [{"type": "pull"}, {"type": "bogus"},
+                                                           {"type": "fallback"}]})  # fmt: skip
+        assert status == 422 and bad["error"]["field"] == "nodes[1].type"
+        ladder = {"nodes": [{"type": "event"}, {"type": "geo"},
+                            {"type": "cooldown", "min_interval_s": 3600}, {"type": "pull"},
+                            {"type": "intent"}, {"type": "fallback"}]}  # fmt: skip
+        before = [_refresh_then(base, f"p{i}", "pull") for i in range(10)]
+        assert before == ["pull"] * 10
+        assert put(f"{base}/v1/policy", ladder)[0] == 200
+        time.sleep(3.0)
+        after = [_refresh_then(base, f"q{i}", trigger) for i in range(20)
+                 for trigger in ("pull", "open")]  # fmt: skip
+        assert after == ["cooldown"] * 40
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", port)) != 0  # nothing listens any more
+
+
+def _refresh_then(base: str, uid: str, trigger: str) -> str:
+    """Refresh a new user 100 s ago (device clock), then ask again now: return the reason."""
+    t = now_ms()
+    first = post(f"{base}/v1/decide", {"user_id": uid, "ts": t - 100_000, "trigger": "open"})[1]
+    assert first["refresh"], first
+    return str(
+        post(f"{base}/v1/decide", {"user_id": uid, "ts": t, "trigger": trigger})[1]["reason"]
+    )
 
 
 def test_train_command_publishes_from_the_logs(redis_url: str) -> None:
