@@ -67,7 +67,7 @@ async def put_experiment(request: web.Request) -> web.Response:
                         field=name,
                     )
     doc = experiment_to_json(cfg)
-    version = await store.put_config(KIND, exp_id, msgspec.json.encode(doc))
+    version = (await store.put_config(KIND, exp_id, msgspec.json.encode(doc))).version
     await request.app[EXPERIMENTS].refresh(store)
     return json_response(ExperimentOut(exp_id, doc, version))
 

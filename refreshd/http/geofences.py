@@ -58,7 +58,7 @@ async def put_fence(request: web.Request) -> web.Response:
     feature = fence.to_feature()
     feature["id"] = fid
     store = request.app[STORE]
-    version = await store.put_config(KIND, fid, msgspec.json.encode(feature))
+    version = (await store.put_config(KIND, fid, msgspec.json.encode(feature))).version
     await request.app[FENCES].refresh(store)
     return json_response(FenceOut(fid, feature, version))
 

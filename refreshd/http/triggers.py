@@ -57,7 +57,7 @@ async def put_trigger(request: web.Request) -> web.Response:
     rid = path_id(request, "trigger")
     rule = parse_rule(rid, await read_any_json(request))  # RuleError is a 422 naming the field
     store = request.app[STORE]
-    version = await store.put_config(KIND, rid, msgspec.json.encode(rule_to_json(rule)))
+    version = (await store.put_config(KIND, rid, msgspec.json.encode(rule_to_json(rule)))).version
     await request.app[RULEBOOK].refresh(store)
     return json_response(TriggerOut(rid, rule_to_json(rule), version))
 
