@@ -67,7 +67,7 @@ def expected_version(request: web.Request, body: Any = None) -> Expected:
     header = request.headers.get("If-Match")
     from_header = None
     if header is not None:
-        if not _IF_MATCH.match(header.strip()):
+        if not _IF_MATCH.fullmatch(header.strip()):
             raise InvalidValue(
                 'If-Match takes the item version the write expects, e.g. "7"', field="If-Match"
             )
