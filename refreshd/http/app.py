@@ -23,6 +23,7 @@ from refreshd.http.keys import (
     EXPERIMENTS,
     FENCES,
     METRICS,
+    POLICY,
     REGISTRY,
     RULEBOOK,
     RULES_FILE,
@@ -32,6 +33,7 @@ from refreshd.http.keys import (
 )
 from refreshd.live.expbook import ExperimentBook
 from refreshd.live.fencebook import FenceBook
+from refreshd.live.policybook import PolicyBook
 from refreshd.live.registry import ModelRegistry, publish
 from refreshd.live.rulebook import RuleBook, load_rules_file
 from refreshd.live.service import Service
@@ -80,6 +82,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[EXPERIMENTS] = ExperimentBook()
     app[REGISTRY] = ModelRegistry()
     app[FENCES] = FenceBook()
+    app[POLICY] = PolicyBook()
     app[SERVICE] = Service(
         store,
         settings,
@@ -113,6 +116,7 @@ async def _load_config(app: web.Application) -> None:
     await app[REGISTRY].refresh(store)
     await app[FENCES].refresh(store)
     await app[EXPERIMENTS].refresh(store)
+    await app[POLICY].refresh(store)
 
 
 async def _locked_retrain(app: web.Application, *, source: str, only_if_missing: bool) -> None:

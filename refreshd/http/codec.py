@@ -13,11 +13,9 @@ from refreshd.core.errors import (
     BodyTooLarge,
     InvalidValue,
     MalformedJSON,
-    NotFound,
     UnsupportedMediaType,
 )
 from refreshd.http.keys import SETTINGS
-from refreshd.store.protocol import Store
 
 T = TypeVar("T")
 _encoder = msgspec.json.Encoder()
@@ -89,17 +87,3 @@ async def read_any_json(
         return msgspec.json.decode(await request.read())
     except (msgspec.DecodeError, UnicodeDecodeError):
         raise MalformedJSON("body is not valid JSON") from None
-
-
-async def stored_item(store: Store, kind: str, item_id: str, what: str) -> tuple[int, bytes]:
-    """Return (config version, the stored blob) of one configuration item, or 404."""
-    version, items = await store.get_config(kind)
-    if item_id not in items:
-        raise NotFound(f"no {what} {item_id!r}", field="id")
-    return version, items[item_id]
-
-
-async def delete_item(store: Store, kind: str, item_id: str, what: str) -> None:
-    """Delete one configuration item, or 404."""
-    if await store.delete_config(kind, item_id) is None:
-        raise NotFound(f"no {what} {item_id!r}", field="id")

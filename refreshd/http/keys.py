@@ -9,6 +9,7 @@ from aiohttp import web
 from refreshd.core.rules import Rule
 from refreshd.live.expbook import ExperimentBook
 from refreshd.live.fencebook import FenceBook
+from refreshd.live.policybook import PolicyBook
 from refreshd.live.registry import ModelRegistry
 from refreshd.live.rulebook import RuleBook
 from refreshd.live.service import Service
@@ -27,4 +28,5 @@ RULES_FILE: web.AppKey[dict[str, Rule]] = web.AppKey("rules_file")
 EXPERIMENTS = web.AppKey("experiments", ExperimentBook)
 REGISTRY = web.AppKey("registry", ModelRegistry)
 FENCES = web.AppKey("fences", FenceBook)
+POLICY = web.AppKey("policy", PolicyBook)  # app[POLICY].doc: the decision ladder's document
 CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock")

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from refreshd.core import messages as S
+from refreshd.http.routing import IF_MATCH_PATTERN
 
 REF = "#/components/schemas/{name}"
 STATUS_TEXT = {
@@ -33,6 +34,21 @@ ERROR_HEADERS: dict[int, dict[str, Any]] = {
     405: {"Allow": {"required": True, "schema": {"type": "string"}}},
     429: {"Retry-After": _RETRY_AFTER},
     503: {"Retry-After": _RETRY_AFTER},
+}
+
+# Versioned configuration routes (Route.versioned).
+IF_MATCH = {
+    "name": "If-Match",
+    "in": "header",
+    "required": False,
+    "description": "Write only if the item is at this version (its ETag; 0: it does not exist), "
+    "else 409; without it the write is unconditional",
+    "schema": {"type": "string", "pattern": IF_MATCH_PATTERN},
+}
+ETAG = {
+    "required": True,
+    "description": "The item's version, quoted",
+    "schema": {"type": "string"},
 }
 
 
@@ -70,6 +86,8 @@ def spec() -> dict[str, Any]:
                 }
                 for n, d, req in r.query
             ]
+        if r.versioned and r.method in ("PUT", "DELETE"):
+            params.append(IF_MATCH)
         if params:
             op["parameters"] = params
         if r.request is not None:
@@ -90,6 +108,8 @@ def spec() -> dict[str, Any]:
                 "description": STATUS_TEXT[r.status],
                 "content": ok_content,
             }
+            if r.versioned:
+                op["responses"][str(r.status)]["headers"] = {"ETag": ETAG}
         errors = {*r.errors, 405}
         if r.admin:
             errors |= {401, 403}

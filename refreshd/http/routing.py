@@ -9,6 +9,8 @@ from aiohttp import web
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 BODY_ERRORS = (400, 413, 415, 422)
+# What `If-Match` may say on a versioned write: the item version it expects, quoted or bare.
+IF_MATCH_PATTERN = r'^(?:[0-9]{1,15}|"[0-9]{1,15}")$'
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -25,7 +27,10 @@ class Route:
     errors: tuple[int, ...] = ()
     query: tuple[tuple[str, str, bool], ...] = ()  # (name, description, required)
     content_type: str = "application/json"
-    admin: bool = False
+    admin: bool = False  # needs the bearer token when REFRESHD_ADMIN_TOKEN is set
+    # A configuration item's route: the success response carries the item's version in `ETag`,
+    # and a write (PUT, DELETE) takes the version it expects in `If-Match`.
+    versioned: bool = False
     # Status codes whose body is the route's own response type instead of the error body
     # (/readyz answers 503 with its readiness body so a probe sees which dependency is down).
-    own_body_on: tuple[int, ...] = ()  # needs the bearer token when REFRESHD_ADMIN_TOKEN is set
+    own_body_on: tuple[int, ...] = ()

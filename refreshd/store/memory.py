@@ -15,6 +15,7 @@ from refreshd.store.protocol import (
     LOG_EVENTS,
     Commit,
     CommitResult,
+    ConfigWrite,
     live_directives,
 )
 
@@ -114,18 +115,44 @@ class MemoryStore:
     async def list_models(self) -> list[bytes]:
         return [meta for _text, meta in self.models.values()]
 
-    async def put_config(self, kind: str, item_id: str, blob: bytes) -> int:
-        self.config.setdefault(kind, {})[item_id] = blob
+    def _item_version(self, kind: str, item_id: str) -> int:
+        if item_id not in self.config.get(kind, {}):
+            return 0
+        return self.config_log.get(kind, {}).get(item_id, 0)
+
+    def _bump(self, kind: str, item_id: str) -> int:
         self.config_versions[kind] = self.config_versions.get(kind, 0) + 1
         self.config_log.setdefault(kind, {})[item_id] = self.config_versions[kind]
         return self.config_versions[kind]
 
-    async def delete_config(self, kind: str, item_id: str) -> int | None:
-        if self.config.get(kind, {}).pop(item_id, None) is None:
+    async def put_config(
+        self, kind: str, item_id: str, blob: bytes, expected: int | None = None
+    ) -> ConfigWrite:
+        current = self._item_version(kind, item_id)
+        if expected is not None and expected != current:
+            return ConfigWrite("conflict", current)
+        self.config.setdefault(kind, {})[item_id] = blob
+        return ConfigWrite("ok", self._bump(kind, item_id))
+
+    async def delete_config(
+        self, kind: str, item_id: str, expected: int | None = None
+    ) -> ConfigWrite | None:
+        if item_id not in self.config.get(kind, {}):
             return None
-        self.config_versions[kind] = self.config_versions.get(kind, 0) + 1
-        self.config_log.setdefault(kind, {})[item_id] = self.config_versions[kind]
-        return self.config_versions[kind]
+        current = self._item_version(kind, item_id)
+        if expected is not None and expected != current:
+            return ConfigWrite("conflict", current)
+        del self.config[kind][item_id]
+        return ConfigWrite("ok", self._bump(kind, item_id))
+
+    async def get_config_item(self, kind: str, item_id: str) -> tuple[int, bytes] | None:
+        blob = self.config.get(kind, {}).get(item_id)
+        return None if blob is None else (self._item_version(kind, item_id), blob)
+
+    async def get_config_items(self, kind: str) -> tuple[int, dict[str, tuple[int, bytes]]]:
+        items = self.config.get(kind, {})
+        versions = {i: (self._item_version(kind, i), b) for i, b in items.items()}
+        return self.config_versions.get(kind, 0), versions
 
     async def get_config(self, kind: str) -> tuple[int, dict[str, bytes]]:
         return self.config_versions.get(kind, 0), dict(self.config.get(kind, {}))

@@ -16,6 +16,7 @@ from refreshd.core.state import UserState
 __all__ = [
     "Commit",
     "CommitResult",
+    "ConfigWrite",
     "Store",
     "batch_key",
     "decode_state",
@@ -146,6 +147,20 @@ class CommitResult:
     directives: list[Directive]  # pending after the commit, unexpired, oldest first
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class ConfigWrite:
+    """The outcome of a configuration write.
+
+    An item's version is the kind version that last wrote it (its score in the kind's change
+    log), 0 while it does not exist. `ok`: written, `version` is the item's new version (for a
+    delete, the kind version that recorded it); `conflict`: the item was not at the expected
+    version and nothing was written, `version` is the one it is at.
+    """
+
+    status: Literal["ok", "conflict"]
+    version: int
+
+
 class Store(Protocol):
     """Where user state, directives, logs and configuration live."""
 
@@ -187,12 +202,28 @@ class Store(Protocol):
         """Return the JSON metadata of every stored model, oldest first."""
         ...
 
-    async def put_config(self, kind: str, item_id: str, blob: bytes) -> int:
-        """Store one configuration item (a rule, a fence, an experiment); return the new version."""
+    async def put_config(
+        self, kind: str, item_id: str, blob: bytes, expected: int | None = None
+    ) -> ConfigWrite:
+        """Store one configuration item (a rule, a fence, an experiment, the policy).
+
+        With `expected`, only if the item is still at that version (0: it does not exist),
+        checked and written atomically; without it, unconditionally.
+        """
         ...
 
-    async def delete_config(self, kind: str, item_id: str) -> int | None:
-        """Delete a configuration item; return the new version, or None if it did not exist."""
+    async def delete_config(
+        self, kind: str, item_id: str, expected: int | None = None
+    ) -> ConfigWrite | None:
+        """Delete a configuration item (if at `expected`, as `put_config`); None if absent."""
+        ...
+
+    async def get_config_item(self, kind: str, item_id: str) -> tuple[int, bytes] | None:
+        """Return (the item's version, its blob), or None if it does not exist."""
+        ...
+
+    async def get_config_items(self, kind: str) -> tuple[int, dict[str, tuple[int, bytes]]]:
+        """Return (kind version, id → (item version, blob)) of one kind of configuration."""
         ...
 
     async def get_config(self, kind: str) -> tuple[int, dict[str, bytes]]:

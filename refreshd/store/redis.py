@@ -37,6 +37,7 @@ from refreshd.store.protocol import (
     MODELS,
     Commit,
     CommitResult,
+    ConfigWrite,
     all_tags,
     batch_key,
     config_key,
@@ -114,19 +115,43 @@ return {s[1], s[2], redis.call('HVALS', KEYS[2])}
 
 
 # Configuration writes bump the kind's version and note it against the item in one step, so a
-# reader can follow changes since the version it last saw (get_config_changes).
-PUT_CONFIG_LUA = """
+# reader can follow changes since the version it last saw (get_config_changes). That score is
+# also the item's version: a write with an expected version (ARGV[3], '' for none) checks it
+# in the same script, so two writers holding the same version cannot both succeed. An item
+# stored before the change log existed counts as version 0.
+_ITEM_VERSION_LUA = """
+local function item_version()
+  if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+  return tonumber(redis.call('ZSCORE', KEYS[3], ARGV[1]) or '0')
+end
+"""
+PUT_CONFIG_LUA = (
+    _ITEM_VERSION_LUA
+    + """
+if ARGV[3] ~= '' then
+  local current = item_version()
+  if current ~= tonumber(ARGV[3]) then return {'conflict', current} end
+end
 local v = redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[3], v, ARGV[1])
-return v
+return {'ok', v}
 """
-DELETE_CONFIG_LUA = """
-if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return false end
+)
+DELETE_CONFIG_LUA = (
+    _ITEM_VERSION_LUA
+    + """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return false end
+if ARGV[2] ~= '' then
+  local current = item_version()
+  if current ~= tonumber(ARGV[2]) then return {'conflict', current} end
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
 local v = redis.call('INCR', KEYS[2])
 redis.call('ZADD', KEYS[3], v, ARGV[1])
-return v
+return {'ok', v}
 """
+)
 CONFIG_CHANGES_LUA = """
 local ids = redis.call('ZRANGEBYSCORE', KEYS[3], '(' .. ARGV[1], '+inf')
 local blobs = {}
@@ -137,6 +162,16 @@ return {redis.call('GET', KEYS[2]), ids, blobs}
 
 def _config_keys(kind: str) -> list[str]:
     return [config_key(kind), config_version_key(kind), config_log_key(kind)]
+
+
+def _expected_arg(expected: int | None) -> str:
+    return "" if expected is None else str(int(expected))
+
+
+def _config_write(raw: Any) -> ConfigWrite:
+    status, version = raw
+    text = status.decode() if isinstance(status, bytes) else str(status)
+    return ConfigWrite("ok" if text == "ok" else "conflict", int(version))
 
 
 COMMIT = Script.of(COMMIT_LUA)
@@ -352,14 +387,41 @@ class RedisStore:
 
         return await self._call(run)
 
-    async def put_config(self, kind: str, item_id: str, blob: bytes) -> int:
-        keys = _config_keys(kind)
-        return int(await self._call(lambda: self._put_config(keys=keys, args=[item_id, blob])))
+    async def put_config(
+        self, kind: str, item_id: str, blob: bytes, expected: int | None = None
+    ) -> ConfigWrite:
+        keys, args = _config_keys(kind), [item_id, blob, _expected_arg(expected)]
+        return _config_write(await self._call(lambda: self._put_config(keys=keys, args=args)))
 
-    async def delete_config(self, kind: str, item_id: str) -> int | None:
-        keys = _config_keys(kind)
-        raw = await self._call(lambda: self._delete_config(keys=keys, args=[item_id]))
-        return None if raw is None else int(raw)
+    async def delete_config(
+        self, kind: str, item_id: str, expected: int | None = None
+    ) -> ConfigWrite | None:
+        keys, args = _config_keys(kind), [item_id, _expected_arg(expected)]
+        raw = await self._call(lambda: self._delete_config(keys=keys, args=args))
+        return None if raw is None else _config_write(raw)
+
+    async def get_config_item(self, kind: str, item_id: str) -> tuple[int, bytes] | None:
+        async def run() -> tuple[int, bytes] | None:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hget(config_key(kind), item_id)
+                pipe.zscore(config_log_key(kind), item_id)
+                blob, score = await pipe.execute()
+            return None if blob is None else (int(score or 0), bytes(blob))
+
+        return await self._call(run)
+
+    async def get_config_items(self, kind: str) -> tuple[int, dict[str, tuple[int, bytes]]]:
+        async def run() -> tuple[int, dict[str, tuple[int, bytes]]]:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.get(config_version_key(kind))
+                pipe.hgetall(config_key(kind))
+                pipe.zrange(config_log_key(kind), 0, -1, withscores=True)
+                version, items, log = await pipe.execute()
+            scores = {bytes(i).decode(): int(s) for i, s in log}
+            out = {bytes(k).decode(): bytes(v) for k, v in items.items()}
+            return int(version or 0), {k: (scores.get(k, 0), v) for k, v in out.items()}
+
+        return await self._call(run)
 
     async def get_config_changes(
         self, kind: str, since: int

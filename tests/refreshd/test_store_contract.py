@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -10,7 +11,14 @@ import pytest
 from refreshd.core.messages import Directive
 from refreshd.core.state import UserState
 from refreshd.store.memory import MemoryStore
-from refreshd.store.protocol import LOG_DECISIONS, LOG_EVENTS, Commit, Store, live_directives
+from refreshd.store.protocol import (
+    LOG_DECISIONS,
+    LOG_EVENTS,
+    Commit,
+    ConfigWrite,
+    Store,
+    live_directives,
+)
 from refreshd.store.redis import RedisStore
 
 T0 = 1_800_000_000_000
@@ -95,12 +103,14 @@ async def test_model_registry(store: Store) -> None:
 
 async def test_config_items_are_versioned(store: Store) -> None:
     assert await store.get_config("rules") == (0, {})
-    v1 = await store.put_config("rules", "r1", b"one")
-    v2 = await store.put_config("rules", "r2", b"two")
+    v1 = (await store.put_config("rules", "r1", b"one")).version
+    v2 = (await store.put_config("rules", "r2", b"two")).version
     assert v2 > v1 and await store.config_version("rules") == v2
     assert await store.delete_config("rules", "missing") is None
-    v3 = await store.delete_config("rules", "r1")
-    assert v3 is not None and v3 > v2
+    deleted = await store.delete_config("rules", "r1")
+    assert deleted is not None
+    v3 = deleted.version
+    assert v3 > v2
     assert await store.get_config("rules") == (v3, {"r2": b"two"})
     assert await store.get_config("fences") == (0, {})
 
@@ -113,15 +123,64 @@ async def test_config_changes_since_a_version(store: Store) -> None:
     assert await store.get_config_changes("fences", seen) == (seen, {})
     await store.put_config("fences", "c", b"c1")
     await store.put_config("fences", "a", b"a2")
-    v = await store.delete_config("fences", "b")
+    deleted = await store.delete_config("fences", "b")
+    assert deleted is not None
+    v = deleted.version
     assert await store.get_config_changes("fences", seen) == (
         v,
         {"a": b"a2", "b": None, "c": b"c1"},
     )
     # Put back after a delete: the newest change wins.
-    v2 = await store.put_config("fences", "b", b"b2")
+    v2 = (await store.put_config("fences", "b", b"b2")).version
     assert await store.get_config_changes("fences", v) == (v2, {"b": b"b2"})
     assert await store.get_config_changes("rules", 0) == (0, {})
+
+
+async def test_config_items_carry_their_own_version(store: Store) -> None:
+    """An item's version is the kind version that last wrote it; 0 while it does not exist."""
+    assert await store.get_config_item("rules", "r1") is None
+    a = await store.put_config("rules", "r1", b"one")
+    b = await store.put_config("rules", "r2", b"two")
+    assert (a.status, b.status) == ("ok", "ok") and b.version > a.version
+    assert await store.get_config_item("rules", "r1") == (a.version, b"one")
+    assert await store.get_config_items("rules") == (
+        b.version,
+        {"r1": (a.version, b"one"), "r2": (b.version, b"two")},
+    )
+    assert await store.get_config_items("fences") == (0, {})
+
+
+async def test_config_writes_with_an_expected_version(store: Store) -> None:
+    first = await store.put_config("rules", "r1", b"one", expected=0)  # create only
+    assert first.status == "ok"
+    again = await store.put_config("rules", "r1", b"other", expected=0)
+    assert again == ConfigWrite("conflict", first.version)
+    stale = await store.put_config("rules", "r1", b"other", expected=first.version + 5)
+    assert stale == ConfigWrite("conflict", first.version)
+    assert await store.get_config_item("rules", "r1") == (first.version, b"one")
+    await store.put_config("rules", "r2", b"two")  # another item moves the kind, not r1
+    second = await store.put_config("rules", "r1", b"uno", expected=first.version)
+    assert second.status == "ok" and second.version > first.version
+    assert await store.delete_config("rules", "r1", expected=first.version) == ConfigWrite(
+        "conflict", second.version
+    )
+    deleted = await store.delete_config("rules", "r1", expected=second.version)
+    assert deleted is not None and deleted.status == "ok"
+    assert await store.delete_config("rules", "r1", expected=0) is None  # gone
+    # Deleted, its version is 0 again: a create-only write succeeds.
+    assert (await store.put_config("rules", "r1", b"new", expected=0)).status == "ok"
+
+
+async def test_concurrent_writes_with_one_expected_version_let_one_win(store: Store) -> None:
+    base = await store.put_config("rules", "r1", b"base")
+    results = await asyncio.gather(
+        *(store.put_config("rules", "r1", f"w{i}".encode(), base.version) for i in range(8))
+    )
+    winners = [i for i, r in enumerate(results) if r.status == "ok"]
+    assert len(winners) == 1
+    won = results[winners[0]]
+    assert all(r == ConfigWrite("conflict", won.version) for r in results if r is not won)
+    assert await store.get_config_item("rules", "r1") == (won.version, f"w{winners[0]}".encode())
 
 
 async def test_due_users_come_back_once_when_due(store: Store) -> None:
