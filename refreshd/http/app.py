@@ -36,7 +36,7 @@ from refreshd.live.fencebook import FenceBook
 from refreshd.live.policybook import PolicyBook
 from refreshd.live.registry import ModelRegistry, publish
 from refreshd.live.rulebook import RuleBook, load_rules_file
-from refreshd.live.service import Service
+from refreshd.live.service import Service, default_policy
 from refreshd.live.training import retrain
 from refreshd.metrics import Metrics
 from refreshd.settings import Settings
@@ -82,7 +82,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[EXPERIMENTS] = ExperimentBook()
     app[REGISTRY] = ModelRegistry()
     app[FENCES] = FenceBook()
-    app[POLICY] = PolicyBook()
+    app[POLICY] = PolicyBook(default_policy(settings))
     app[SERVICE] = Service(
         store,
         settings,
@@ -92,6 +92,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         app[EXPERIMENTS],
         app[REGISTRY],
         app[FENCES],
+        app[POLICY],
     )
     try:
         await _load_config(app)

@@ -7,7 +7,6 @@ from typing import Any, Literal
 import msgspec
 
 from refreshd.core.policy import (
-    DEFAULT_POLICY,
     Node,
     PolicyDoc,
     PolicyError,
@@ -43,7 +42,7 @@ RESOURCE: ConfigResource[PolicyDoc] = ConfigResource(
     what="policy",
     path="/v1/policy",
     single=ITEM,
-    default=DEFAULT_POLICY,
+    default=lambda app: app[POLICY].default,
     parse=_parse,
     to_json=policy_to_json,
     item_body=lambda _id, doc, version: {**doc, "version": version},

@@ -124,7 +124,9 @@ class ConfigResource(Generic[T]):
     load: Callable[[str, bytes], dict[str, Any]] = _decode  # stored blob → served document
     check: Callable[[T, T], None] | None = None  # (stored, new) → raise to refuse the write
     single: str | None = None  # the one item id of a single-item kind (no list, no delete)
-    default: T | None = None  # a single-item kind's item before it is first written
+    # A single-item kind's item before it is first written (from the app: it may depend on
+    # the settings).
+    default: Callable[[web.Application], T] | None = None
     max_id_len: int = C.ID_MAX_LEN
     content_types: tuple[str, ...] = ("application/json",)
 
@@ -218,7 +220,7 @@ class ConfigResource(Generic[T]):
             return self._respond(item_id, self.load(item_id, stored[1]), stored[0])
         if self.default is None:
             raise self._missing(item_id)
-        return self._respond(item_id, self.to_json(self.default), 0)
+        return self._respond(item_id, self.to_json(self.default(request.app)), 0)
 
     async def put_item(self, request: web.Request) -> web.Response:
         item_id = self.item_id(request)

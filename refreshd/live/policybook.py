@@ -21,14 +21,15 @@ def _parse(item_id: str, blob: bytes) -> PolicyDoc:
 class PolicyBook:
     """This worker's policy document and the store version it came from.
 
-    `doc` is DEFAULT_POLICY until a document is stored (or when the stored one no longer
-    parses: logged and skipped, as other configuration). The kind holds one item, so the
-    kind's version is that item's version: 0 while none was written.
+    `doc` is `default` (the settings' ladder) until a document is stored (or when the stored
+    one no longer parses: logged and skipped, as other configuration). The kind holds one
+    item, so the kind's version is that item's version: 0 while none was written.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, default: PolicyDoc = DEFAULT_POLICY) -> None:
         self.version = -1
-        self.doc: PolicyDoc = DEFAULT_POLICY
+        self.default = default
+        self.doc: PolicyDoc = default
 
     async def refresh(self, store: Store) -> bool:
         """Reload the document if its version changed; return whether it did."""
@@ -38,6 +39,6 @@ class PolicyBook:
         if loaded is None:
             return False
         self.version, items = loaded
-        self.doc = items.get(ITEM, DEFAULT_POLICY)
+        self.doc = items.get(ITEM, self.default)
         log.info("policy v%d: %d nodes, mode %s", self.version, len(self.doc.nodes), self.doc.mode)
         return True

@@ -53,9 +53,6 @@ class PolicySource(Protocol):
     """Where the current policy document comes from (`refreshd.live.policybook.PolicyBook`)."""
 
     @property
-    def version(self) -> int: ...
-
-    @property
     def doc(self) -> PolicyDoc: ...
 
 
@@ -112,8 +109,7 @@ class Service:
     @property
     def policy(self) -> PolicyDoc:
         """The policy document decisions use now: the stored one, else the settings' default."""
-        p = self.policies
-        return p.doc if p is not None and p.version > 0 else self.default_policy
+        return self.policies.doc if self.policies is not None else self.default_policy
 
     def config(self) -> flow.Config:
         """Snapshot what a contact is decided with (the books swap their contents atomically)."""
