@@ -10,6 +10,7 @@ aside) and the decision- and event-log rows must be identical.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from typing import Any
 
@@ -21,7 +22,8 @@ from intent.events import Event
 from intent.model import IntentModel
 from intent.train import TrainResult
 from refreshd.core.messages import DecideRequest, LocationRequest
-from refreshd.http.keys import REGISTRY, SERVICE, STORE
+from refreshd.core.policy import parse_policy
+from refreshd.http.keys import POLICY, REGISTRY, SERVICE, STORE
 from refreshd.live.registry import publish
 from refreshd.store.protocol import LOG_DECISIONS, LOG_EVENTS
 from tests.support import FakeClock, MakeClient
@@ -171,6 +173,19 @@ def _requests(t0: int) -> list[tuple[int, str, dict[str, Any]]]:
     return out
 
 
+def _second_policy(now_ms: int) -> dict[str, Any]:
+    """A ladder with a frequency cap and quiet hours over the next local hour (tz +8 h)."""
+    hour = (now_ms // 3_600_000 + 8) % 24
+    return {"nodes": [
+        {"type": "pull"}, {"type": "event"}, {"type": "geo"},
+        {"type": "cooldown", "min_interval_s": 20},
+        {"type": "frequency_cap", "per_hour": 3},
+        {"type": "quiet_hours", "start_hour": hour, "end_hour": (hour + 1) % 24},
+        {"type": "intent", "threshold": 0.35, "explore_share": 0.3, "explore_seed": "v2"},
+        {"type": "fallback", "interval_s": 240},
+    ]}  # fmt: skip
+
+
 def _plain(obj: Any) -> Any:
     return msgspec.json.decode(msgspec.json.encode(obj))
 
@@ -212,6 +227,13 @@ async def test_service_and_fast_mode_agree(
     last_batch: dict[str, dict[str, Any]] = {}
     for i, (now, kind, body) in enumerate(_requests(clock.ms + 1_000)):
         clock.ms = now
+        if i == REQUESTS // 2:  # an operator changes the ladder: both sides follow
+            doc = _second_policy(now)
+            resp = await client.put("/v1/policy", json=doc, headers=auth)
+            assert resp.status == 200, await resp.text()
+            await client.app[POLICY].refresh(client.app[STORE])
+            cloud.config = dataclasses.replace(cloud.config, policy=service.config().policy)
+            assert cloud.config.policy == parse_policy(doc)
         uid = body["user_id"]
         cu = users.setdefault(uid, CloudUser(uid))
         ack = [d for d in known.get(uid, []) if rng.random() < 0.7]
@@ -248,7 +270,17 @@ async def test_service_and_fast_mode_agree(
 
     # The sequence exercised what it claims to.
     reasons = [row["reason"] for row in cloud.decision_rows]
-    assert {"intent", "no_intent", "fallback", "pull", "event", "cooldown"} <= set(reasons)
+    assert {
+        "intent",
+        "no_intent",
+        "fallback",
+        "pull",
+        "event",
+        "cooldown",
+        "geo",
+        "frequency_cap",
+        "quiet_hours",
+    } <= set(reasons)
     assert any(r.get("explore") for r in cloud.decision_rows)
     assert {r.get("variant") for r in cloud.decision_rows} >= {"control", "t20", None}
     assert seen.get("refresh", 0) and seen.get("reclaim_cards", 0) and seen.get("show_cards", 0)
