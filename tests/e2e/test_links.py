@@ -33,6 +33,7 @@ PATH_WORD = re.compile(
     r"(?<![\w./-])(?:\./)?((?:" + "|".join(map(re.escape, sorted(TOP))) + r")(?:/[\w.*<>{}-]*)*)"
 )
 PLACEHOLDER = re.compile(r"[<>{}*…]")
+TEST_ID = re.compile(r"\b(tests/[\w/.-]+\.py)::(\w+)")
 DOTTED = re.compile(r"^([a-z_][a-z0-9_]*)((?:\.[A-Za-z_][A-Za-z0-9_]*)+)$")
 
 
@@ -117,6 +118,10 @@ def path_problems(doc: Path) -> list[str]:
             continue
         if not path_exists(word):
             problems.append(f"{doc.name}: path {word!r} does not exist")
+    for file, name in TEST_ID.findall(text):
+        path = ROOT / file
+        if path.is_file() and not re.search(rf"^\s*(async )?def {name}\b", path.read_text(), re.M):
+            problems.append(f"{doc.name}: {file} has no test {name!r}")
     for _, span in CODE_SPAN.findall(FENCE.sub("", text)):
         span = span.strip()
         token = re.split(r"::|\[", span, maxsplit=1)[0]
@@ -180,7 +185,8 @@ def test_checker_catches_broken_references(tmp_path: Path) -> None:
     bad = tmp_path / "bad.md"
     bad.write_text(
         "See `refreshd/core/no_such_module.py`, `no_such_file.py`, `geo.no_such_module` and\n"
-        "tests/e2e/no_such_test.py; `load/results/<time>.json` is a placeholder.\n"
+        "tests/e2e/no_such_test.py; `load/results/<time>.json` is a placeholder;\n"
+        "`tests/e2e/test_links.py::test_no_such_test`.\n"
     )
     problems = path_problems(bad)
-    assert len(problems) == 4, problems
+    assert len(problems) == 5, problems
