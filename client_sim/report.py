@@ -1,7 +1,7 @@
 """Turn a fast-mode run into metrics with CIs, report.json, report.md and PNG plots.
 
-report.json has exactly DESIGN.md's shape: `{"scenario", "users", "hours", "seed",
-"metrics": {name: {"baseline", "policy", "relative_change", "ci"}}}`, keys sorted, floats
+report.json has exactly the shape docs/simulator.md documents: `{"scenario", "users", "hours",
+"seed", "metrics": {name: {"baseline", "policy", "relative_change", "ci"}}}`, keys sorted, floats
 rounded to 6 significant digits, and nothing run-dependent (no timestamps, no timings), so a
 seed reproduces it byte for byte. The headline time comparison is at equal click PV: the
 intent policy at the pre-declared headline threshold (`time.headline_quantile` of the training

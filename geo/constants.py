@@ -55,7 +55,8 @@ LEAVE_MARGIN_M = 10.0
 N_ENTER = 2
 # Exits are debounced the same way: a false exit reclaims cards the user is looking at.
 N_EXIT = 2
-# Hysteresis: exit needs max(10 % of the fence's size, 20 m) beyond the edge (DESIGN.md).
+# Hysteresis: exit needs max(10 % of the fence's size, 20 m) beyond the edge, so GPS jitter
+# around the edge of a small fence or a large one does not flap enter/exit.
 HYSTERESIS_FRACTION = 0.10
 HYSTERESIS_MIN_M = 20.0
 

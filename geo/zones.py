@@ -1,6 +1,6 @@
 """The five zones of a location fix, and `locate`: one fix in, everything the device needs out.
 
-Zones (DESIGN.md "Space"), highest first when several apply:
+Zones, highest first when several apply:
 
 4. INSIDE: the tracker has the user inside at least one fence; its service cards show.
 5. EXITED: this fix produced an `exit` (and the user is inside no other fence): reclaim.
@@ -48,7 +48,7 @@ _REFRESHING = frozenset({"enter_buffer", "enter", "exit", "exit_buffer"})
 
 
 class Zone(IntEnum):
-    """Where a fix puts the user (DESIGN.md's five zones)."""
+    """Where a fix puts the user: one of the five zones above."""
 
     COVERED = 1
     LEFT = 2

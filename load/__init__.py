@@ -1,1 +1,1 @@
-"""load: see DESIGN.md; filled in by its issue."""
+"""load: open-model load tests, capacity ramps, soak and micro-benchmarks (`python -m load`)."""

@@ -18,7 +18,7 @@ MAX_CAP_PER_DAY = 1440
 
 # 1 MiB holds a full 1000-event batch with props; anything bigger is a client bug.
 MAX_BODY_BYTES = 1 << 20
-# A device batches at most this many events per request (DESIGN.md).
+# Most events one request may carry; a device with more sends several batches.
 MAX_EVENTS_PER_BATCH = 1000
 # Device clocks drift; more than an hour ahead is a broken clock, not drift.
 MAX_FUTURE_SKEW_MS = 3_600_000
@@ -46,7 +46,8 @@ CAS_RETRIES = 8
 
 # Users swept per scheduler tick for trailing-negation rules; bounded so one tick stays short.
 SWEEP_BATCH = 500
-# How often workers look for changed rules, fences, experiments and models (DESIGN: ≤ 2 s).
+# How often workers look for changed rules, fences, experiments and models: a change must
+# reach every worker within 2 s, and polling a version key once a second is one small call.
 CONFIG_POLL_S = 1.0
 # How often the sweep for trailing-negation rules runs.
 SWEEP_INTERVAL_S = 5.0

@@ -15,7 +15,7 @@ class RefreshdError(Exception):
         self.field = field
 
     def body(self) -> dict[str, object]:
-        """Return the error body DESIGN.md specifies."""
+        """Return the error body every failure has: `{"error": {"code", "message", "field"}}`."""
         return {"error": {"code": self.code, "message": self.message, "field": self.field}}
 
 

@@ -1,6 +1,6 @@
 """Threshold experiments: the config model, its validation, and GrowthBook-identical assignment.
 
-An experiment is the body of `PUT /v1/experiments/{id}` (DESIGN.md). `parse_experiment` turns
+An experiment is the body of `PUT /v1/experiments/{id}` (docs/api.md). `parse_experiment` turns
 it into a frozen `ExperimentConfig` or raises `ExperimentError` naming the offending field (a
 422). `assign` buckets a user exactly as a GrowthBook SDK running the same experiment would:
 FNV-1a 32-bit hashing (versions 1 and 2), namespaces, coverage and weights, so an experiment

@@ -25,8 +25,9 @@ How a rule matches (the choices, one by one):
   has passed is dropped (or fired, see above) when an event or `advance` shows that it has.
 - After a match, every partial match of the rule that started at or before the match's last
   event is dropped: Flink's SKIP_PAST_LAST_EVENT. That includes every partial match sharing an
-  event with the match (DESIGN.md's wording) and also the few that started inside the match's
-  span without sharing an event; it keeps per-run state O(1) instead of a list of event ids.
+  event with the match (what the rule contract promises: one burst fires once) and also the few
+  that started inside the match's span without sharing an event; it keeps per-run state O(1)
+  instead of a list of event ids.
 - `cooldown_s` (per user, per rule, in event time): a match inside the cooldown still consumes
   its events but fires nothing and is counted in `suppressed`, as is a match whose action
   slots were only `$event.slot` and the event had no slot (refreshing *all* slots instead

@@ -1,9 +1,9 @@
 """Event rules: the model, its JSON validation, and its compiled form for the matcher.
 
-A rule is the body of `PUT /v1/triggers/{id}` (DESIGN.md). `parse_rule` turns the JSON into a
+A rule is the body of `PUT /v1/triggers/{id}` (docs/api.md). `parse_rule` turns the JSON into a
 frozen `Rule` or raises `RuleError` naming the offending field; `rule_to_json` gives the
 canonical JSON back (defaults filled in, `eq` written as a bare literal) so that
-`parse_rule(i, rule_to_json(r)) == r`. Matching lives in `refreshd.triggers`.
+`parse_rule(i, rule_to_json(r)) == r`. Matching lives in `refreshd.core.matcher`.
 
 `where` semantics: every condition must hold. A field the event lacks (no `slot`, no such prop)
 fails every operator, `ne` included, as SQL's NULL does; `lt`/`le`/`gt`/`ge` hold only between

@@ -64,7 +64,7 @@ def require_token(handler: Handler, token: str) -> Handler:
 
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every failure into the error body of DESIGN.md; never leak a stack trace."""
+    """Turn every failure into the one error body; never leak a stack trace."""
     try:
         return await handler(request)
     except RefreshdError as known:

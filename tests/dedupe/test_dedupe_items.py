@@ -17,6 +17,7 @@ from dedupe import (
 )
 
 NOW_MS = 1_700_000_000_000
+# The POST /v1/dedupe example of the API contract (docs/api.md).
 DESIGN_BODY = b"""{"slots": [{"slot": "nearby", "items": [{"item_id": "i1", "entity_id": "e1",
   "category": "food", "labels": ["m:42"], "score": 0.9}]}],
   "recent": [{"item_id": "i9", "ts": 1700000000000}], "strategy": "optimal"}"""

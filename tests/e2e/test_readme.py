@@ -1,4 +1,8 @@
-"""The README's curl examples, run against a real `refreshd serve`, print what the README says."""
+"""The curl examples, run against a real `refreshd serve`, print what the docs say.
+
+The README shows the first examples; docs/api.md's walkthrough continues the same session (a
+replayed batch, the cooldown after a pull), so the two console blocks run in that order.
+"""
 
 from __future__ import annotations
 
@@ -14,12 +18,21 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+# Each file's first console block, run in this order against one service.
+SOURCES = (README, ROOT / "docs" / "api.md")
 
 
 def examples() -> list[tuple[str, str]]:
-    """Return (shell command, expected output) pairs from the README's console block."""
-    block = README.read_text().split("```console\n", 1)[1].split("```", 1)[0]
+    """Return (shell command, expected output) pairs from the console blocks of SOURCES."""
+    pairs: list[tuple[str, str]] = []
+    for source in SOURCES:
+        pairs.extend(_pairs(source.read_text().split("```console\n", 1)[1].split("```", 1)[0]))
+    return pairs
+
+
+def _pairs(block: str) -> list[tuple[str, str]]:
     pairs: list[tuple[str, str]] = []
     lines = block.splitlines()
     i = 0

@@ -1,4 +1,4 @@
-"""Every bad request gets the right 4xx with the DESIGN.md error body, and writes nothing."""
+"""Every bad request gets the right 4xx with the `{"error": {...}}` body, and writes nothing."""
 
 from __future__ import annotations
 

@@ -34,7 +34,8 @@ from refreshd.core.expstats import (
 DATA = Path(__file__).parent / "data"
 REFERENCE = json.loads((DATA / "gbstats_reference.json").read_text())
 CASES = REFERENCE["cases"]
-# DESIGN asks for 1e-4; the math is the same, so hold it to float noise (observed < 1e-14).
+# Agreement with gbstats to 1e-4 would do; the math is the same, so hold it to float noise
+# (observed < 1e-14).
 TOL = 1e-7
 
 
