@@ -151,6 +151,7 @@ class Service:
             try:
                 result = await self.store.commit(commit)
             except StoreUnavailable:
+                self.metrics.store_errors.labels("commit").inc()
                 self.cache.drop(uid)
                 raise
             if result.status == "conflict":
@@ -173,6 +174,7 @@ class Service:
         try:
             state, stored = await self.store.load_user(uid, now_ms)
         except StoreUnavailable:
+            self.metrics.store_errors.labels("load").inc()
             self.cache.drop(uid)
             raise
         return flow.Loaded(state, stored)
@@ -228,8 +230,7 @@ class Service:
             try:
                 outcome, _ = await self.transact(req.user_id, now_ms, step)
                 answer = outcome.answer
-            except StoreUnavailable:
-                self.metrics.store_errors.labels("decide").inc()
+            except StoreUnavailable:  # counted by transact as a load or commit error
                 answer = flow.decide_degraded(req, cfg, decision_id=decision_id)
         self.metrics.decisions.labels(answer.reason, str(answer.refresh).lower()).inc()
         for cause in answer.degraded_reasons:

@@ -9,9 +9,10 @@ from hypothesis import strategies as st
 
 from intent.events import Event, add_events
 from refreshd.core import flow
+from refreshd.core.experiments import VariantParams
 from refreshd.core.ladder import Scored
 from refreshd.core.messages import DecideRequest, Directive, EventsRequest
-from refreshd.core.policy import PolicyDoc, standard_policy
+from refreshd.core.policy import PolicyDoc, ladder_for, parse_policy, standard_policy
 from refreshd.core.rules import RuleSet
 from refreshd.core.state import UserState
 
@@ -216,3 +217,66 @@ def test_recent_window_merges_like_a_stable_sort(
     got = add_events(recent, batch, max_events=max_events, window_ms=window_ms)
     assert [e.item_id for e in got] == [e.item_id for e in expected]
     assert [e.item_id for e in recent] == [f"o{i}" for i in range(len(old))]  # not mutated
+
+
+def _doc(*nodes: dict[str, object], mode: str = "normal") -> PolicyDoc:
+    return parse_policy({"mode": mode, "nodes": [*nodes, {"type": "fallback"}]})
+
+
+def test_frequency_cap_counts_the_trailing_hour() -> None:
+    policy = _doc(
+        {"type": "cooldown", "min_interval_s": 0}, {"type": "frequency_cap", "per_hour": 2}
+    )
+    state, reasons, waits = UserState(), [], []
+    for minute in (0, 10, 20, 65, 69):  # fallback interval 300 s: each open would refresh
+        out = decide(state, req("open", T0 + minute * 60_000), policy=policy)
+        state = out.state
+        reasons.append(out.decision.reason)
+        waits.append(out.decision.next_check_s)
+    # Two refreshes in the hour (0, 10), then capped until minute 0 leaves the window at 60; at
+    # 65 only minute 10 is inside, so one more fits; at 69 (10 and 65 inside) it is capped again
+    # until minute 10 leaves at 70.
+    assert reasons == ["fallback", "fallback", "frequency_cap", "fallback", "frequency_cap"]
+    assert waits[2] == 40 * 60 and waits[4] == 60
+    assert state.refresh_times == [T0 + 10 * 60_000, T0 + 65 * 60_000]  # no more than the cap
+
+
+def test_quiet_hours_follow_the_users_local_clock() -> None:
+    policy = _doc({"type": "quiet_hours", "start_hour": 22, "end_hour": 7})
+    midnight_utc = T0 - T0 % 86_400_000
+    local = [
+        (23, 0, "quiet_hours"),
+        (6, 59, "quiet_hours"),
+        (7, 0, "fallback"),
+        (21, 59, "fallback"),
+    ]
+    for hour, minute, reason in local:
+        ts = midnight_utc + ((hour - 8) % 24) * 3_600_000 + minute * 60_000  # tz +8 h
+        out = decide(UserState(), req("open", ts, tz_offset_min=480), policy=policy)
+        assert out.decision.reason == reason, (hour, minute)
+        if reason == "quiet_hours":
+            assert out.decision.next_check_s <= 3600 and not out.decision.refresh
+
+
+def test_kill_switch_needs_no_score_and_says_so() -> None:
+    policy = _doc({"type": "intent", "threshold": 0.0}, mode="fallback")
+    cfg = flow.Config(rules=RuleSet({}), policy=policy)
+    plan = flow.prepare_decide(flow.Loaded(UserState()), req(), cfg, now_ms=T0, decision_id="k")
+    assert not plan.needs_score
+    answer = flow.finish_decide(plan, None).answer
+    assert (answer.reason, answer.refresh, answer.degraded_reasons) == (
+        "fallback",
+        True,
+        ["kill_switch"],
+    )
+
+
+def test_variant_params_override_nodes() -> None:
+    doc = standard_policy(threshold=0.3, fallback_interval_s=300)
+    fixed = ladder_for(doc, VariantParams(policy="fixed", fallback_interval_s=60))
+    assert fixed.intent is None and fixed.interval_s == 60
+    tuned = ladder_for(doc, VariantParams(threshold=0.7))
+    assert tuned.intent is not None and tuned.intent.threshold == 0.7
+    bare = ladder_for(_doc(), VariantParams(policy="intent", threshold=0.2))
+    assert bare.intent is not None and bare.intent.threshold == 0.2  # added before fallback
+    assert [type(n).__name__ for n in bare.nodes][-2:] == ["IntentNode", "FallbackNode"]
