@@ -151,7 +151,7 @@ def test_two_workers_share_the_port_and_stop_cleanly(tmp_path: Path) -> None:
         assert before == ["pull"] * 10
         assert put(f"{base}/v1/policy", ladder)[0] == 200
         time.sleep(3.0)
-        after = [_refresh_then(base, f"q{i}", trigger) for i in range(20)
+        after = [_refresh_then(base, f"q{i}{trigger}", trigger) for i in range(20)
                  for trigger in ("pull", "open")]  # fmt: skip
         assert after == ["cooldown"] * 40
     finally:
