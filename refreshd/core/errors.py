@@ -1,4 +1,9 @@
-"""Exception tree; each class maps to one HTTP status and one error code."""
+"""The domain's exception tree: what went wrong, in the core's terms.
+
+No HTTP here: how each class is reported on the wire (status, error code, headers) is one
+table in `refreshd.http.errors`, looked up along the class's MRO, so subclasses such as
+`RuleError(InvalidValue, ValueError)` are reported as their nearest mapped base.
+"""
 
 from __future__ import annotations
 
@@ -6,72 +11,54 @@ from __future__ import annotations
 class RefreshdError(Exception):
     """Base of every error the service reports to a client."""
 
-    status = 500
-    code = "internal"
-
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
 
-    def body(self) -> dict[str, object]:
-        """Return the error body every failure has: `{"error": {"code", "message", "field"}}`."""
-        return {"error": {"code": self.code, "message": self.message, "field": self.field}}
-
 
 class MalformedJSON(RefreshdError):
-    status = 400
-    code = "malformed_json"
+    """The body is not JSON (or not UTF-8)."""
 
 
 class BadRequest(RefreshdError):
-    status = 400
-    code = "bad_request"
+    """The request is malformed in a way no other class names."""
 
 
 class Unauthorized(RefreshdError):
-    status = 401
-    code = "unauthorized"
+    """No credentials where the operation needs them."""
 
 
 class Forbidden(RefreshdError):
-    status = 403
-    code = "forbidden"
+    """Credentials given, but wrong."""
 
 
 class NotFound(RefreshdError):
-    status = 404
-    code = "not_found"
+    """No such item (or route)."""
 
 
 class MethodNotAllowed(RefreshdError):
-    status = 405
-    code = "method_not_allowed"
+    """The item exists but does not support the operation."""
 
 
 class Conflict(RefreshdError):
-    status = 409
-    code = "conflict"
+    """The operation conflicts with the current state (retry, or change the request)."""
 
 
 class BodyTooLarge(RefreshdError):
-    status = 413
-    code = "body_too_large"
+    """The request body exceeds the configured limit."""
 
 
 class UnsupportedMediaType(RefreshdError):
-    status = 415
-    code = "unsupported_media_type"
+    """The body is not of a type the operation reads."""
 
 
 class InvalidValue(RefreshdError):
-    status = 422
-    code = "invalid_value"
+    """A value is out of range or of the wrong type; `field` names it."""
 
 
 class RateLimited(RefreshdError):
-    status = 429
-    code = "rate_limited"
+    """Too many operations; the caller may retry after `retry_after_s` seconds."""
 
     def __init__(self, message: str, *, retry_after_s: float, field: str | None = None) -> None:
         super().__init__(message, field=field)
@@ -80,9 +67,6 @@ class RateLimited(RefreshdError):
 
 class StoreUnavailable(RefreshdError):
     """The store could not be reached or timed out; writes must be retried later."""
-
-    status = 503
-    code = "store_unavailable"
 
     def __init__(self, message: str = "state store unavailable, retry later", **kw: object) -> None:
         super().__init__(message, field=None)

@@ -4,25 +4,22 @@ from __future__ import annotations
 
 import hmac
 import logging
-import math
 import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from refreshd import constants as C
 from refreshd.core.errors import (
     BodyTooLarge,
     Forbidden,
     MethodNotAllowed,
     NotFound,
-    RateLimited,
     RefreshdError,
-    StoreUnavailable,
     Unauthorized,
     UnsupportedMediaType,
 )
 from refreshd.http.codec import json_response
+from refreshd.http.errors import body, error_body, error_headers, wire
 from refreshd.http.keys import METRICS
 
 log = logging.getLogger(__name__)
@@ -36,14 +33,8 @@ _HTTP_ERRORS: dict[int, type[RefreshdError]] = {
 
 
 def error_response(err: RefreshdError) -> web.Response:
-    headers = None
-    if isinstance(err, StoreUnavailable):
-        headers = {"Retry-After": str(C.RETRY_AFTER_S)}
-    elif isinstance(err, RateLimited):
-        headers = {"Retry-After": str(max(1, math.ceil(err.retry_after_s)))}
-    elif isinstance(err, Unauthorized):
-        headers = {"WWW-Authenticate": 'Bearer realm="refreshd"'}
-    return json_response(err.body(), status=err.status, headers=headers)
+    """The response for a domain error: status, body and headers from refreshd.http.errors."""
+    return json_response(error_body(err), status=wire(err).status, headers=error_headers(err))
 
 
 def require_token(handler: Handler, token: str) -> Handler:
@@ -73,18 +64,17 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exc.status < 400:
             raise
         cls = _HTTP_ERRORS.get(exc.status)
-        if cls is None:
-            mapped = RefreshdError(exc.reason)
-            mapped.status, mapped.code = exc.status, exc.reason.lower().replace(" ", "_")
+        if cls is None:  # a status no domain error has: named after aiohttp's reason
+            code = exc.reason.lower().replace(" ", "_")
+            response = json_response(body(code, exc.reason), status=exc.status)
         else:
-            mapped = cls(f"{exc.reason}: {request.method} {request.path}")
-        response = error_response(mapped)
+            response = error_response(cls(f"{exc.reason}: {request.method} {request.path}"))
         if "Allow" in exc.headers:  # RFC 9110: a 405 lists the methods the resource has
             response.headers["Allow"] = exc.headers["Allow"]
         return response
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
-        return json_response(RefreshdError("internal error").body(), status=500)
+        return error_response(RefreshdError("internal error"))
 
 
 @web.middleware

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 
 from refreshd.core import messages as S
+from refreshd.http.errors import headers_by_status
 from refreshd.http.routing import IF_MATCH_PATTERN
 
 REF = "#/components/schemas/{name}"
@@ -26,14 +27,6 @@ STATUS_TEXT = {
     422: "A value is out of range or of the wrong type",
     429: "Rate limited",
     503: "Store unavailable; retry after Retry-After seconds",
-}
-
-# Headers every response with that status carries (middleware.error_response, aiohttp's 405).
-_RETRY_AFTER = {"required": True, "schema": {"type": "integer", "minimum": 1}}
-ERROR_HEADERS: dict[int, dict[str, Any]] = {
-    405: {"Allow": {"required": True, "schema": {"type": "string"}}},
-    429: {"Retry-After": _RETRY_AFTER},
-    503: {"Retry-After": _RETRY_AFTER},
 }
 
 # Versioned configuration routes (Route.versioned).
@@ -57,6 +50,7 @@ def spec() -> dict[str, Any]:
     """Return the OpenAPI document for every route and error."""
     from refreshd.http.routes import ROUTES
 
+    error_headers = headers_by_status()  # the error table's, as the middleware sends them
     types: list[Any] = [S.ErrorBody]
     for r in ROUTES:
         types += [t for t in (r.request, r.response) if t is not None]
@@ -121,8 +115,8 @@ def spec() -> dict[str, Any]:
             }
             if code in r.own_body_on and r.response is not None:
                 resp["content"] = {"application/json": {"schema": ref_of[r.response]}}
-            if code in ERROR_HEADERS:
-                resp["headers"] = ERROR_HEADERS[code]
+            if code in error_headers:
+                resp["headers"] = error_headers[code]
             op["responses"][str(code)] = resp
         paths.setdefault(r.path, {})[r.method.lower()] = op
     return {

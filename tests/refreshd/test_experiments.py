@@ -26,6 +26,7 @@ from refreshd.core.experiments import (
     parse_experiment,
 )
 from refreshd.core.experiments import fnv1a32 as our_fnv1a32
+from refreshd.http.errors import error_body, wire
 
 
 def make_body(**over: Any) -> dict[str, Any]:
@@ -351,8 +352,10 @@ def test_validation_errors_name_the_field(body: dict[str, Any], field: str) -> N
     err = info.value
     assert err.field == field, str(err)
     assert isinstance(err, ValueError) and isinstance(err, InvalidValue)
-    assert err.status == 422
-    assert err.body() == {"error": {"code": "invalid_value", "message": str(err), "field": field}}
+    assert wire(err).status == 422
+    assert error_body(err) == {
+        "error": {"code": "invalid_value", "message": str(err), "field": field}
+    }
 
 
 def test_non_object_body_and_malformed_json() -> None:

@@ -26,6 +26,7 @@ from refreshd.core.matcher import (
     rule_to_json,
 )
 from refreshd.core.rules import MAX_STEPS
+from refreshd.http.errors import wire
 
 T0 = 1_800_000_000_000
 ACTION = {"type": "refresh", "slots": ["feed"]}
@@ -396,7 +397,7 @@ def test_validation_names_the_field(body: dict[str, Any], field: str) -> None:
     with pytest.raises(RuleError) as exc:
         parse_rule("r", body)
     assert exc.value.field == field
-    assert isinstance(exc.value, ValueError) and exc.value.status == 422
+    assert isinstance(exc.value, ValueError) and wire(exc.value).status == 422
 
 
 def test_non_object_body() -> None:
