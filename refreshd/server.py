@@ -13,17 +13,28 @@ from types import FrameType
 
 from aiohttp import web
 
+from refreshd import __version__
 from refreshd.http.app import create_app
+from refreshd.live.storehealth import describe_store
 from refreshd.settings import Settings
 from refreshd.store.embedded import EmbeddedValkey
 
 log = logging.getLogger(__name__)
 
 
+# Loggers that say something on every run of a periodic job ("Running job ...", "... executed
+# successfully" each second for the config poll): only their warnings and errors are shown, so
+# an idle service logs nothing. The service logs what the jobs change (configuration versions,
+# models, the store going away and coming back).
+QUIET_LOGGERS = ("apscheduler",)
+
+
 def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
     )
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -62,6 +73,7 @@ def run_worker(settings: Settings) -> None:
     """Serve in this process until SIGINT/SIGTERM."""
     configure_logging(settings.log_level)
     sock = bind(settings.host, settings.port)
+    port = sock.getsockname()[1]  # the one bound, also when asked for port 0
     loop = new_loop()
     app = create_app(settings)
     # Only in the serving process: tests build many apps in one interpreter and must not
@@ -73,7 +85,12 @@ def run_worker(settings: Settings) -> None:
         access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
         loop=loop,
         print=lambda msg: log.info(
-            "refreshd listening on http://%s:%d", settings.host, settings.port
+            "refreshd %s listening on http://%s:%d: %s, store %s",
+            __version__,
+            settings.host,
+            port,
+            "1 worker" if settings.workers == 1 else f"one of {settings.workers} workers",
+            describe_store(settings),
         ),
         shutdown_timeout=10.0,
     )
@@ -85,10 +102,19 @@ def serve(settings: Settings) -> int:
     if settings.workers == 1:
         run_worker(settings)
         return 0
+    store_name = describe_store(settings)
     embedded: EmbeddedValkey | None = None
     if settings.redis_url is None and not settings.redis_cluster:
         embedded = EmbeddedValkey(settings.data_dir, appendfsync=settings.appendfsync)
         settings = settings.replace(redis_url=embedded.start())
+    log.info(
+        "refreshd %s starting %d workers on http://%s:%d, store %s",
+        __version__,
+        settings.workers,
+        settings.host,
+        settings.port,
+        store_name,
+    )
     ctx = multiprocessing.get_context("spawn")
     procs = [
         ctx.Process(target=run_worker, args=(settings,), name=f"refreshd-{i}")

@@ -30,6 +30,7 @@ from refreshd.http.keys import (
     SERVICE,
     SETTINGS,
     STORE,
+    STORE_HEALTH,
 )
 from refreshd.live.expbook import ExperimentBook
 from refreshd.live.fencebook import FenceBook
@@ -37,6 +38,7 @@ from refreshd.live.policybook import PolicyBook
 from refreshd.live.registry import ModelRegistry, publish
 from refreshd.live.rulebook import RuleBook, load_rules_file
 from refreshd.live.service import Service, default_policy
+from refreshd.live.storehealth import StoreHealth, describe_store
 from refreshd.live.training import retrain
 from refreshd.metrics import Metrics
 from refreshd.settings import Settings
@@ -77,6 +79,8 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         log_maxlen=settings.log_maxlen,
     )
     app[STORE] = store
+    name = f"embedded Valkey at {url}" if embedded is not None else describe_store(settings)
+    app[STORE_HEALTH] = StoreHealth(name)
     rulebook = RuleBook()
     app[RULEBOOK] = rulebook
     app[EXPERIMENTS] = ExperimentBook()
@@ -94,10 +98,11 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         app[FENCES],
         app[POLICY],
     )
-    try:
-        await _load_config(app)
-    except StoreUnavailable:
-        log.warning("store unavailable at start-up; configuration will load when it answers")
+    if await store.ping():
+        app[STORE_HEALTH].ok()  # "store connected" before what is loaded from it
+    await _checked_load_config(app)
+    if app[STORE_HEALTH].up and app[REGISTRY].model is None and not settings.bootstrap_model:
+        log.info("no intent model in the store: the fallback rule decides until one is published")
     try:
         yield
     finally:
@@ -118,6 +123,16 @@ async def _load_config(app: web.Application) -> None:
     await app[FENCES].refresh(store)
     await app[EXPERIMENTS].refresh(store)
     await app[POLICY].refresh(store)
+
+
+async def _checked_load_config(app: web.Application) -> None:
+    """Load the configuration; say once when the store stops answering and when it is back."""
+    try:
+        await _load_config(app)
+    except StoreUnavailable as exc:
+        app[STORE_HEALTH].failed(exc)
+    else:
+        app[STORE_HEALTH].ok()
 
 
 async def _locked_retrain(app: web.Application, *, source: str, only_if_missing: bool) -> None:
@@ -154,10 +169,7 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     scheduler = AsyncIOScheduler(timezone=datetime.UTC)
 
     async def poll() -> None:
-        try:
-            await _load_config(app)
-        except StoreUnavailable:
-            log.debug("config poll: store unavailable")
+        await _checked_load_config(app)
 
     async def sweep() -> None:
         try:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from refreshd.live.registry import ModelRegistry
     from refreshd.live.rulebook import RuleBook
     from refreshd.live.service import Service
+    from refreshd.live.storehealth import StoreHealth
     from refreshd.metrics import Metrics
     from refreshd.settings import Settings
     from refreshd.store.protocol import Store
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 STORE: web.AppKey[Store] = web.AppKey("store")
+STORE_HEALTH: web.AppKey[StoreHealth] = web.AppKey("store_health")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 SERVICE: web.AppKey[Service] = web.AppKey("service")
 CATALOGUE: web.AppKey[Catalogue] = web.AppKey("catalogue")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 from refreshd.core.experiments import ExperimentConfig, ExperimentError, parse_experiment
 from refreshd.live.configbook import reload_if_changed
 from refreshd.store.protocol import Store
 
+log = logging.getLogger(__name__)
 KIND = "experiments"
 
 
@@ -24,4 +27,11 @@ class ExperimentBook:
         if loaded is None:
             return False
         self.version, self.experiments = loaded
+        running = sum(1 for e in self.experiments.values() if e.status == "running")
+        log.info(
+            "experiments v%d: %d experiments, %d running",
+            self.version,
+            len(self.experiments),
+            running,
+        )
         return True

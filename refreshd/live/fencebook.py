@@ -90,7 +90,13 @@ class FenceBook:
             else:
                 self.index.upsert(*done)
             self._blobs[fid] = changed[fid]
-        self.version = version
-        if changed or removed:
-            log.info("geofences v%d: %d changed, %d removed", version, len(changed), len(removed))
+        moved, self.version = version != self.version, version
+        if moved or changed or removed:  # a full read of an unchanged store says nothing
+            log.info(
+                "geofences v%d: %d fences, %d changed, %d removed",
+                version,
+                len(self.index),
+                len(changed),
+                len(removed),
+            )
         return True

@@ -93,5 +93,7 @@ class ModelRegistry:
             self.failed_version = current
             return False
         self.model, self.meta, self.text = model, meta, text  # the swap
-        log.info("intent model %s loaded", current)
+        log.info(
+            "intent model %s loaded (%s, %d training rows)", current, meta.source, meta.train_rows
+        )
         return True
