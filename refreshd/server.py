@@ -29,12 +29,28 @@ log = logging.getLogger(__name__)
 QUIET_LOGGERS = ("apscheduler",)
 
 
+class SkippedRunFilter(logging.Filter):
+    """Drop APScheduler's warning that a job's run was skipped because it is still running.
+
+    The jobs run with max_instances=1 and coalesce on purpose: while the store does not answer a
+    config poll can take longer than the poll interval (two store timeouts), and the skipped
+    run is what should happen, not one warning a second for the whole outage (the outage itself
+    is logged once, by refreshd.live.storehealth).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances reached" not in str(record.msg)
+
+
 def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"
     )
     for name in QUIET_LOGGERS:
         logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    scheduler_log = logging.getLogger("apscheduler.scheduler")
+    if not any(isinstance(f, SkippedRunFilter) for f in scheduler_log.filters):
+        scheduler_log.addFilter(SkippedRunFilter())
 
 
 def bind(host: str, port: int) -> socket.socket:
