@@ -10,7 +10,7 @@ import msgspec
 
 from refreshd.core import messages as S
 from refreshd.http.errors import headers_by_status
-from refreshd.http.routing import IF_MATCH_PATTERN
+from refreshd.http.routing import IF_MATCH_PATTERN, Route
 
 REF = "#/components/schemas/{name}"
 STATUS_TEXT = {
@@ -46,18 +46,20 @@ ETAG = {
 
 
 @functools.cache
-def spec() -> dict[str, Any]:
-    """Return the OpenAPI document for every route and error."""
-    from refreshd.http.routes import ROUTES
+def spec(routes: tuple[Route, ...]) -> dict[str, Any]:
+    """Return the OpenAPI document for a route table and every error.
 
+    The table comes in as an argument (as Starlette's `get_schema(routes)`), so the routes and
+    their schema never import each other.
+    """
     error_headers = headers_by_status()  # the error table's, as the middleware sends them
     types: list[Any] = [S.ErrorBody]
-    for r in ROUTES:
+    for r in routes:
         types += [t for t in (r.request, r.response) if t is not None]
     refs, components = msgspec.json.schema_components(types, ref_template=REF)
     ref_of = dict(zip(types, refs, strict=True))
     paths: dict[str, dict[str, Any]] = {}
-    for r in ROUTES:
+    for r in routes:
         op: dict[str, Any] = {
             "summary": r.summary,
             "operationId": r.method.lower()

@@ -9,6 +9,7 @@ from refreshd.core import messages as S
 from refreshd.http.codec import json_response, read_json
 from refreshd.http.keys import METRICS, REGISTRY, SERVICE, SETTINGS, STORE
 from refreshd.http.middleware import require_token
+from refreshd.http.openapi import spec
 from refreshd.http.routing import BODY_ERRORS, Route
 
 
@@ -53,9 +54,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    from refreshd.http.openapi import spec
-
-    return json_response(spec())
+    return json_response(spec(ROUTES))
 
 
 CORE_ROUTES: tuple[Route, ...] = (

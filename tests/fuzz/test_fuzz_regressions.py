@@ -8,6 +8,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from refreshd.http.openapi import spec
+from refreshd.http.routes import ROUTES
 from tests.support import MakeClient, now_ms
 
 DEAD_STORE = {"redis_url": "redis://127.0.0.1:1/0", "store_timeout_s": 0.2}
@@ -15,7 +16,7 @@ DEAD_STORE = {"redis_url": "redis://127.0.0.1:1/0", "store_timeout_s": 0.2}
 
 def documented(path: str, method: str, status: int) -> tuple[Draft202012Validator, dict[str, Any]]:
     """The body validator and the headers the document promises for one response."""
-    doc = spec()
+    doc = spec(ROUTES)
     response = doc["paths"][path][method]["responses"][str(status)]
     schema = {**response["content"]["application/json"]["schema"], "components": doc["components"]}
     return Draft202012Validator(schema), response.get("headers", {})
@@ -28,7 +29,7 @@ async def test_405_lists_the_allowed_methods(make_client: MakeClient) -> None:
     assert resp.status == 405
     assert resp.headers["Allow"] == "POST"
     assert (await resp.json())["error"]["code"] == "method_not_allowed"
-    documented = spec()["paths"]["/v1/decide"]["post"]["responses"]["405"]["headers"]
+    documented = spec(ROUTES)["paths"]["/v1/decide"]["post"]["responses"]["405"]["headers"]
     assert documented["Allow"]["required"] is True
 
 
