@@ -87,8 +87,7 @@ class Config:
     window: bool = True
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Loaded:
+class Loaded(msgspec.Struct, frozen=True):
     """A user as the store returned them."""
 
     state: UserState  # version 0: never written
@@ -120,8 +119,7 @@ class DecisionLog(msgspec.Struct, kw_only=True, omit_defaults=True):
     explore: bool = False  # a randomised intent decision (exploration traffic)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Effects:
+class Effects(msgspec.Struct, frozen=True, kw_only=True):
     """What one contact writes, all or nothing, and what the shell counts once it is written."""
 
     state: UserState  # version: the loaded one + 1
@@ -133,13 +131,12 @@ class Effects:
     matched: MatchResult | None = None
     due_ms: int | None = None  # when a waiting trailing-negation match needs a sweep
     batch_id: str | None = None
-    decision_logs: list[DecisionLog] = dataclasses.field(default_factory=list)
-    event_logs: list[dict[str, Any]] = dataclasses.field(default_factory=list)
-    stat_incrs: list[Increment] = dataclasses.field(default_factory=list)
+    decision_logs: list[DecisionLog] = msgspec.field(default_factory=list)
+    event_logs: list[dict[str, Any]] = msgspec.field(default_factory=list)
+    stat_incrs: list[Increment] = msgspec.field(default_factory=list)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Outcome(Generic[A]):
+class Outcome(msgspec.Struct, Generic[A], frozen=True):
     """Effects and the answer to send once they are committed (`duplicate`: the answer when
     the store finds the batch already accepted, and writes nothing)."""
 
@@ -218,8 +215,7 @@ def _u01(seed: str, uid: str, ts: int) -> tuple[float, float]:
 # --- decide --------------------------------------------------------------------------------
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class DecidePlan:
+class DecidePlan(msgspec.Struct, frozen=True):
     """A decide request with everything done but the score: `needs_score` says whether a score
     can change the answer, `features` is what to score (also logged)."""
 
@@ -475,7 +471,7 @@ def events(
     batch = req.events
     latest = max(e.ts for e in batch)
     matched = feed(cfg.rules, state.match, batch, now_ms)
-    exp_state, incs = record_events(state.exp, batch, cfg.experiments)
+    exp_state, incs = record_events(state.exp, batch, cfg.experiments) if state.exp else ({}, [])
     p.fire(matched.fired, now_ms)
     state = msgspec.structs.replace(
         state,

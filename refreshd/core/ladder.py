@@ -10,7 +10,6 @@ only when it can change the answer.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable, Sequence
 
@@ -51,8 +50,7 @@ class Decision(msgspec.Struct, kw_only=True):
     explore: bool = False  # a randomised intent decision (exploration traffic)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Scored:
+class Scored(msgspec.Struct, frozen=True):
     """What the model said (score None: it did not answer, and `reasons` say why)."""
 
     score: float | None = None
@@ -60,8 +58,7 @@ class Scored:
     reasons: tuple[str, ...] = ()
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Opportunity:
+class Opportunity(msgspec.Struct, frozen=True):
     """One refresh opportunity as the nodes see it."""
 
     state: UserState

@@ -58,20 +58,22 @@ class MemoryStore:
         """Apply a commit atomically (see `Commit`); the state object is kept, not encoded."""
         uid = commit.uid
         pending = self.directives.get(uid)
-        if pending is None:
-            pending = self.directives[uid] = {}
         if commit.batch_id and (uid, commit.batch_id) in self.batches:
-            return CommitResult("duplicate", live_directives(list(pending.values()), commit.now_ms))
+            return CommitResult("duplicate", self._live(pending, commit.now_ms))
         version = self.users.get(uid, (0, None))[0]
         if version != commit.expected_version:
-            return CommitResult("conflict", live_directives(list(pending.values()), commit.now_ms))
+            return CommitResult("conflict", self._live(pending, commit.now_ms))
         self.users[uid] = (version + 1, commit.state)
         if commit.batch_id:
             self.batches.add((uid, commit.batch_id))
-        for ack in commit.ack_ids:
-            pending.pop(ack, None)
-        for d in commit.new_directives:
-            pending[d.id] = d
+        if pending is not None:
+            for ack in commit.ack_ids:
+                pending.pop(ack, None)
+        if commit.new_directives:
+            if pending is None:
+                pending = self.directives[uid] = {}
+            for d in commit.new_directives:
+                pending[d.id] = d
         if commit.decision_logs:
             self.logs[LOG_DECISIONS].extend(commit.decision_logs)
         if commit.event_logs:
@@ -80,7 +82,11 @@ class MemoryStore:
             row = self.stats.setdefault(key, {})
             for name, inc in fields.items():
                 row[name] = row.get(name, 0) + inc
-        return CommitResult("ok", live_directives(list(pending.values()), commit.now_ms))
+        return CommitResult("ok", self._live(pending, commit.now_ms))
+
+    @staticmethod
+    def _live(pending: dict[str, Directive] | None, now_ms: int) -> list[Directive]:
+        return live_directives(list(pending.values()), now_ms) if pending else []
 
     async def load_user(self, uid: str, now_ms: int) -> tuple[UserState, list[Directive]]:
         return self.load_now(uid)

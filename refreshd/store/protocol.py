@@ -109,8 +109,7 @@ def decode_directive(blob: bytes) -> Directive:
     return _dir_decoder.decode(blob)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Commit:
+class Commit(msgspec.Struct, kw_only=True):
     """Everything one request writes for one user, applied atomically or not at all.
 
     The write happens only if the stored version still equals `expected_version` (else
@@ -129,14 +128,14 @@ class Commit:
     event_logs: Sequence[bytes] = ()
     # (hash key, {field: increment}): experiment statistics, added with HINCRBY.
     stat_incrs: Sequence[tuple[str, Mapping[str, int]]] = ()
-    _blob: bytes | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
+    _blob: bytes | None = None  # the encoded state, once asked for
 
     @property
     def state_blob(self) -> bytes:
         """`state` encoded once, for the store and the worker's user cache alike (the memory
         store keeps the object and never asks)."""
         if self._blob is None:
-            object.__setattr__(self, "_blob", encode_state(self.state))
+            self._blob = encode_state(self.state)
         assert self._blob is not None
         return self._blob
 
