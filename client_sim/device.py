@@ -12,6 +12,10 @@ clicks, pull-to-refresh (an immediate `pull` decide), negative feedback. Payment
 device acknowledges a `refresh` directive once a decide has refreshed, any other directive on
 its next request.
 
+Every decide carries what the app knows of the visit: its launch source, the seconds the
+homepage has been on screen, the scrolls so far and the depth they reached. A visit launched
+from a shortcut that bypasses the homepage has no views, so the device never asks in it.
+
 The device is a generator: when the service needs an intent score it yields the feature
 vector and is sent the score, so a driver can score every device's pending opportunity in one
 LightGBM call. With `scramble` set, every session's latent intent is replaced by random values
@@ -28,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import operator
+from bisect import bisect_right
 from collections.abc import Generator
 
 import numpy as np
@@ -243,8 +248,14 @@ def run_device(
     def decide(
         ts: int, trigger: str, sess: Session, pos: tuple[float, float]
     ) -> Generator[list[float], float, tuple[bool, int]]:
+        # What the app knows of this visit so far: how it was opened, how long the homepage
+        # has been on screen, the scrolls and the depth they reached (never the latent intent).
+        at = bisect_right(sess.looks, ts, key=_TS) - 1
         req = DecideRequest(user_id=uid, ts=ts, trigger=trigger, tz_offset_min=dev.tz,  # type: ignore[arg-type]
-                            ack=dev.acks or None)  # fmt: skip
+                            ack=dev.acks or None, launch=sess.launch,  # type: ignore[arg-type]
+                            home_dwell_s=min(max(0, ts - sess.start) / 1000.0, 86_400.0),
+                            scrolls=sess.scrolls[at] if at >= 0 else 0,
+                            scroll_depth=sess.depth[at] if at >= 0 else 0.0)  # fmt: skip
         dev.acks = []
         saved = sess.latent
         if scramble is not None:

@@ -5,8 +5,9 @@ for end-to-end checks: each device replays its first visits of the scenario day,
 that they end by now (the service rejects timestamps from the future or older than a week),
 and paced to a few requests per second so the per-user rate limit never trips. A device
 posts its events in batches with retries (same `batch_id`, so a retry is accepted once),
-sends a location fix when the app opens, asks `/v1/decide` on open and return, and
-acknowledges every directive it received on its next request.
+sends a location fix when the app opens, asks `/v1/decide` on open and return (with the
+visit's launch source, time on the homepage, scrolls and depth), and acknowledges every
+directive it received on its next request.
 
 Edge scoring: given a way to GET, devices download the current model artifact
 (`/v1/models/current/artifact`, again whenever a decision names another version) and score
@@ -196,7 +197,10 @@ class HttpDevice:
             model = await self.edge.model(version)
             if model is not None:
                 ctx = Context(trigger=body["trigger"], tz_offset_min=body.get("tz_offset_min"),
-                              zone=self.zone, last_refresh_ts=self.last_refresh_ts)  # fmt: skip
+                              zone=self.zone, last_refresh_ts=self.last_refresh_ts,
+                              launch=body.get("launch"), home_dwell_s=body.get("home_dwell_s"),
+                              scrolls=body.get("scrolls"),
+                              scroll_depth=body.get("scroll_depth"))  # fmt: skip
                 edge_score = model.predict_one(compute(self.known, body["ts"], ctx))
                 self.stats.edge_scored += 1
                 self.stats.edge_agree += edge_score == score
@@ -229,6 +233,10 @@ class HttpDevice:
                             "slots": list(self.sc.catalogue.slots)}  # fmt: skip
                     if w.user.reports_tz:
                         body["tz_offset_min"] = w.user.tz_offset_min
+                    # What the app knows of the visit (as fast mode's device reports it).
+                    body |= {"launch": s.launch, "scrolls": s.scrolls[k],
+                             "scroll_depth": s.depth[k],
+                             "home_dwell_s": (view.ts + 1 - s.start) / 1000.0}  # fmt: skip
                     resp = await self.decide(body)
                     self.stats.decides += 1
                     if resp and resp.get("refresh"):

@@ -12,6 +12,9 @@ The sections, in the order a reader meets them in `scenarios/*.toml`:
   diurnal profile, browse-intent level and mobility pattern;
 - `[sessions]`, `[clicks]`, `[behaviour]` the visit process, the latent intent and how clicks
   depend on intent and on recommendation freshness; pull-to-refresh, feedback, payments;
+- `[launch]`, `[in_visit]` what a device observes of a visit before and early in it: how the
+  app was opened (and whether the visit bypasses the homepage), how deep the user scrolls;
+  each with an informativeness knob (`client_sim.launch`);
 - `[places]`, `[mobility]` real places and how users move between them;
 - `[catalogue]` the recommender's catalogue (`dedupe.make_catalogue`) and homepage slots;
 - `[time]`, `[space]`, `[events]`, `[dedupe]`, `[report]` the comparisons and their sizes.
@@ -28,9 +31,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from intent.features import LAUNCH_SOURCES  # the decide request's `launch` values
+
 __all__ = [
     "ARCHETYPES",
+    "LAUNCH_SOURCES",
     "Archetype",
+    "InVisit",
+    "Launch",
     "Scenario",
     "ScenarioError",
     "load_scenario",
@@ -103,6 +111,53 @@ class Sessions:
     scroll_rate_utility: float = _f(0.2, 0.0, 50.0)  # mean scrolls per utility visit
     persistence_logit: float = _f(1.5, -5.0, 5.0)  # logit added after a recent browse visit
     persistence_window_s: float = _f(7200.0, 0.0, 86_400.0)  # how long "recent" lasts
+
+
+@dataclasses.dataclass(frozen=True)
+class Launch:
+    """How each visit's app launch happened; docs/simulator.md gives the evidence.
+
+    P(source | intent) = λ · `browse`/`utility` (normalised) + (1 − λ) · marginal, where the
+    marginal is `marginal_browse_share` · browse + (1 − that) · utility and λ is
+    `informativeness`: at 0 the source says nothing about intent, at 1 it is drawn from the
+    intent's own conditional. The default λ = 0.4 makes the source alone separate browse from
+    utility visits at AUC 0.60 (`client_sim.launch.source_auc`). A launch from a source in
+    `bypass` skips the homepage with that probability: no views, no decide.
+    """
+
+    # P(source | browse), weights (normalised; a source left out has weight 0)
+    browse: dict[str, float] = _f(  # noqa: RUF009 - _f returns a dataclasses.field
+        {"icon": 0.57, "push": 0.20, "deeplink": 0.10, "scan_shortcut": 0.03,
+         "return_from_flow": 0.07, "widget": 0.03}, 0.0, 1e6,
+    )  # fmt: skip
+    # P(source | utility), weights
+    utility: dict[str, float] = _f(  # noqa: RUF009 - _f returns a dataclasses.field
+        {"icon": 0.32, "push": 0.05, "deeplink": 0.10, "scan_shortcut": 0.30,
+         "return_from_flow": 0.15, "widget": 0.08}, 0.0, 1e6,
+    )  # fmt: skip
+    informativeness: float = _f(0.4, 0.0, 1.0)  # λ: 0 = the source is independent of intent
+    marginal_browse_share: float = _f(0.5, 0.0, 1.0)  # browse weight of the marginal mix
+    # source -> probability that such a launch never shows the homepage
+    bypass: dict[str, float] = _f(  # noqa: RUF009 - _f returns a dataclasses.field
+        {"scan_shortcut": 0.8, "widget": 0.5}, 0.0, 1.0
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class InVisit:
+    """How far each scroll takes the user down the feed (the depth the device reports).
+
+    Each scroll advances the depth by an exponential step, capped at the feed's end (1.0), with
+    mean κ · `depth_per_scroll_<intent>` + (1 − κ) · the `marginal_browse_share` mix of both,
+    κ = `informativeness`. The default κ = 0.4 makes one step separate browse from utility at
+    AUC 0.60. Time on the homepage and the number of scrolls are reported too; how they depend
+    on intent is `[sessions]` (visit lengths, scroll rates).
+    """
+
+    depth_per_scroll_browse: float = _f(0.3, 0.0, 1.0)  # mean depth step, browse visit
+    depth_per_scroll_utility: float = _f(0.1, 0.0, 1.0)  # mean depth step, utility visit
+    informativeness: float = _f(0.4, 0.0, 1.0)  # κ: 0 = depth steps independent of intent
+    marginal_browse_share: float = _f(0.5, 0.0, 1.0)  # browse weight of the marginal mean
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,6 +279,8 @@ class Scenario:
     sessions: Sessions = dataclasses.field(default_factory=Sessions)
     clicks: Clicks = dataclasses.field(default_factory=Clicks)
     behaviour: Behaviour = dataclasses.field(default_factory=Behaviour)
+    launch: Launch = dataclasses.field(default_factory=Launch)
+    in_visit: InVisit = dataclasses.field(default_factory=InVisit)
     places: Places = dataclasses.field(default_factory=Places)
     mobility: Mobility = dataclasses.field(default_factory=Mobility)
     catalogue: Catalogue = dataclasses.field(default_factory=Catalogue)
@@ -344,6 +401,14 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
         raise ScenarioError("time.headline_quantile", "must be one of threshold_quantiles")
     if len(set(t.threshold_quantiles)) < 2:
         raise ScenarioError("time.threshold_quantiles", "needs at least two quantiles")
+    for table in ("browse", "utility", "bypass"):
+        weights = getattr(sc.launch, table)
+        for source in weights:
+            if source not in LAUNCH_SOURCES:
+                known = list(LAUNCH_SOURCES)
+                raise ScenarioError(f"launch.{table}.{source}", f"unknown source; use {known}")
+        if table != "bypass" and sum(weights.values()) <= 0:
+            raise ScenarioError(f"launch.{table}", "needs at least one positive weight")
     if not sc.catalogue.slots or len(set(sc.catalogue.slots)) != len(sc.catalogue.slots):
         raise ScenarioError("catalogue.slots", "needs distinct slot names")
     _start_ms(sc.scenario.start, "scenario.start")

@@ -20,6 +20,9 @@ Modelling choices:
   the device's business (`client_sim.device`).
 - Four uniforms per view (clicks, pull-to-refresh, feedback, item choice) are drawn here,
   once, so every policy sees the same ones (common random numbers).
+- Each visit has a launch source the device observes, and a visit launched from a bypassing
+  shortcut shows no homepage view at all; each scroll reaches a depth of the feed
+  (`client_sim.launch`, from streams of their own).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import math
 import numpy as np
 from scipy.special import gammaincinv
 
+from client_sim.launch import Launcher, depth_means
 from client_sim.mobility import DAY_MS, HOUR_MS
 from client_sim.population import User, stream
 from client_sim.scenario import Scenario
@@ -74,6 +78,13 @@ class Session:
     u: list[list[float]]  # per look: 4 uniforms (Python floats: read in the hot loop)
     payment_ts: int | None
     payment_value: float
+    # What the device observes of the visit (never latent): how the app was opened, whether
+    # the visit bypassed the homepage (then `looks` is empty), and per look the scrolls so far
+    # and the deepest share of the feed reached so far.
+    launch: str = "icon"
+    bypass: bool = False
+    scrolls: list[int] = dataclasses.field(default_factory=list)
+    depth: list[float] = dataclasses.field(default_factory=list)
 
 
 def _sigmoid(x: float) -> float:
@@ -111,6 +122,11 @@ def make_sessions(
     look_u = rng.random((n, MAX_LOOKS, 4))
     pay_value = np.round(rng.gamma(2.0, 20.0, n), 2)
     intensity = gamma_unit_ppf(base_u[:, 1], sc.clicks.intensity_shape).tolist()
+    # Observable signals, each from a stream of its own: no other draw moves with them.
+    launch_l = stream(seed, user.cohort, user.index, "launch").random((n, 2)).tolist()
+    step_l = stream(seed, user.cohort, user.index, "depth").random((n, MAX_SCROLLS)).tolist()
+    launcher = Launcher.of(sc.launch)
+    step_b, step_u = depth_means(sc.in_visit)
     # Python lists: per-element access to numpy arrays costs more than the loop's own work.
     base_l, scroll_l, pay_l, start_l = (
         base_u.tolist(),
@@ -152,11 +168,24 @@ def make_sessions(
         looks.sort(key=lambda lk: lk.ts)
         looks = [lk for i, lk in enumerate(looks) if i == 0 or lk.ts > looks[i - 1].ts + 1000]
         looks = looks[:MAX_LOOKS]
+        u_source, u_bypass = launch_l[k]
+        source, bypass = launcher.draw(u_source, u_bypass, browse)
+        if bypass:
+            looks = []
+        step, steps, j, depth = step_b if browse else step_u, step_l[k], 0, 0.0
+        n_scrolls, depths = [], []
+        for lk in looks:
+            if lk.trigger == "scroll":
+                depth = min(1.0, depth - step * math.log1p(-steps[j]))
+                j += 1
+            n_scrolls.append(j)
+            depths.append(depth)
         p_pay = sc.behaviour.payment_prob_browse if browse else sc.behaviour.payment_prob_utility
         pay_ts = start + 2000 + int(u_pay_t * min(30_000, dur_ms)) if u_pay < p_pay else None
         out.append(
             Session(start, end, Latent(browse, intensity[k], p_browse), looks,
-                    look_u[k, : len(looks)].tolist(), pay_ts, pay_l[k])
+                    look_u[k, : len(looks)].tolist(), pay_ts, pay_l[k], source, bypass,
+                    n_scrolls, depths)
         )  # fmt: skip
         last_end = end
         if browse:

@@ -261,6 +261,10 @@ def _context(row: Row) -> Context:
         tz_offset_min=row.get("tz_offset_min"),
         zone=row.get("zone"),
         last_refresh_ts=row.get("last_refresh_ts"),
+        launch=row.get("launch"),
+        home_dwell_s=row.get("home_dwell_s"),
+        scrolls=row.get("scrolls"),
+        scroll_depth=row.get("scroll_depth"),
     )
 
 

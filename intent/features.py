@@ -27,6 +27,7 @@ __all__ = [
     "FEATURES",
     "FEATURES_VERSION",
     "FEATURE_NAMES",
+    "LAUNCH_SOURCES",
     "MISSING",
     "TRIGGERS",
     "Context",
@@ -40,6 +41,11 @@ __all__ = [
 MISSING = -1.0
 # Ordinal codes of the `trigger` feature; pull is last because it always refreshes anyway.
 TRIGGERS: tuple[str, ...] = ("open", "return", "timer", "scroll", "pull")
+# How the app was opened, as the device knows it before the homepage renders (one-hot below).
+# `refreshd.core.messages.Launch` spells the same values for the wire.
+LAUNCH_SOURCES: tuple[str, ...] = (
+    "icon", "push", "deeplink", "scan_shortcut", "return_from_flow", "widget",
+)  # fmt: skip
 # Bump when `compute` changes meaning for unchanged declarations (part of FEATURES_VERSION).
 SEMANTICS_REV = 1
 
@@ -56,6 +62,10 @@ Kind = Literal[
     "trigger",  # index of the decision's trigger in TRIGGERS
     "zone",  # geo zone 1..5 from the context
     "since_refresh",  # seconds from the context's last refresh to the cut-off
+    "launch",  # 1.0 if the visit was launched from source `arg`, 0.0 from another one
+    "home_dwell",  # seconds the homepage has been on screen in this visit (the device's)
+    "scrolls",  # scrolls so far in this visit (the device's count)
+    "scroll_depth",  # deepest point of the feed reached in this visit, 0..1 (the device's)
 ]
 EVENT_KINDS = frozenset({"count", "sum", "mean", "last", "since_last", "sequence", "ratio"})
 VALUE_KINDS = frozenset({"sum", "mean", "last"})
@@ -75,8 +85,11 @@ class FeatureSpec:
     window_s: int = 0
     then_types: tuple[str, ...] = ()
     within_s: int = 0
+    arg: str = ""  # the launch source a "launch" feature tests for
 
     def __post_init__(self) -> None:
+        if self.kind == "launch" and self.arg not in LAUNCH_SOURCES:
+            raise ValueError(f"{self.name}: launch needs arg, one of {list(LAUNCH_SOURCES)}")
         unknown = set(self.event_types + self.then_types) - set(EVENT_TYPES)
         if unknown:
             raise ValueError(f"{self.name}: unknown event types {sorted(unknown)}")
@@ -96,12 +109,18 @@ class FeatureSpec:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Context:
-    """What a decision knows besides the events: trigger, timezone, zone, last refresh."""
+    """What a decision knows besides the events: trigger, timezone, zone, last refresh, and
+    what the device reports of the visit so far (launch source, time on the homepage, scrolls,
+    scroll depth; None when it did not say)."""
 
     trigger: str
     tz_offset_min: int | None = None
     zone: int | None = None
     last_refresh_ts: int | None = None
+    launch: str | None = None
+    home_dwell_s: float | None = None
+    scrolls: int | None = None
+    scroll_depth: float | None = None
 
 
 def _windowed_counts() -> list[FeatureSpec]:
@@ -127,13 +146,17 @@ FEATURES: tuple[FeatureSpec, ...] = (
     FeatureSpec("weekday", "weekday"),
     FeatureSpec("trigger", "trigger"),
     FeatureSpec("zone", "zone"),
+    *(FeatureSpec(f"launch_{src}", "launch", arg=src) for src in LAUNCH_SOURCES),
+    FeatureSpec("home_dwell_s", "home_dwell"),
+    FeatureSpec("scrolls_in_visit", "scrolls"),
+    FeatureSpec("scroll_depth", "scroll_depth"),
 )
 FEATURE_NAMES: tuple[str, ...] = tuple(f.name for f in FEATURES)
 
 
 def features_version(specs: Sequence[FeatureSpec]) -> str:
     """Return a short hash of the declarations, so a model trained on others is detected."""
-    text = repr((SEMANTICS_REV, MISSING, TRIGGERS, tuple(specs)))
+    text = repr((SEMANTICS_REV, MISSING, TRIGGERS, LAUNCH_SOURCES, tuple(specs)))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -310,12 +333,43 @@ def _since_refresh(f: _Frame) -> float:
     return max(0, f.cutoff - last) / 1000.0
 
 
+def _launch_fn(source: str) -> _Fn:
+    def fn(f: _Frame) -> float:
+        launch = f.ctx.launch
+        if launch is None or launch not in _LAUNCH_SET:
+            return MISSING
+        return 1.0 if launch == source else 0.0
+
+    return fn
+
+
+_LAUNCH_SET = frozenset(LAUNCH_SOURCES)
+
+
+def _home_dwell(f: _Frame) -> float:
+    dwell = f.ctx.home_dwell_s
+    return MISSING if dwell is None or dwell < 0 else float(dwell)
+
+
+def _scrolls(f: _Frame) -> float:
+    n = f.ctx.scrolls
+    return MISSING if n is None or n < 0 else float(n)
+
+
+def _scroll_depth(f: _Frame) -> float:
+    depth = f.ctx.scroll_depth
+    return MISSING if depth is None or not 0.0 <= depth <= 1.0 else float(depth)
+
+
 _CONTEXT_FNS: dict[str, _Fn] = {
     "hour": _hour,
     "weekday": _weekday,
     "trigger": _trigger,
     "zone": _zone,
     "since_refresh": _since_refresh,
+    "home_dwell": _home_dwell,
+    "scrolls": _scrolls,
+    "scroll_depth": _scroll_depth,
 }
 
 
@@ -331,6 +385,8 @@ def _compile_one(spec: FeatureSpec) -> _Fn:
         return _ratio_fn(spec.event_types, spec.then_types, window_ms)
     if spec.kind == "sequence":
         return _sequence_fn(spec.event_types, spec.then_types, window_ms, spec.within_s * 1000)
+    if spec.kind == "launch":
+        return _launch_fn(spec.arg)
     return _CONTEXT_FNS[spec.kind]
 
 

@@ -115,6 +115,11 @@ class DecisionLog(msgspec.Struct, kw_only=True, omit_defaults=True):
     received_ts: int | None = None  # server clock at decision time (point-in-time joins)
     last_refresh_ts: int | None = None  # before this decision (a feature's context)
     zone: int | None = None
+    # What the device reported of the visit (the features' context, rebuilt offline from these)
+    launch: str | None = None
+    home_dwell_s: float | None = None
+    scrolls: int | None = None
+    scroll_depth: float | None = None
     features: list[float] | None = None  # the vector the model saw (online/offline parity)
     explore: bool = False  # a randomised intent decision (exploration traffic)
 
@@ -277,6 +282,10 @@ def prepare_decide(
             tz_offset_min=req.tz_offset_min,
             zone=zone,
             last_refresh_ts=state.last_refresh_ts,
+            launch=req.launch,
+            home_dwell_s=req.home_dwell_s,
+            scrolls=req.scrolls,
+            scroll_depth=req.scroll_depth,
         )
         features = compute(state.recent, req.ts, ctx)
     return DecidePlan(
@@ -409,6 +418,10 @@ def _decision_log(plan: DecidePlan, d: Decision) -> DecisionLog:
         received_ts=plan.now_ms,
         last_refresh_ts=plan.state.last_refresh_ts,
         zone=plan.zone,
+        launch=req.launch,
+        home_dwell_s=req.home_dwell_s,
+        scrolls=req.scrolls,
+        scroll_depth=req.scroll_depth,
         features=plan.features if plan.cfg.log_features else None,
         explore=d.explore,
     )

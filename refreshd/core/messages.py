@@ -8,6 +8,7 @@ import msgspec
 from msgspec import Meta
 
 from intent.events import Event, Props, SlotName, TsMs
+from intent.features import LAUNCH_SOURCES
 from refreshd import constants as C
 
 Id = Annotated[str, Meta(min_length=1, max_length=C.ID_MAX_LEN, pattern=C.ID_PATTERN)]
@@ -15,6 +16,10 @@ Lat = Annotated[float, Meta(ge=-90.0, le=90.0)]
 Lng = Annotated[float, Meta(ge=-180.0, le=180.0)]
 
 Trigger = Literal["open", "return", "timer", "scroll", "pull"]
+# How the app was opened (intent.features.LAUNCH_SOURCES, checked equal below).
+Launch = Literal["icon", "push", "deeplink", "scan_shortcut", "return_from_flow", "widget"]
+if Launch.__args__ != LAUNCH_SOURCES:  # type: ignore[attr-defined]  # pragma: no cover
+    raise AssertionError("messages.Launch and intent.features.LAUNCH_SOURCES differ")
 Reason = Literal[
     "intent", "geo", "event", "pull", "fallback", "cooldown", "no_intent", "frequency_cap",
     "quiet_hours",
@@ -51,6 +56,11 @@ class DecideRequest(msgspec.Struct, kw_only=True):
     ) = None
     tz_offset_min: Annotated[int, Meta(ge=-840, le=840)] | None = None
     ack: AckList | None = None
+    # What the device knows of the current visit (all optional; features use MISSING without).
+    launch: Launch | None = None  # how the app was opened for this visit
+    home_dwell_s: Annotated[float, Meta(ge=0.0, le=86_400.0)] | None = None  # homepage on screen
+    scrolls: Annotated[int, Meta(ge=0, le=10_000)] | None = None  # scrolls so far in the visit
+    scroll_depth: Annotated[float, Meta(ge=0.0, le=1.0)] | None = None  # deepest feed share seen
 
 
 class Exposure(msgspec.Struct):

@@ -16,7 +16,7 @@ from intent.model import IntentModel
 from intent.train import TrainResult
 from refreshd.core.policy import standard_policy
 from refreshd.core.rules import RuleSet, default_rules
-from tests.client_sim.sim_support import small
+from tests.client_sim.sim_support import Recording, small
 
 SC = small()
 
@@ -56,23 +56,34 @@ def test_two_policies_see_identical_sessions_and_views(places) -> None:  # type:
     assert [s.refreshes for s in fixed] != [s.refreshes for s in explore]
 
 
-def test_policy_never_reads_latent_intent(places, trained_model: TrainResult) -> None:  # type: ignore[no-untyped-def]
-    model = IntentModel.from_text(trained_model.model_text)
+@pytest.mark.parametrize("which", ["synthetic", "simulator"])
+def test_policy_never_reads_latent_intent(  # type: ignore[no-untyped-def]
+    places, trained_model: TrainResult, sim_model: TrainResult, which: str
+) -> None:
+    """Scrambling the latent intent during every service call changes nothing the policy sees:
+    the requests (launch source, time on the homepage, scrolls, depth included) and the
+    decisions are the same. The simulator-trained model splits on those visit facts, so a
+    device that derived them from the latent state at decide time would fail here."""
+    result = trained_model if which == "synthetic" else sim_model
+    model = IntentModel.from_text(result.model_text)
     rules = RuleSet(default_rules())
 
     def run(scramble: bool):  # type: ignore[no-untyped-def]
         worlds = _worlds(places, 30)
-        cloud = Cloud(standard_policy(kind="intent", threshold=0.3), rules, model_version="m")
+        cloud = Recording(standard_policy(kind="intent", threshold=0.3), rules,
+                          model_version="m")  # fmt: skip
         devices = [
             run_device(SC, w, cloud, score_mode="model", record=True,
                        scramble=np.random.default_rng(i) if scramble else None)
             for i, w in enumerate(worlds)
         ]  # fmt: skip
-        return [s.decisions for s in drive(devices, model.predict)]
+        return [s.decisions for s in drive(devices, model.predict)], cloud.requests
 
-    plain, scrambled = run(False), run(True)
+    (plain, asked), (scrambled, asked_scrambled) = run(False), run(True)
     assert sum(len(d) for d in plain) > 100
     assert any(r for d in plain for (_, _, r, reason, _) in d if reason == "intent")
+    assert asked == asked_scrambled
+    assert len({r.launch for r in asked}) > 3 and any(r.scrolls for r in asked)
     assert plain == scrambled
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from client_sim.cloud import Cloud, CloudUser
 from intent.events import Event
+from intent.features import LAUNCH_SOURCES
 from intent.model import IntentModel
 from intent.train import TrainResult
 from refreshd.core.messages import DecideRequest, LocationRequest
@@ -98,6 +99,7 @@ EVENT_TYPES = [
 def _requests(t0: int) -> list[tuple[int, str, dict[str, Any]]]:
     """Return (server time, kind, body) for the whole sequence; acks are filled in later."""
     rng = random.Random(16)
+    visit = random.Random(17)  # the visit facts, on their own stream: the sequence is unchanged
     pos = {
         f"u{i}": (CENTRE[0] + rng.uniform(-0.01, 0.01), CENTRE[1] + rng.uniform(-0.01, 0.02))
         for i in range(USERS)
@@ -154,6 +156,11 @@ def _requests(t0: int) -> list[tuple[int, str, dict[str, Any]]]:
                 body["lat"], body["lng"] = round(lat, 6), round(lng, 6)
             if rng.random() < 0.3:
                 body["slots"] = ["feed", "nearby"]
+            if visit.random() < 0.7:  # what the device knows of the visit, as a real app sends
+                body["launch"] = visit.choice(LAUNCH_SOURCES)
+                body["home_dwell_s"] = round(visit.expovariate(1 / 30), 3)
+                body["scrolls"] = visit.randint(0, 6)
+                body["scroll_depth"] = round(visit.random(), 4)
             out.append((now, "decide", body))
         else:
             out.append(

@@ -14,6 +14,7 @@ from intent.features import (
     FEATURE_NAMES,
     FEATURES,
     FEATURES_VERSION,
+    LAUNCH_SOURCES,
     MISSING,
     Context,
     FeatureSpec,
@@ -120,6 +121,41 @@ def test_context_kinds(ctx: Context, expected: list[float]) -> None:
         FeatureSpec("r", "since_refresh"),
     )
     assert compute([], T0, ctx, specs=specs) == expected
+
+
+@pytest.mark.parametrize(
+    ("ctx", "expected"),
+    [
+        # launch one-hot (push, scan_shortcut), home dwell, scrolls, depth
+        (Context("open", launch="push", home_dwell_s=0.0, scrolls=0, scroll_depth=0.0),
+         [1.0, 0.0, 0.0, 0.0, 0.0]),
+        (Context("scroll", launch="scan_shortcut", home_dwell_s=12.5, scrolls=3, scroll_depth=1.0),
+         [0.0, 1.0, 12.5, 3.0, 1.0]),
+        (Context("timer"), [MISSING] * 5),  # the device said nothing of the visit
+        (Context("open", launch="shake", home_dwell_s=-2.0, scrolls=-1, scroll_depth=1.5),
+         [MISSING] * 5),  # out-of-range values (the API rejects them) never pass as real ones
+    ],
+)  # fmt: skip
+def test_visit_kinds(ctx: Context, expected: list[float]) -> None:
+    specs = (
+        FeatureSpec("p", "launch", arg="push"),
+        FeatureSpec("s", "launch", arg="scan_shortcut"),
+        FeatureSpec("d", "home_dwell"),
+        FeatureSpec("n", "scrolls"),
+        FeatureSpec("x", "scroll_depth"),
+    )
+    assert compute([], T0, ctx, specs=specs) == expected
+
+
+def test_launch_features_are_one_hot_over_every_source() -> None:
+    names = [f"launch_{s}" for s in LAUNCH_SOURCES]
+    assert all(n in FEATURE_NAMES for n in names)
+    for source in LAUNCH_SOURCES:
+        row = dict(zip(FEATURE_NAMES, compute([], T0, Context("open", launch=source)),
+                       strict=True))  # fmt: skip
+        assert [row[n] for n in names] == [float(n == f"launch_{source}") for n in names]
+    with pytest.raises(ValueError, match="launch needs arg"):
+        FeatureSpec("bad", "launch", arg="shake")
 
 
 def test_declared_features_cover_the_brief() -> None:

@@ -50,6 +50,15 @@ CASES: list[tuple[str, str, bytes | dict[str, Any] | list[Any], str, int, str | 
     ("feature not a number", "/v1/decide", with_(OK_DECIDE, features={"x": "y"}), JSON, 422, "features"),
     ("101 acks", "/v1/decide", with_(OK_DECIDE, ack=[f"d{i}" for i in range(101)]), JSON, 422, "ack"),
     ("bool user_id", "/v1/decide", with_(OK_DECIDE, user_id=True), JSON, 422, "user_id"),
+    ("unknown launch source", "/v1/decide", with_(OK_DECIDE, launch="shake"), JSON, 422, "launch"),
+    ("launch not a string", "/v1/decide", with_(OK_DECIDE, launch=1), JSON, 422, "launch"),
+    ("negative home dwell", "/v1/decide", with_(OK_DECIDE, home_dwell_s=-0.5), JSON, 422, "home_dwell_s"),
+    ("home dwell over a day", "/v1/decide", with_(OK_DECIDE, home_dwell_s=86_401.0), JSON, 422, "home_dwell_s"),
+    ("negative scrolls", "/v1/decide", with_(OK_DECIDE, scrolls=-1), JSON, 422, "scrolls"),
+    ("fractional scrolls", "/v1/decide", with_(OK_DECIDE, scrolls=1.5), JSON, 422, "scrolls"),
+    ("too many scrolls", "/v1/decide", with_(OK_DECIDE, scrolls=10_001), JSON, 422, "scrolls"),
+    ("scroll depth 1.2", "/v1/decide", with_(OK_DECIDE, scroll_depth=1.2), JSON, 422, "scroll_depth"),
+    ("negative scroll depth", "/v1/decide", with_(OK_DECIDE, scroll_depth=-0.1), JSON, 422, "scroll_depth"),
     ("unknown event type", "/v1/events", events({"type": "dance", "ts": NOW}), JSON, 422, "events[0].type"),
     ("1001 events", "/v1/events", events(*[GOOD_EVENT] * 1001), JSON, 422, "events"),
     ("no events", "/v1/events", events(), JSON, 422, "events"),
@@ -96,3 +105,21 @@ async def test_bad_request(
 def test_the_table_is_big_enough() -> None:
     assert len(CASES) >= 20
     assert {c[4] for c in CASES} >= {400, 413, 415, 422}
+
+
+@pytest.mark.parametrize(
+    "visit",
+    [
+        {"launch": "scan_shortcut", "home_dwell_s": 0.0, "scrolls": 0, "scroll_depth": 0.0},
+        {"launch": "return_from_flow", "home_dwell_s": 86_400.0, "scrolls": 10_000,
+         "scroll_depth": 1.0},
+        {"launch": "push"},
+        {"home_dwell_s": 12, "scrolls": 3},  # an integer dwell is a number of seconds too
+    ],
+)  # fmt: skip
+async def test_visit_facts_at_their_bounds_are_accepted(
+    make_client: MakeClient, visit: dict[str, Any]
+) -> None:
+    client = await make_client()
+    resp = await client.post("/v1/decide", json={**OK_DECIDE, **visit})
+    assert resp.status == 200, await resp.text()

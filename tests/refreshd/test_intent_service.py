@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from intent.dataset import build_dataset
 from intent.events import Event
-from intent.features import Context, compute
+from intent.features import LAUNCH_SOURCES, MISSING, Context, compute
 from intent.model import IntentModel, with_tags
 from intent.staleness import Staleness
 from intent.train import TrainResult
@@ -52,12 +52,20 @@ def replay_items(users: int, days: int, seed: int) -> tuple[list[tuple[int, str,
             ],
         )
         items.append((max(e["received_ts"] for e in evs), "events", body))
+    # What a device reports of its visit (launch source, time on the homepage, scrolls, depth):
+    # drawn here, on a stream of its own, each one absent a fifth of the time.
+    visit = np.random.default_rng(seed + 1)
     for d in log.decisions:
+        has = visit.random(4) >= 0.2
         req = DecideRequest(
             user_id=d["user_id"],
             ts=d["ts"],
             trigger=d["trigger"],
             tz_offset_min=d.get("tz_offset_min"),
+            launch=str(visit.choice(LAUNCH_SOURCES)) if has[0] else None,  # type: ignore[arg-type]
+            home_dwell_s=round(float(visit.exponential(40.0)), 3) if has[1] else None,
+            scrolls=int(visit.poisson(1.5)) if has[2] else None,
+            scroll_depth=float(visit.random()) if has[3] else None,
         )
         items.append((d["received_ts"], "decide", req))
     items.sort(key=lambda x: (x[0], x[1] == "decide"))
@@ -88,6 +96,10 @@ async def test_online_features_equal_offline_dataset_value_for_value() -> None:
         i for i, did in enumerate(dataset.decision_ids) if list(dataset.X[i]) != online[did]
     ]
     assert mismatched == [], f"{len(mismatched)} of {len(dataset)} rows differ"
+    # The device-reported visit features took part: present and absent (MISSING) both occur.
+    for name in ("launch_scan_shortcut", "home_dwell_s", "scrolls_in_visit", "scroll_depth"):
+        column = dataset.X[:, dataset.feature_names.index(name)]
+        assert (column == MISSING).any() and (column != MISSING).any(), name
 
 
 async def publish_model(client: TestClient, result: TrainResult) -> str:
