@@ -14,6 +14,8 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from intent.features import FEATURES_VERSION
+from intent.model import read_features_version
 from refreshd.core.errors import Conflict, StoreUnavailable
 from refreshd.http import middleware
 from refreshd.http import routes as api
@@ -43,6 +45,7 @@ from refreshd.live.training import retrain
 from refreshd.metrics import Metrics
 from refreshd.settings import Settings
 from refreshd.store.embedded import EmbeddedValkey
+from refreshd.store.protocol import Store
 from refreshd.store.redis import RedisStore
 from synth.bootstrap import bootstrap as bootstrap_model
 from synth.catalogue import Catalogue, make_catalogue
@@ -140,15 +143,30 @@ async def _locked_retrain(app: web.Application, *, source: str, only_if_missing:
     store, registry = app[STORE], app[REGISTRY]
     owner = uuid.uuid4().hex
     try:
-        if only_if_missing and await store.current_model_version() is not None:
+        if only_if_missing and await _usable_model(store):
             return
         if not await store.try_lock("train", owner, TRAIN_LEASE_S):
             return  # another worker is on it; the config poll will pick its model up
         try:
             now_ms = app[CLOCK]()
             if only_if_missing:
-                if await store.current_model_version() is None:
-                    log.info("no intent model yet: training a first one on a synthetic log")
+                current = await store.current_model_version()
+                if current is not None and not await _usable_model(store):
+                    # An upgrade changed the features: the stored model cannot score them.
+                    # Retrain on the logs (their rows rebuild any feature version); a service
+                    # without enough logged traffic starts again from the synthetic log.
+                    log.warning("intent model %s was trained on other features (FEATURES_VERSION "
+                                "%s): retraining", current, FEATURES_VERSION)  # fmt: skip
+                    try:
+                        report = await retrain(store, registry, now_ms=now_ms, source="upgrade")
+                        log.info("retrain: %s (%d rows)", report.reason, report.rows)
+                        if not report.published:
+                            current = None
+                    except Conflict as exc:  # not enough logged traffic yet
+                        log.info("retrain skipped: %s", exc)
+                        current = None
+                if current is None:
+                    log.info("no usable intent model: training a first one on a synthetic log")
                     result = await asyncio.to_thread(bootstrap_model)
                     await publish(store, result, created_ts=now_ms, source=source)
             else:
@@ -161,6 +179,13 @@ async def _locked_retrain(app: web.Application, *, source: str, only_if_missing:
         log.info("%s skipped: %s", source, exc)
     except Exception:
         log.exception("%s failed", source)
+
+
+async def _usable_model(store: Store) -> bool:
+    """Return whether `model:current` names a model trained on this code's features."""
+    current = await store.current_model_version()
+    stored = None if current is None else await store.get_model(current)
+    return stored is not None and read_features_version(stored[0]) == FEATURES_VERSION
 
 
 async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:

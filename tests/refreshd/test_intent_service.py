@@ -15,7 +15,7 @@ from aiohttp.test_utils import TestClient
 
 from intent.dataset import build_dataset
 from intent.events import Event
-from intent.features import LAUNCH_SOURCES, MISSING, Context, compute
+from intent.features import FEATURES_VERSION, LAUNCH_SOURCES, MISSING, Context, compute
 from intent.model import IntentModel, with_tags
 from intent.staleness import Staleness
 from intent.train import TrainResult
@@ -305,3 +305,28 @@ async def test_a_model_with_a_staleness_curve_scores_decisions_with_it(
     clock.advance(40)  # past the 30 s cooldown, the list is 40 s old: no gain, score 0
     second = await decide("scroll")
     assert (second["reason"], second["score"], second["refresh"]) == ("no_intent", 0.0, False)
+
+
+async def test_a_model_of_other_features_is_replaced_at_start(
+    make_client: MakeClient, redis_url: str, trained_model: TrainResult
+) -> None:
+    # An upgrade that changed the features finds a model it cannot load: the service does not
+    # wait for the next retrain (hours) on the fallback rule, it trains one at start.
+    from intent.model import read_features_version, with_features_version
+    from refreshd.store.redis import RedisStore
+
+    store = RedisStore(redis_url)
+    meta = await publish(store, trained_model, created_ts=now_ms(), source="old-release")
+    text, blob = await store.get_model(meta.version)  # type: ignore[misc]
+    await store.put_model(meta.version, with_features_version(text, "f-old"), blob)
+    await store.close()
+    client = await make_client(bootstrap_model=True)
+    for _ in range(600):  # the bootstrap trains in a thread: a few seconds
+        current = await client.app[STORE].current_model_version()
+        if current != meta.version and client.app[REGISTRY].model is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert current != meta.version
+    new_text, _ = await client.app[STORE].get_model(current)  # type: ignore[misc]
+    assert read_features_version(new_text) == FEATURES_VERSION
+    assert client.app[REGISTRY].version == current
