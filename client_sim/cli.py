@@ -1,4 +1,4 @@
-"""`refresh-sim run --scenario FILE --users N --hours H [--mode fast|http] ...`."""
+"""`refresh-sim run --scenario FILE ...` and `refresh-sim sweep --scenario FILE --param k=v1,v2`."""
 
 from __future__ import annotations
 
@@ -36,11 +36,52 @@ def build_parser() -> argparse.ArgumentParser:
         "and actual intent, the list's true staleness) to show what such knowledge would be "
         "worth next to the learned policy; never a shippable policy",
     )
+    sweep = sub.add_parser(
+        "sweep",
+        help="run a scenario at several values of world parameters and report the time "
+        "headline, the oracles and the oracle gap captured at each (sweep.json/.md/.png)",
+    )
+    sweep.add_argument("--scenario", required=True, type=Path, help="scenario TOML file")
+    sweep.add_argument(
+        "--param",
+        action="append",
+        required=True,
+        metavar="KEY=V1,V2,...",
+        help="a dotted scenario key and its values, e.g. launch.informativeness=0,0.25,0.5 "
+        "(repeat for a grid)",
+    )
+    sweep.add_argument("--users", type=int, default=1000, help="evaluation users (default 1000)")
+    sweep.add_argument("--hours", type=float, default=24.0, help="simulated hours (default 24)")
+    sweep.add_argument("--seed", type=int, default=0)
+    sweep.add_argument("--out", type=Path, default=Path("sim-sweep"), help="output directory")
     return parser
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from client_sim.sweep import parse_param, run_sweep
+
+    try:
+        params = [parse_param(p) for p in args.param]
+        rows = run_sweep(
+            args.scenario,
+            params,
+            users=args.users,
+            hours=args.hours,
+            seed=args.seed,
+            out=args.out,
+            progress=lambda s: print(f"refresh-sim sweep: {s}", file=sys.stderr),
+        )
+    except (ValueError, ScenarioError) as exc:
+        print(f"refresh-sim: {exc}", file=sys.stderr)
+        return 2
+    print(f"refresh-sim sweep: {len(rows)} runs; report in {args.out}/", file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "sweep":
+        return _sweep(args)
     try:
         sc = load_scenario(args.scenario)
     except ScenarioError as exc:
