@@ -21,6 +21,8 @@ import dataclasses
 import gc
 from typing import Any
 
+import numpy as np
+
 from client_sim.device import UserWorld, build_world
 from client_sim.mobility import HOUR_MS, Plan
 from client_sim.places import PlaceSet, build_places
@@ -29,6 +31,7 @@ from client_sim.progress import Progress
 from client_sim.scenario import Scenario
 from client_sim.screens import ScreensUser, screens_user
 from client_sim.space import SpaceUser, run_space_user
+from client_sim.stats import Boot
 from client_sim.sync import SyncUser, sync_user
 from client_sim.timeexp import (
     HEURISTICS,
@@ -136,8 +139,9 @@ def run_fast(
                         kept[b.world.user.index] = (b.world, b.plan)
 
     time_pass(arms, "time arms")
+    boot = Boot(users, sc.report.bootstrap, seed)  # the report's resamples (client_sim.report)
     for _ in range(EXTEND_ROUNDS):
-        more = extend_arms(sc, result, trained, ref_key)
+        more = extend_arms(sc, result, trained, ref_key, boot)
         if not more:
             break
         result.arms += more
@@ -177,31 +181,42 @@ def _next(candidates: tuple[float, ...], have: set[float], n: int = 2) -> list[f
     return [c for c in candidates if c not in have][:n]
 
 
-def extend_arms(sc: Scenario, result: TimeResult, trained: Trained, ref_key: str) -> list[Arm]:
+def extend_arms(
+    sc: Scenario, result: TimeResult, trained: Trained, ref_key: str, boot: Boot | None = None
+) -> list[Arm]:
     """Return the arms to add so the sweeps cover the policy arms and the operating point.
 
     The rule is fixed in advance: (1) every policy arm's click PV (intent, heuristics, and the
     bound arms when run) must lie inside the fixed sweep's click-PV range; (2) each threshold
     family (intent; `bound_visit`, the oracle) and each heuristic family must have arms on
-    both sides of the reference rule's click PV, the operating point. An empty list: done.
+    both sides of the reference rule's click PV, the operating point. Both must hold on the
+    point totals and on every bootstrap resample of `boot` (the report's), so no resample
+    lacks the comparison its CI needs. An empty list: done.
     """
-    clicks = {a.key: float(result.matrix(a.key)[:, 1].sum()) for a in result.arms}
-    target = clicks[ref_key]
-    by_kind: dict[str, list[tuple[float, float]]] = {}
+    keys = [a.key for a in result.arms]
+    X = np.column_stack([result.matrix(k)[:, 1] for k in keys])  # per-user click PV
+    C = X.sum(axis=0)[None, :]
+    if boot is not None and len(X):
+        C = np.vstack([C, boot.W @ X])  # rows: point, then each resample
+    col = {k: C[:, i] for i, k in enumerate(keys)}
+    target = col[ref_key]
+    by_kind: dict[str, list[tuple[float, np.ndarray]]] = {}
     for a in result.arms:
-        by_kind.setdefault(a.kind, []).append((a.value, clicks[a.key]))
+        by_kind.setdefault(a.kind, []).append((a.value, col[a.key]))
     more: list[Arm] = []
     fixed = by_kind["fixed"]
-    lo, hi = min(c for _, c in fixed), max(c for _, c in fixed)
+    lo = np.min([c for _, c in fixed], axis=0)
+    hi = np.max([c for _, c in fixed], axis=0)
     others = [c for kind, pts in by_kind.items() if kind != "fixed" for _, c in pts]
     have = {v for v, _ in fixed}
-    if any(c < lo for c in others):
+    if any((c < lo).any() for c in others):
         more += [fixed_arm(sc, v) for v in _next(LONGER_MIN, have)]
-    if any(c > hi for c in others):
+    if any((c > hi).any() for c in others):
         more += [fixed_arm(sc, v) for v in _next(SHORTER_MIN, have)]
 
-    def brackets(pts: list[tuple[float, float]]) -> tuple[bool, bool]:
-        return any(c >= target for _, c in pts), any(c <= target for _, c in pts)
+    def brackets(pts: list[tuple[float, np.ndarray]]) -> tuple[bool, bool]:
+        cs = np.array([c for _, c in pts])
+        return bool((cs >= target).any(axis=0).all()), bool((cs <= target).any(axis=0).all())
 
     pts = by_kind.get("intent", [])
     if pts:

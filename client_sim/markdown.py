@@ -161,7 +161,12 @@ def _headline_section(r: FastResult, metrics: dict[str, Metric]) -> list[str]:
     how = "no two threshold arms bracket it, so there is no headline"
     if mix is not None:
         how = f"here {1 - mix[2]:.0%} of users on `{mix[0]}` and {mix[2]:.0%} on `{mix[1]}`"
-    heur = ", ".join(f"{k}: {_pct(v)}" for k, v in h["heuristic_refresh_requests_change"].items())
+    heur = ", ".join(
+        f"{k}: {_pct(v)}"
+        + ("" if v is not None else f" (its click PV reaches at most "
+                                    f"{_pct(h['heuristic_max_click_pv_change'][k])})")
+        for k, v in h["heuristic_refresh_requests_change"].items()
+    )  # fmt: skip
     return [
         "### Headline: at the reference rule's click PV",
         "",

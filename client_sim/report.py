@@ -183,6 +183,11 @@ def headline(r: FastResult, metrics: dict[str, Metric]) -> dict[str, Any]:
         gap = round_sig(learned / oracle)
     mix = operating_mix(r)
     front = metrics.get("time.refresh_requests_vs_fixed_frontier", {})
+    ref_clicks = float(r.time.matrix(r.reference_key)[:, 1].sum())
+    reach = {}  # how close each heuristic family's highest click PV comes to the operating point
+    for kind in HEURISTICS:
+        got = [float(r.time.matrix(a.key)[:, 1].sum()) for a in r.arms if a.kind == kind]
+        reach[kind] = round_sig(max(got) / ref_clicks - 1.0) if got and ref_clicks else None
     return {
         "operating_point": "reference_click_pv",
         "reference_interval_min": int(ref_min) if float(ref_min).is_integer() else ref_min,
@@ -198,6 +203,7 @@ def headline(r: FastResult, metrics: dict[str, Metric]) -> dict[str, Any]:
         "mixture": None if mix is None else {"arms": [mix[0], mix[1]],
                                              "weight_second": round_sig(mix[2])},
         "heuristic_refresh_requests_change": heur,
+        "heuristic_max_click_pv_change": reach,
         "best_heuristic_refresh_requests_change": min(reached) if reached else None,
         "oracle_refresh_requests_change": oracle,
         "oracle_gap_captured": gap,
