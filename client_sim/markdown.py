@@ -173,9 +173,9 @@ def _headline_section(r: FastResult, metrics: dict[str, Metric]) -> list[str]:
         f"The operating point is declared before any run: the click PV of the reference rule "
         f"(refresh every {ref:g} min, the production rule) on the same users. The intent policy "
         f"is brought to exactly that click PV by a per-user randomised mixture of its two "
-        f"threshold arms adjacent in click PV ({how}), and the headline is its change in refresh "
-        f"requests against the reference arm, with a paired bootstrap CI over users that "
-        f"recomputes the mixture on every resample.",
+        f"neighbouring threshold arms whose click PVs bracket it ({how}), and the headline is "
+        f"its change in refresh requests against the reference arm, with a paired bootstrap CI "
+        f"over users that recomputes the mixture on every resample.",
         "",
         "The oracle is the `bound_visit` family (the visit's actual intent × the list's true "
         "staleness, run with `--bounds`) brought to the same click PV, and `oracle_gap_captured` "

@@ -7,9 +7,10 @@ seed reproduces it byte for byte.
 
 The headline (`headline` in report.json, the `time.*` rows) is measured at a click PV declared
 before any run: the reference rule's (`time.reference_interval_min`, the production 5-minute
-rule). The intent policy's threshold arms are brought to exactly that click PV by mixing the
-two arms adjacent in click PV (a per-user randomised mixture: its totals are the weighted
-combination, recomputed with its weight on every bootstrap resample of users), and the
+rule). The intent policy's threshold arms are brought to exactly that click PV by mixing two
+neighbouring thresholds whose click PVs bracket it (a per-user randomised mixture: its totals
+are the weighted combination, recomputed with its weight on every bootstrap resample of
+users), and the
 headline is its refresh-request change against the reference arm on the same users. The same
 mixture is also compared with the fixed frontier at that click PV (the cheapest mix of any two
 fixed intervals), each heuristic family and the `bound_visit` oracle (with `--bounds`) are
@@ -32,11 +33,11 @@ from client_sim.fast import FastResult
 from client_sim.stats import (
     Boot,
     Metric,
+    chain_mix,
     compare,
     frontier_mix,
     interp_mix,
     metric,
-    mix_weight,
     round_sig,
 )
 from client_sim.timeexp import COUNTS, HEURISTICS, POLICY_KINDS
@@ -54,12 +55,13 @@ def _mix(a: Tot, b: Tot, w: float) -> Tot:
 
 
 def family_at(tot: Tot, keys: list[str], target: float) -> Tot | None:
-    """The per-user randomised mixture of two arms of one family (adjacent by click PV) whose
-    click PV is `target`: a share w of users on one arm, 1 − w on the other, so every total is
-    the weighted combination. Conservative: a policy between the two arms could only do better
-    than their chord. None when no two arms of the family bracket `target`."""
+    """The per-user randomised mixture of two arms of one family whose click PV is `target`:
+    a share w of users on one arm, 1 − w on the other, so every total is the weighted
+    combination. `keys` are the family's arms in parameter order (threshold, gap); the two
+    mixed are neighbours in it (`stats.chain_mix`). Conservative: a policy between the two arms
+    could only do better than their chord. None when no two neighbours bracket `target`."""
     curve = [_arm(tot, k) for k in keys]
-    got = mix_weight(curve, "clicks", target)
+    got = chain_mix(curve, "clicks", target, "refreshes")
     return None if got is None else _mix(curve[got[0]], curve[got[1]], got[2])
 
 
@@ -98,7 +100,8 @@ def _time_metrics(r: FastResult, boot: Boot) -> dict[str, Metric]:
     def cmp(fn: Any) -> Metric:
         return metric(fn(point), [fn(t) for t in reps])
 
-    family = {k: [a.key for a in r.arms if a.kind == k] for k in {a.kind for a in r.arms}}
+    family = {k: [a.key for a in sorted(r.arms, key=lambda a: a.value) if a.kind == k]
+              for k in {a.kind for a in r.arms}}  # fmt: skip
     fixed = family["fixed"]
     ref = r.reference_key
 
@@ -162,10 +165,11 @@ def _rel(m: Metric | None) -> float | None:
 
 def operating_mix(r: FastResult, kind: str = "intent") -> tuple[str, str, float] | None:
     """The two arms of `kind` mixed at the reference click PV, and the second one's share."""
-    keys = [a.key for a in r.arms if a.kind == kind]
-    curve = [{"clicks": float(r.time.matrix(k)[:, 1].sum())} for k in keys]
+    keys = [a.key for a in sorted(r.arms, key=lambda a: a.value) if a.kind == kind]
+    curve = [{"clicks": float(r.time.matrix(k)[:, 1].sum()),
+              "refreshes": float(r.time.matrix(k)[:, 0].sum())} for k in keys]  # fmt: skip
     target = float(r.time.matrix(r.reference_key)[:, 1].sum())
-    got = mix_weight(curve, "clicks", target)
+    got = chain_mix(curve, "clicks", target, "refreshes")
     return None if got is None else (keys[got[0]], keys[got[1]], got[2])
 
 

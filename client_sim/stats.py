@@ -22,6 +22,7 @@ import numpy as np
 __all__ = [
     "Boot",
     "Metric",
+    "chain_mix",
     "compare",
     "frontier_mix",
     "interp_mix",
@@ -141,6 +142,33 @@ def mix_weight(
     if len(order) == 1 and curve[order[0]][key] == target:
         return order[0], order[0], 0.0
     return None
+
+
+def chain_mix(
+    curve: list[dict[str, float]], key: str, target: float, cost: str
+) -> tuple[int, int, float] | None:
+    """Return (i, i + 1, w): the mixture of two *consecutive* points of a one-parameter family
+    (`curve` in parameter order: thresholds or gaps) whose `key` equals `target`.
+
+    The family is a curve indexed by its parameter, so the two arms mixed are neighbours in
+    that parameter, never arms that merely happen to be neighbours in click PV (arms whose
+    click PVs tie make that order arbitrary). When noise makes the curve cross `target` more
+    than once, the crossing with the highest `cost` is taken: conservative, it never picks
+    the cheapest of several noisy crossings. None when no two neighbours bracket `target`.
+    """
+    best: tuple[int, int, float] | None = None
+    best_cost = -math.inf
+    for i in range(len(curve) - 1):
+        a, b = curve[i][key], curve[i + 1][key]
+        if not min(a, b) <= target <= max(a, b):
+            continue
+        w = 0.0 if a == b else (target - a) / (b - a)
+        c = (1 - w) * curve[i][cost] + w * curve[i + 1][cost]
+        if c > best_cost:
+            best, best_cost = (i, i + 1, w), c
+    if best is None and len(curve) == 1 and curve[0][key] == target:
+        return 0, 0, 0.0
+    return best
 
 
 def frontier_mix(

@@ -10,7 +10,7 @@ from client_sim.device import Seen
 from client_sim.fast import LONGER_MIN, SHORTER_MIN, extend_arms
 from client_sim.report import family_at
 from client_sim.scenario import DENSE_FIXED_INTERVALS_MIN, parse_scenario
-from client_sim.stats import Boot, frontier_mix, metric, mix_weight
+from client_sim.stats import Boot, chain_mix, frontier_mix, metric, mix_weight
 from client_sim.timeexp import COUNTS, TimeResult, fixed_arm, heuristic_arm, intent_arm
 from client_sim.training import Trained
 from tests.client_sim.sim_support import SCENARIOS, small
@@ -146,3 +146,16 @@ def test_a_refresh_never_seen_is_not_an_exposure() -> None:
     seen.refreshed(["offers"])  # above the fold: a view down in the feed does not show it
     assert seen.view(in_feed=True) == 0
     assert seen.view(in_feed=False) == 1
+
+
+def test_mixing_follows_the_family_parameter_and_is_conservative_on_noisy_crossings() -> None:
+    # Thresholds high → low: click PV rises, but the last two arms tie in click PV.
+    curve = [{"clicks": 4.0, "refreshes": 5.0}, {"clicks": 4.9, "refreshes": 8.0},
+             {"clicks": 5.2, "refreshes": 8.4}, {"clicks": 5.2, "refreshes": 9.0}]  # fmt: skip
+    assert chain_mix(curve, "clicks", 5.0, "refreshes") == (1, 2, pytest.approx(1 / 3))
+    # A noisy curve crossing the target twice: the dearer crossing is taken.
+    noisy = [{"clicks": 4.0, "refreshes": 5.0}, {"clicks": 5.1, "refreshes": 7.0},
+             {"clicks": 4.9, "refreshes": 8.0}, {"clicks": 5.3, "refreshes": 9.0}]  # fmt: skip
+    i, j, w = chain_mix(noisy, "clicks", 5.0, "refreshes")  # type: ignore[misc]
+    assert (i, j) == (2, 3) and w == pytest.approx(0.25)
+    assert chain_mix(curve, "clicks", 6.0, "refreshes") is None
