@@ -6,9 +6,10 @@ app opens or returns, when the user first scrolls into the feed during a visit w
 not refreshed yet (after a refresh in this visit the feed is what was just served), and on a
 foreground timer at the `next_check_s` the service returned: the service's hint of when asking
 again could change the answer. It renders a fresh list when told to refresh (logging one
-`impression`), and then the *user* reacts to what is on screen (`client_sim.behaviour`):
-clicks, pull-to-refresh (an immediate `pull` decide), negative feedback. Payments and the
-`background` at the end of a visit are events too. Directives ride back on every response; the
+`impression`; an *exposure* is counted once a view shows it, `Seen`), and then the *user*
+reacts to what is on screen (`client_sim.behaviour`): clicks, pull-to-refresh (an immediate
+`pull` decide), negative feedback. Payments and the `background` at the end of a visit are
+events too. Directives ride back on every response; the
 device acknowledges a `refresh` directive once a decide has refreshed, any other directive on
 its next request.
 

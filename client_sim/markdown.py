@@ -178,9 +178,9 @@ def _headline_section(r: FastResult, metrics: dict[str, Metric]) -> list[str]:
         f"over users that recomputes the mixture on every resample.",
         "",
         "The oracle is the `bound_visit` family (the visit's actual intent × the list's true "
-        "staleness, run with `--bounds`) brought to the same click PV, and `oracle_gap_captured` "
-        "is the learned policy's saving divided by the oracle's: the share of what perfect "
-        "knowledge of each visit would save that the model already saves.",
+        "staleness, run with `--bounds`), brought to the same click PV the same way. "
+        "`oracle_gap_captured` is the learned policy's saving divided by the oracle's: the "
+        "share of what perfect knowledge of each visit would save that the model already saves.",
         "",
         "| headline | value |",
         "|---|---|",
