@@ -56,6 +56,10 @@ def _pareto(r: FastResult, metrics: dict[str, Metric], path: Path) -> None:
             for x, y, label in pts:
                 ax.annotate(label.split(" ", 1)[1].replace(" min", ""), (x, y), fontsize=6,
                             xytext=(3, 3), textcoords="offset points")  # fmt: skip
+    ref = next((d for d in rows if d["key"] == r.reference_key), None)
+    if ref is not None:
+        ax.plot([float(ref["refreshes"])], [float(ref["clicks"])], "ko", ms=11, mfc="none",
+                label=f"reference: {ref['label']} (operating point)")  # fmt: skip
     hx = metrics.get("time.refresh_requests_per_user", {}).get("policy")
     cy = metrics.get("time.click_pv_per_user", {}).get("policy")
     if isinstance(hx, float) and isinstance(cy, float):
