@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     stages = ", ".join(f"{k} {v:.1f} s" for k, v in prog.timings.items())
     print(f"refresh-sim: stages: {stages}", file=sys.stderr)
     head = metrics.get("time.refresh_requests_per_user", {})
-    print(f"time: refresh requests {head.get('relative_change')} at equal click PV "
+    print(f"time: refresh requests {head.get('relative_change')} at the reference click PV "
           f"(CI {head.get('ci')})", file=sys.stderr)  # fmt: skip
     return 0
 

@@ -6,9 +6,10 @@ app opens or returns, when the user first scrolls into the feed during a visit w
 not refreshed yet (after a refresh in this visit the feed is what was just served), and on a
 foreground timer at the `next_check_s` the service returned: the service's hint of when asking
 again could change the answer. It renders a fresh list when told to refresh (logging one
-`impression`), and then the *user* reacts to what is on screen (`client_sim.behaviour`):
-clicks, pull-to-refresh (an immediate `pull` decide), negative feedback. Payments and the
-`background` at the end of a visit are events too. Directives ride back on every response; the
+`impression`; an *exposure* is counted once a view shows it, `Seen`), and then the *user*
+reacts to what is on screen (`client_sim.behaviour`): clicks, pull-to-refresh (an immediate
+`pull` decide), negative feedback. Payments and the `background` at the end of a visit are
+events too. Directives ride back on every response; the
 device acknowledges a `refresh` directive once a decide has refreshed, any other directive on
 its next request.
 
@@ -111,7 +112,8 @@ class ArmStats:
     decides: int = 0
     event_posts: int = 0
     refreshes: int = 0
-    impressions: int = 0
+    impressions: int = 0  # impression events logged (one per rendered refresh)
+    exposures: int = 0  # refreshed lists the user actually saw (see `Seen`)
     clicks: int = 0
     views: int = 0
     pulls: int = 0
@@ -195,6 +197,36 @@ class Device:
 _TS = operator.attrgetter("ts")
 
 
+class Seen:
+    """Exposure counting: a refresh is an exposure once its refreshed slots are on screen.
+
+    The list a refresh served is seen at the first view that shows one of its slots: a view
+    before the user scrolls into the feed in that visit shows the slots above the fold (every
+    slot but `feed`), a view after it (the scroll itself included) shows the feed. A refresh
+    replaced before any view showed it — a timer refresh at the end of a visit followed by a
+    refresh at the next open, say — is never an exposure; each counts at most once.
+    """
+
+    __slots__ = ("above", "below", "pending")
+
+    def __init__(self) -> None:
+        self.pending = False
+        self.above = False  # the pending refresh changed a slot above the fold
+        self.below = False  # ... or the feed below it
+
+    def refreshed(self, slots: list[str] | None) -> None:
+        self.pending = True
+        self.above = slots is None or any(s != "feed" for s in slots)
+        self.below = slots is None or "feed" in slots
+
+    def view(self, in_feed: bool) -> int:
+        """Return 1 when this view exposes the pending refresh (and settle it)."""
+        if self.pending and (self.below if in_feed else self.above):
+            self.pending = False
+            return 1
+        return 0
+
+
 def _dist(a: tuple[float, float], b: tuple[float, float]) -> float:
     coslat = math.cos(math.radians(a[0]))
     return math.hypot((b[1] - a[1]) * coslat * M_PER_DEG, (b[0] - a[0]) * M_PER_DEG)
@@ -227,6 +259,7 @@ def run_device(
     """
     dev = Device(sc, world, cloud, record=record, carry=carry)
     st = dev.stats
+    seen = Seen()
     uid = world.user.uid
     slots = sc.catalogue.slots
     screen_ts = (world.sessions[0].start if world.sessions else 0) - INITIAL_AGE_MS
@@ -282,6 +315,7 @@ def run_device(
         if decision.refresh:
             st.refreshes += 1
             st.impressions += 1
+            seen.refreshed(decision.slots)
             if decision.reason == "event":
                 st.event_refreshes += 1
             for did, d in list(dev.known.items()):
@@ -352,6 +386,7 @@ def run_device(
             nxt = sess.looks[k + 1].ts if k + 1 < n else sess.end
             k += 1
             latent = sess.latent
+            st.exposures += seen.view(in_feed)
             if latent.browse and fresh < pull_below and u[U_PULL] < pull_p:
                 t_pull = min(ts + PULL_DELAY_MS, nxt - 600)
                 dev.buf.append(Event(type="pull_refresh", ts=t_pull))
@@ -361,6 +396,7 @@ def run_device(
                 timer_due = t_pull + next_s * 1000
                 screen_ts, screen_pos, refreshed_here = t_pull, pos, True
                 fresh = floor + (1.0 - floor)  # freshness(0, 0)
+                st.exposures += seen.view(in_feed)
             mean = (
                 (rate_b if latent.browse else rate_u)
                 * latent.intensity

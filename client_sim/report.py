@@ -3,11 +3,20 @@
 report.json has exactly the shape docs/simulator.md documents: `{"scenario", "users", "hours",
 "seed", "metrics": {name: {"baseline", "policy", "relative_change", "ci"}}}`, keys sorted, floats
 rounded to 6 significant digits, and nothing run-dependent (no timestamps, no timings), so a
-seed reproduces it byte for byte. The headline time comparison is at equal click PV: the
-intent policy at the pre-declared headline threshold (`time.headline_quantile` of the training
-scores) against the fixed-interval sweep interpolated at the same click PV (a mix of the two
-neighbouring intervals, which a share of users on each would achieve). Every other threshold
-gets the same comparison (`time.intent_<t>.*`).
+seed reproduces it byte for byte.
+
+The headline (`headline` in report.json, the `time.*` rows) is measured at a click PV declared
+before any run: the reference rule's (`time.reference_interval_min`, the production 5-minute
+rule). The intent policy's threshold arms are brought to exactly that click PV by mixing two
+neighbouring thresholds whose click PVs bracket it (a per-user randomised mixture: its totals
+are the weighted combination, recomputed with its weight on every bootstrap resample of
+users), and the
+headline is its refresh-request change against the reference arm on the same users. The same
+mixture is also compared with the fixed frontier at that click PV (the cheapest mix of any two
+fixed intervals), each heuristic family and the `bound_visit` oracle (with `--bounds`) are
+brought to the same click PV the same way, and every non-fixed arm is also compared with the
+fixed sweep at its own click PV (`time.<arm>.*_vs_fixed_sweep`). PVCTR is click PV over
+exposure PV (refreshed lists actually seen, `client_sim.device.Seen`).
 """
 
 from __future__ import annotations
@@ -21,12 +30,62 @@ from typing import Any
 import numpy as np
 
 from client_sim.fast import FastResult
-from client_sim.stats import Boot, Metric, compare, interp_mix, metric, round_sig
-from client_sim.timeexp import COUNTS
+from client_sim.stats import (
+    Boot,
+    Metric,
+    chain_mix,
+    compare,
+    frontier_mix,
+    interp_mix,
+    metric,
+    round_sig,
+)
+from client_sim.timeexp import COUNTS, HEURISTICS, POLICY_KINDS
 
-__all__ = ["build_metrics", "write_report"]
+__all__ = ["build_metrics", "family_at", "headline", "operating_mix", "write_report"]
 
 # (metric, what the issue asks of relative_change or policy, check)
+
+
+Tot = dict[str, float]
+
+
+def _mix(a: Tot, b: Tot, w: float) -> Tot:
+    return {k: (1 - w) * a[k] + w * b[k] for k in a}
+
+
+def family_at(tot: Tot, keys: list[str], target: float) -> Tot | None:
+    """The per-user randomised mixture of two arms of one family whose click PV is `target`:
+    a share w of users on one arm, 1 − w on the other, so every total is the weighted
+    combination. `keys` are the family's arms in parameter order (threshold, gap); the two
+    mixed are neighbours in it (`stats.chain_mix`). Conservative: a policy between the two arms
+    could only do better than their chord. None when no two neighbours bracket `target`."""
+    curve = [_arm(tot, k) for k in keys]
+    got = chain_mix(curve, "clicks", target, "refreshes")
+    return None if got is None else _mix(curve[got[0]], curve[got[1]], got[2])
+
+
+def _arm(tot: Tot, key: str) -> Tot:
+    return {c: tot[f"{key}.{c}"] for c in COUNTS}
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if b else math.nan
+
+
+# Per-user measures of an arm's totals (the report's `time.*` rows).
+def _measures(n: int) -> dict[str, Any]:
+    return {
+        "refresh_requests_per_user": lambda t: t["refreshes"] / n,
+        "forced_refreshes_per_user": lambda t: (t["pulls"] + t["event_refreshes"]) / n,
+        "policy_refreshes_per_user": lambda t: (
+            t["refreshes"] - t["pulls"] - t["event_refreshes"]) / n,
+        "click_pv_per_user": lambda t: t["clicks"] / n,
+        "exposure_pv_per_user": lambda t: t["exposures"] / n,
+        "click_uv_share": lambda t: t["clicked"] / n,
+        "pvctr": lambda t: _ratio(t["clicks"], t["exposures"]),
+        "uvctr": lambda t: _ratio(t["clicked"], t["exposed"]),
+    }  # fmt: skip
 
 
 def _time_metrics(r: FastResult, boot: Boot) -> dict[str, Metric]:
@@ -36,56 +95,123 @@ def _time_metrics(r: FastResult, boot: Boot) -> dict[str, Metric]:
         m = r.time.matrix(arm.key)
         for j, col in enumerate(COUNTS):
             per_user[f"{arm.key}.{col}"] = m[:, j]
-    fixed = [a for a in r.arms if a.kind == "fixed"]
-    intent = [a for a in r.arms if a.kind == "intent"]
+    point, reps = boot.totals(per_user)  # once: every comparison is a function of totals
 
-    def arm_tot(tot: dict[str, float], key: str) -> dict[str, float]:
-        return {c: tot[f"{key}.{c}"] for c in COUNTS}
+    def cmp(fn: Any) -> Metric:
+        return metric(fn(point), [fn(t) for t in reps])
 
-    head = next(a for a in intent if a.value == r.trained.headline)
+    family = {k: [a.key for a in sorted(r.arms, key=lambda a: a.value) if a.kind == k]
+              for k in {a.kind for a in r.arms}}  # fmt: skip
+    fixed = family["fixed"]
+    ref = r.reference_key
 
-    def view(fn: Any) -> Any:
-        """Compare the headline threshold with the fixed sweep at its click PV."""
+    def at_op(kind: str, fn: Any) -> Any:
+        """(reference arm, family mixed to the reference click PV) under `fn`."""
 
-        def inner(tot: dict[str, float]) -> tuple[float, float] | None:
-            pol = arm_tot(tot, head.key)
-            base = interp_mix([arm_tot(tot, f.key) for f in fixed], "clicks", pol["clicks"])
-            return None if base is None else (fn(base), fn(pol))
+        def inner(tot: Tot) -> tuple[float, float] | None:
+            base = _arm(tot, ref)
+            pol = family_at(tot, family.get(kind, []), base["clicks"])
+            return None if pol is None else (fn(base), fn(pol))
 
         return inner
 
-    def ratio(a: float, b: float) -> float:
-        return a / b if b else math.nan
+    def frontier(fn: Any) -> Any:
+        def inner(tot: Tot) -> tuple[float, float] | None:
+            target = tot[f"{ref}.clicks"]
+            pol = family_at(tot, family.get("intent", []), target)
+            base = frontier_mix([_arm(tot, k) for k in fixed], "clicks", target, "refreshes")
+            return None if pol is None or base is None else (fn(base), fn(pol))
 
-    out = {
-        "time.refresh_requests_per_user": compare(
-            boot, per_user, view(lambda t: t["refreshes"] / n)),
-        "time.policy_refreshes_per_user": compare(
-            boot, per_user, view(lambda t: (t["refreshes"] - t["event_refreshes"]) / n)),
-        "time.click_pv_per_user": compare(boot, per_user, view(lambda t: t["clicks"] / n)),
-        "time.click_uv_share": compare(boot, per_user, view(lambda t: t["clicked"] / n)),
-        "time.pvctr": compare(boot, per_user, view(lambda t: ratio(t["clicks"], t["impressions"]))),
-        "time.uvctr": compare(boot, per_user, view(lambda t: ratio(t["clicked"], t["exposed"]))),
-    }  # fmt: skip
+        return inner
+
+    out: dict[str, Metric] = {}
+    measures = _measures(n)
+    for name, fn in measures.items():
+        out[f"time.{name}"] = cmp(at_op("intent", fn))
+    out["time.refresh_requests_vs_fixed_frontier"] = cmp(
+        frontier(measures["refresh_requests_per_user"]))  # fmt: skip
+    for kind in (*HEURISTICS, "bound_visit"):
+        if kind not in family:
+            continue
+        prefix = "bounds" if kind.startswith("bound") else "time"
+        for name in ("refresh_requests_per_user", "click_pv_per_user", "pvctr"):
+            out[f"{prefix}.{kind}.{name}_at_operating_point"] = cmp(at_op(kind, measures[name]))
+
+    # Every non-fixed arm against the fixed sweep at its own click PV (neighbouring intervals
+    # mixed), as before.
     for a in (a for a in r.arms if a.kind != "fixed"):
 
-        def vs_fixed(tot: Any, a: Any = a, col: str = "refreshes") -> Any:
-            pol = arm_tot(tot, a.key)
-            base = interp_mix([arm_tot(tot, f.key) for f in fixed], "clicks", pol["clicks"])
+        def vs_fixed(tot: Tot, a: Any = a, col: str = "refreshes") -> Any:
+            pol = _arm(tot, a.key)
+            base = interp_mix([_arm(tot, f) for f in fixed], "clicks", pol["clicks"])
             if base is None:
                 return None
             if col == "pvctr":
-                return ratio(base["clicks"], base["impressions"]), ratio(
-                    pol["clicks"], pol["impressions"])  # fmt: skip
+                return _ratio(base["clicks"], base["exposures"]), _ratio(
+                    pol["clicks"], pol["exposures"])  # fmt: skip
             return base[col] / n, pol[col] / n
 
-        name = f"time.intent_{a.value:g}" if a.kind == "intent" else f"bounds.{a.key}"
-        out[f"{name}.refresh_requests_vs_fixed_sweep"] = compare(
-            boot, per_user, functools.partial(vs_fixed, a=a, col="refreshes")
-        )
-        out[f"{name}.pvctr_vs_fixed_sweep"] = compare(
-            boot, per_user, functools.partial(vs_fixed, a=a, col="pvctr"))  # fmt: skip
+        name = f"time.{a.key}" if a.kind in POLICY_KINDS else f"bounds.{a.key}"
+        out[f"{name}.refresh_requests_vs_fixed_sweep"] = cmp(
+            functools.partial(vs_fixed, a=a, col="refreshes"))  # fmt: skip
+        out[f"{name}.pvctr_vs_fixed_sweep"] = cmp(functools.partial(vs_fixed, a=a, col="pvctr"))
     return out
+
+
+def _rel(m: Metric | None) -> float | None:
+    x = None if m is None else m.get("relative_change")
+    return x if isinstance(x, float) else None
+
+
+def operating_mix(r: FastResult, kind: str = "intent") -> tuple[str, str, float] | None:
+    """The two arms of `kind` mixed at the reference click PV, and the second one's share."""
+    keys = [a.key for a in sorted(r.arms, key=lambda a: a.value) if a.kind == kind]
+    curve = [{"clicks": float(r.time.matrix(k)[:, 1].sum()),
+              "refreshes": float(r.time.matrix(k)[:, 0].sum())} for k in keys]  # fmt: skip
+    target = float(r.time.matrix(r.reference_key)[:, 1].sum())
+    got = chain_mix(curve, "clicks", target, "refreshes")
+    return None if got is None else (keys[got[0]], keys[got[1]], got[2])
+
+
+def headline(r: FastResult, metrics: dict[str, Metric]) -> dict[str, Any]:
+    """The headline object of report.json: the intent policy at the reference rule's click PV."""
+    ref_min = r.scenario.time.reference_interval_min
+    req = metrics.get("time.refresh_requests_per_user", {})
+    learned = _rel(req)
+    heur = {k: _rel(metrics.get(f"time.{k}.refresh_requests_per_user_at_operating_point"))
+            for k in HEURISTICS}  # fmt: skip
+    reached = [v for v in heur.values() if v is not None]
+    oracle = _rel(metrics.get("bounds.bound_visit.refresh_requests_per_user_at_operating_point"))
+    gap = None
+    if oracle is not None and learned is not None and oracle < 0:
+        gap = round_sig(learned / oracle)
+    mix = operating_mix(r)
+    front = metrics.get("time.refresh_requests_vs_fixed_frontier", {})
+    ref_clicks = float(r.time.matrix(r.reference_key)[:, 1].sum())
+    reach = {}  # how close each heuristic family's highest click PV comes to the operating point
+    for kind in HEURISTICS:
+        got = [float(r.time.matrix(a.key)[:, 1].sum()) for a in r.arms if a.kind == kind]
+        reach[kind] = round_sig(max(got) / ref_clicks - 1.0) if got and ref_clicks else None
+    return {
+        "operating_point": "reference_click_pv",
+        "reference_interval_min": int(ref_min) if float(ref_min).is_integer() else ref_min,
+        "reference_click_pv_per_user": metrics.get("time.click_pv_per_user", {}).get("baseline"),
+        "refresh_requests_change": learned,
+        "ci": req.get("ci"),
+        "click_pv_change": _rel(metrics.get("time.click_pv_per_user")),
+        "exposure_pvctr_change": _rel(metrics.get("time.pvctr")),
+        "forced_refresh_requests_change": _rel(metrics.get("time.forced_refreshes_per_user")),
+        "policy_refresh_requests_change": _rel(metrics.get("time.policy_refreshes_per_user")),
+        "refresh_requests_change_vs_fixed_frontier": _rel(front),
+        "ci_vs_fixed_frontier": front.get("ci"),
+        "mixture": None if mix is None else {"arms": [mix[0], mix[1]],
+                                             "weight_second": round_sig(mix[2])},
+        "heuristic_refresh_requests_change": heur,
+        "heuristic_max_click_pv_change": reach,
+        "best_heuristic_refresh_requests_change": min(reached) if reached else None,
+        "oracle_refresh_requests_change": oracle,
+        "oracle_gap_captured": gap,
+    }  # fmt: skip
 
 
 def _median_metric(boot: Boot, base: tuple[np.ndarray, np.ndarray],
@@ -182,7 +308,7 @@ def build_metrics(r: FastResult) -> dict[str, Metric]:
 
 def report_json(r: FastResult, metrics: dict[str, Metric]) -> str:
     doc = {"scenario": r.scenario.name, "users": r.users, "hours": round_sig(r.hours),
-           "seed": r.seed, "metrics": metrics}  # fmt: skip
+           "seed": r.seed, "headline": headline(r, metrics), "metrics": metrics}  # fmt: skip
     return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 

@@ -35,6 +35,7 @@ from intent.features import LAUNCH_SOURCES  # the decide request's `launch` valu
 
 __all__ = [
     "ARCHETYPES",
+    "DENSE_FIXED_INTERVALS_MIN",
     "LAUNCH_SOURCES",
     "Archetype",
     "InVisit",
@@ -229,19 +230,38 @@ class Catalogue:
     dup_rate: float = _f(0.15, 0.0, 1.0)  # share of things listed twice
 
 
+# The dense fixed-interval sweep (minutes) every run includes, whatever a file lists: a file's
+# `time.fixed_intervals_min` adds intervals to it and never thins it, so the frontier the policy
+# is measured against cannot be made coarser. `client_sim.fast` extends it further when a
+# policy arm's click PV falls outside the sweep's range.
+DENSE_FIXED_INTERVALS_MIN = (1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 12.0, 15.0, 20.0, 30.0,
+                             40.0, 60.0)  # fmt: skip
+
+
 @dataclasses.dataclass(frozen=True)
 class Time:
-    # the fixed-interval sweep
-    fixed_intervals_min: tuple[float, ...] = _f([2.0, 5.0, 10.0, 30.0], 0.5, 1440.0)
-    # the production rule (warm-up, other comparisons)
+    # fixed intervals added to the dense sweep (DENSE_FIXED_INTERVALS_MIN, always run)
+    fixed_intervals_min: tuple[float, ...] = _f(list(DENSE_FIXED_INTERVALS_MIN), 0.5, 1440.0)
+    # the production rule: warm-up, other comparisons, and its click PV is the operating point
     reference_interval_min: float = _f(5.0, 0.5, 1440.0)
     # intent thresholds as quantiles of training scores
     threshold_quantiles: tuple[float, ...] = _f([0.25, 0.5, 0.75], 0.0, 1.0)
-    headline_quantile: float = _f(0.5, 0.0, 1.0)  # the pre-declared headline threshold
+    # deprecated: the headline is at the reference rule's click PV; this threshold's own
+    # comparison is still reported (time.intent_<t>.*); kept so scenario files load
+    headline_quantile: float = _f(0.5, 0.0, 1.0)
+    # heuristic arm "refresh at open only after a gap of X" (X in minutes, swept)
+    heuristic_open_gaps_min: tuple[float, ...] = _f([0.0, 2.0, 5.0, 10.0, 30.0], 0.0, 1440.0)
+    # heuristic arm "refresh at the first scroll of a visit" (0: always; X: list ≥ X min old)
+    heuristic_scroll_gaps_min: tuple[float, ...] = _f([0.0, 5.0, 15.0, 30.0], 0.0, 1440.0)
     explore_refresh_share: float = _f(0.5, 0.05, 0.95)  # refresh probability while exploring
     train_users: int = _f(1000, 50, 1_000_000)  # training cohort size
     train_days: int = _f(2, 1, 14)  # exploration days before evaluation
     min_interval_s: int = _f(30, 0, 3600)  # engine cooldown between refreshes
+
+    @property
+    def fixed_sweep_min(self) -> tuple[float, ...]:
+        """The fixed intervals every run starts from: the dense sweep plus the file's."""
+        return tuple(sorted(set(DENSE_FIXED_INTERVALS_MIN) | set(self.fixed_intervals_min)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -393,10 +413,10 @@ def parse_scenario(data: Mapping[str, Any]) -> Scenario:
     if sum(mix.values()) <= 0:
         raise ScenarioError("population.mix", "needs at least one positive weight")
     t = sc.time
-    if t.reference_interval_min not in t.fixed_intervals_min:
-        raise ScenarioError("time.reference_interval_min", "must be one of fixed_intervals_min")
-    if len(set(t.fixed_intervals_min)) < 2:
-        raise ScenarioError("time.fixed_intervals_min", "needs at least two intervals")
+    if t.reference_interval_min not in t.fixed_sweep_min:
+        raise ScenarioError("time.reference_interval_min",
+                            "must be one of the fixed sweep (the dense default or "
+                            "fixed_intervals_min)")  # fmt: skip
     if t.headline_quantile not in t.threshold_quantiles:
         raise ScenarioError("time.headline_quantile", "must be one of threshold_quantiles")
     if len(set(t.threshold_quantiles)) < 2:

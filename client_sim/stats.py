@@ -19,7 +19,17 @@ from collections.abc import Callable, Mapping
 
 import numpy as np
 
-__all__ = ["Boot", "Metric", "compare", "interp_mix", "metric", "round_sig"]
+__all__ = [
+    "Boot",
+    "Metric",
+    "chain_mix",
+    "compare",
+    "frontier_mix",
+    "interp_mix",
+    "metric",
+    "mix_weight",
+    "round_sig",
+]
 
 Metric = dict[str, object]
 Totals = Mapping[str, float]
@@ -117,6 +127,70 @@ def interp_mix(curve: list[dict[str, float]], key: str, target: float) -> dict[s
     if pts and len(pts) == 1 and pts[0][key] == target:
         return dict(pts[0])
     return None
+
+
+def mix_weight(
+    curve: list[dict[str, float]], key: str, target: float
+) -> tuple[int, int, float] | None:
+    """Return (i, j, w): the adjacent pair of curve points (indices into `curve`, sorted by
+    `key`) whose mixture (1 − w)·i + w·j has `key` equal to `target`; None outside the curve."""
+    order = sorted(range(len(curve)), key=lambda i: curve[i][key])
+    for a, b in itertools.pairwise(order):
+        lo, hi = curve[a][key], curve[b][key]
+        if lo <= target <= hi:
+            return a, b, 0.0 if hi == lo else (target - lo) / (hi - lo)
+    if len(order) == 1 and curve[order[0]][key] == target:
+        return order[0], order[0], 0.0
+    return None
+
+
+def chain_mix(
+    curve: list[dict[str, float]], key: str, target: float, cost: str
+) -> tuple[int, int, float] | None:
+    """Return (i, i + 1, w): the mixture of two *consecutive* points of a one-parameter family
+    (`curve` in parameter order: thresholds or gaps) whose `key` equals `target`.
+
+    The family is a curve indexed by its parameter, so the two arms mixed are neighbours in
+    that parameter, never arms that merely happen to be neighbours in click PV (arms whose
+    click PVs tie make that order arbitrary). When noise makes the curve cross `target` more
+    than once, the crossing with the highest `cost` is taken: conservative, it never picks
+    the cheapest of several noisy crossings. None when no two neighbours bracket `target`.
+    """
+    best: tuple[int, int, float] | None = None
+    best_cost = -math.inf
+    for i in range(len(curve) - 1):
+        a, b = curve[i][key], curve[i + 1][key]
+        if not min(a, b) <= target <= max(a, b):
+            continue
+        w = 0.0 if a == b else (target - a) / (b - a)
+        c = (1 - w) * curve[i][cost] + w * curve[i + 1][cost]
+        if c > best_cost:
+            best, best_cost = (i, i + 1, w), c
+    if best is None and len(curve) == 1 and curve[0][key] == target:
+        return 0, 0, 0.0
+    return best
+
+
+def frontier_mix(
+    curve: list[dict[str, float]], key: str, target: float, cost: str
+) -> dict[str, float] | None:
+    """Return the cheapest mixture of any two curve points whose `key` equals `target`.
+
+    The frontier of a sweep is the lower convex hull of its points in (`key`, `cost`): any two
+    arms mixed (a share of users on each) are available, not only neighbours, so a
+    non-convex sweep is never a softer baseline than the best mix of its own arms.
+    """
+    best: dict[str, float] | None = None
+    for a, b in itertools.combinations_with_replacement(curve, 2):
+        lo, hi = (a, b) if a[key] <= b[key] else (b, a)
+        if not lo[key] <= target <= hi[key]:
+            continue
+        span = hi[key] - lo[key]
+        w = 0.0 if span == 0 else (target - lo[key]) / span
+        mixed = {k: (1 - w) * lo[k] + w * hi[k] for k in lo}
+        if best is None or mixed[cost] < best[cost]:
+            best = mixed
+    return best
 
 
 def poisson_ppf(u: float, mean: float) -> int:

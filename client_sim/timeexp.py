@@ -13,8 +13,15 @@ needs an intent score; the driver then scores all waiting feature rows with one
 `IntentModel.predict` (LightGBM's per-call overhead dominates single rows, as in the service's
 micro-batcher) and resumes each device with its score. Batching changes the cost only.
 
+Heuristic arms are the simple rules a model must beat, as policy documents on the same users:
+"refresh at open only after a gap of X" (the fallback node with `triggers: ["open"]`) and
+"refresh at the first scroll of a visit" (`triggers: ["scroll"]`, the list at least X old; X = 0
+is the plain rule), each swept over a few X (`time.heuristic_open_gaps_min`,
+`time.heuristic_scroll_gaps_min`) so the report can interpolate it to the operating point.
+
 Per user and arm the result keeps the counts the report needs: refresh requests, click PV,
-exposures (impressions), whether the user clicked (UV) and was exposed, pulls, decides.
+impression events, exposures (refreshed lists actually seen, `client_sim.device.Seen`),
+whether the user clicked (UV) and was exposed, pulls, decides, event-forced refreshes.
 
 With `bounds`, diagnostic arms run too: the same intent rule fed a score computed from the
 *ground truth* (`client_sim.device`, "bound_prior" / "bound_visit"). They are not policies
@@ -41,10 +48,15 @@ from refreshd.core.rules import RuleSet
 __all__ = [
     "BOUND_THRESHOLDS",
     "COUNTS",
+    "HEURISTICS",
+    "POLICY_KINDS",
     "Arm",
     "Predictor",
     "TimeResult",
     "drive",
+    "fixed_arm",
+    "heuristic_arm",
+    "intent_arm",
     "make_arms",
     "run_arms",
 ]
@@ -99,7 +111,15 @@ def drive(
 
 # Per-user columns of TimeResult.counts.
 COUNTS = ("refreshes", "clicks", "impressions", "clicked", "exposed", "pulls", "decides",
-          "event_refreshes", "event_posts")  # fmt: skip
+          "event_refreshes", "event_posts", "exposures")  # fmt: skip
+
+# Heuristic families: kind → (fallback triggers, label).
+HEURISTICS = {
+    "heuristic_open": (("open",), "open after gap ≥ {v:g} min"),
+    "heuristic_scroll": (("scroll",), "first scroll, list ≥ {v:g} min old"),
+}
+# Arms that are policies someone could ship (compared with the fixed sweep at their click PV).
+POLICY_KINDS = ("intent", *HEURISTICS)
 
 
 # Thresholds of the diagnostic bound arms (their scores live in [0, 1]).
@@ -109,34 +129,56 @@ BOUND_THRESHOLDS = {"bound_prior": (0.2, 0.3, 0.4), "bound_visit": (0.2, 0.4)}
 @dataclasses.dataclass(frozen=True)
 class Arm:
     key: str
-    kind: str  # "fixed" | "intent" | "bound_prior" | "bound_visit"
-    value: float  # interval (min) or threshold
+    kind: str  # "fixed" | "intent" | "heuristic_open" | "heuristic_scroll" | "bound_*"
+    value: float  # interval or gap (min), or threshold
     policy: PolicyDoc
 
     @property
     def label(self) -> str:
         if self.kind == "fixed":
             return f"fixed {self.value:g} min"
+        if self.kind in HEURISTICS:
+            return HEURISTICS[self.kind][1].format(v=self.value)
         return f"{self.kind.replace('_', ' ')} ≥ {self.value:g}"
 
     @property
     def score_mode(self) -> str:
-        return {"fixed": "none", "intent": "model"}.get(self.kind, self.kind)
+        if self.kind == "fixed" or self.kind in HEURISTICS:
+            return "none"
+        return {"intent": "model"}.get(self.kind, self.kind)
+
+
+def fixed_arm(sc: Scenario, minutes: float) -> Arm:
+    """The core's `fixed` policy refreshing every `minutes` (the fallback rule alone)."""
+    return Arm(f"fixed_{minutes:g}m", "fixed", minutes,
+               standard_policy(kind="fixed", fallback_interval_s=round(minutes * 60),
+                               min_interval_s=sc.time.min_interval_s))  # fmt: skip
+
+
+def intent_arm(sc: Scenario, threshold: float) -> Arm:
+    return Arm(f"intent_{threshold:g}", "intent", threshold,
+               standard_policy(kind="intent", threshold=threshold,
+                               min_interval_s=sc.time.min_interval_s))  # fmt: skip
+
+
+def heuristic_arm(sc: Scenario, kind: str, minutes: float) -> Arm:
+    triggers = HEURISTICS[kind][0]
+    return Arm(f"{kind}_{minutes:g}m", kind, minutes,
+               standard_policy(kind="fixed", fallback_interval_s=round(minutes * 60),
+                               min_interval_s=sc.time.min_interval_s,
+                               fallback_triggers=triggers))  # type: ignore[arg-type]  # fmt: skip
 
 
 def make_arms(sc: Scenario, thresholds: tuple[float, ...], *, bounds: bool = False) -> list[Arm]:
-    """Return the fixed sweep, the intent thresholds, then (with `bounds`) the bound arms."""
+    """Return the fixed sweep, the intent thresholds, the heuristics, then (with `bounds`) the
+    bound arms."""
     m = sc.time.min_interval_s
-    arms = [
-        Arm(f"fixed_{v:g}m", "fixed", v,
-            standard_policy(kind="fixed", fallback_interval_s=int(v * 60), min_interval_s=m))
-        for v in sorted(set(sc.time.fixed_intervals_min))
-    ]  # fmt: skip
-    arms += [
-        Arm(f"intent_{t:g}", "intent", t,
-            standard_policy(kind="intent", threshold=t, min_interval_s=m))
-        for t in thresholds
-    ]  # fmt: skip
+    arms = [fixed_arm(sc, v) for v in sc.time.fixed_sweep_min]
+    arms += [intent_arm(sc, t) for t in thresholds]
+    arms += [heuristic_arm(sc, "heuristic_open", v)
+             for v in sorted(set(sc.time.heuristic_open_gaps_min))]  # fmt: skip
+    arms += [heuristic_arm(sc, "heuristic_scroll", v)
+             for v in sorted(set(sc.time.heuristic_scroll_gaps_min))]  # fmt: skip
     if bounds:
         arms += [
             Arm(f"{kind}_{t:g}", kind, t,
@@ -160,8 +202,8 @@ class TimeResult:
 
 def _row(st: ArmStats) -> list[float]:
     return [st.refreshes, st.clicks, st.impressions, float(st.clicks > 0),
-            float(st.impressions > 0), st.pulls, st.decides, st.event_refreshes,
-            st.event_posts]  # fmt: skip
+            float(st.exposures > 0), st.pulls, st.decides, st.event_refreshes,
+            st.event_posts, st.exposures]  # fmt: skip
 
 
 def run_arms(
@@ -175,16 +217,20 @@ def run_arms(
     reference_key: str,
     record_users: int,
     progress: Callable[[int], None] | None = None,
+    warm_policy: PolicyDoc | None = None,
 ) -> None:
     """Run every arm on one chunk of users and append their counts to `result`.
 
     Users first live the warm-up day under the reference (production) policy, so every arm
     starts from the same realistic history (a service keeps 24 h of events) rather than from
-    users the service has never seen.
+    users the service has never seen. `warm_policy` is that policy when the reference arm is
+    not among `arms` (a later pass that only adds arms).
     """
-    ref = next(a for a in arms if a.key == reference_key)
+    ref = next((a for a in arms if a.key == reference_key), None)
+    policy = ref.policy if ref is not None else warm_policy
+    assert policy is not None, "the warm-up needs the reference policy"
     carries: list[Carry] = []
-    warm = Cloud(ref.policy, rules, window=True)  # the arms' features read its history
+    warm = Cloud(policy, rules, window=True)  # the arms' features read its history
     drive([run_device(sc, w, warm, score_mode="none", warmup=True, carry_out=carries)
            for w in worlds], None)  # fmt: skip
     for arm in arms:
@@ -192,7 +238,9 @@ def run_arms(
         cloud = Cloud(
             arm.policy,
             rules,
-            model_version={"intent": version, "fixed": None}.get(arm.kind, arm.kind),
+            model_version=(
+                None if arm.score_mode == "none" else {"intent": version}.get(arm.kind, arm.kind)
+            ),
         )
         is_ref = arm.key == reference_key
         devices = [

@@ -45,6 +45,12 @@ class Trained:
     thresholds: tuple[float, ...]
     rows: int
     headline: float  # the threshold at time.headline_quantile
+    scores: np.ndarray | None = None  # the training rows' scores (for extra thresholds)
+
+    def quantile(self, q: float) -> float:
+        """The threshold at score quantile `q` (rounded like the scenario's thresholds)."""
+        assert self.scores is not None
+        return round(float(np.quantile(self.scores, q)), 4)
 
 
 def train_model(
@@ -80,4 +86,5 @@ def train_model(
     thresholds = tuple(round(float(np.quantile(scores, q)), 4) for q in qs)
     metrics = {k: v for k, v in result.metrics.items() if k != "calibration"}
     headline = round(float(np.quantile(scores, sc.time.headline_quantile)), 4)
-    return Trained(model, metrics, tuple(sorted(set(thresholds))), len(dataset), headline)
+    return Trained(model, metrics, tuple(sorted(set(thresholds))), len(dataset), headline,
+                   np.asarray(scores, dtype=np.float64))  # fmt: skip

@@ -19,6 +19,7 @@ from intent.policy import decide_intent
 from refreshd import constants as C
 from refreshd.core.messages import DecideRequest, Directive, Reason
 from refreshd.core.policy import (
+    DEFAULT_FALLBACK_TRIGGERS,
     CooldownNode,
     EventNode,
     FallbackNode,
@@ -33,7 +34,7 @@ from refreshd.core.state import UserState
 
 __all__ = ["FALLBACK_TRIGGERS", "Decision", "Opportunity", "Scored", "walk"]
 
-FALLBACK_TRIGGERS = frozenset({"open", "return", "timer"})
+FALLBACK_TRIGGERS = frozenset(DEFAULT_FALLBACK_TRIGGERS)  # a FallbackNode's default triggers
 _HOUR_MS = 3_600_000
 _DAY_MS = 24 * _HOUR_MS
 
@@ -222,7 +223,7 @@ def _fallback(
     interval_ms = node.interval_s * 1000
     last, ts, trigger = opp.state.last_refresh_ts, opp.req.ts, opp.req.trigger
     elapsed_ms = None if last is None else max(0, ts - last)
-    if trigger in FALLBACK_TRIGGERS and (elapsed_ms is None or elapsed_ms >= interval_ms):
+    if trigger in node.triggers and (elapsed_ms is None or elapsed_ms >= interval_ms):
         return Decision(
             refresh=True, reason="fallback", next_check_s=node.interval_s, slots=opp.req.slots
         )

@@ -25,6 +25,7 @@ from refreshd.core.errors import InvalidValue, MalformedJSON
 from refreshd.core.experiments import VariantParams, field_of
 
 __all__ = [
+    "DEFAULT_FALLBACK_TRIGGERS",
     "DEFAULT_POLICY",
     "CooldownNode",
     "EventNode",
@@ -38,6 +39,7 @@ __all__ = [
     "PolicyError",
     "PullNode",
     "QuietHoursNode",
+    "Trigger",
     "ladder_for",
     "parse_policy",
     "policy_to_json",
@@ -103,11 +105,24 @@ class IntentNode(_Node, tag="intent", frozen=True):
     explore_seed: Annotated[str, Meta(min_length=1, max_length=64)] = "refreshd"
 
 
+Trigger = Literal["open", "return", "timer", "scroll"]
+# The triggers the fallback rule refreshes on unless a document says otherwise (the ladder's
+# FALLBACK_TRIGGERS); a document that leaves `triggers` out decides exactly as before.
+DEFAULT_FALLBACK_TRIGGERS: tuple[Trigger, ...] = ("open", "return", "timer")
+
+
 class FallbackNode(_Node, tag="fallback", frozen=True):
     """The documented fallback rule, and the last node: on open, return or timer, refresh when
-    none is on record or the last is at least `interval_s` old; never on scroll."""
+    none is on record or the last is at least `interval_s` old; never on scroll.
+
+    `triggers` (optional, a non-empty list of open, return, timer, scroll) changes the triggers
+    it refreshes on: `["open"]` is "refresh at open after a gap of `interval_s`", `["scroll"]`
+    with `interval_s: 0` is "refresh at the first scroll of a visit" (the device asks once per
+    visit on scroll). A pull always refreshes earlier in the ladder.
+    """
 
     interval_s: Seconds = C.FALLBACK_INTERVAL_S
+    triggers: Annotated[tuple[Trigger, ...], Meta(min_length=1)] = DEFAULT_FALLBACK_TRIGGERS
 
 
 Node = (
@@ -174,6 +189,8 @@ def parse_policy(raw: bytes | str | Mapping[str, Any]) -> PolicyDoc:
         seen[kind] = i
         if isinstance(node, FrequencyCapNode) and node.per_hour is None and node.per_day is None:
             raise PolicyError("frequency_cap needs per_hour or per_day", f"nodes[{i}]")
+        if isinstance(node, FallbackNode) and len(set(node.triggers)) != len(node.triggers):
+            raise PolicyError("fallback triggers must be distinct", f"nodes[{i}].triggers")
         if isinstance(node, QuietHoursNode) and node.start_hour == node.end_hour:
             raise PolicyError("quiet_hours needs start_hour != end_hour", f"nodes[{i}].end_hour")
     if not doc.nodes or not isinstance(doc.nodes[-1], FallbackNode):
@@ -185,8 +202,16 @@ def parse_policy(raw: bytes | str | Mapping[str, Any]) -> PolicyDoc:
 
 
 def policy_to_json(doc: PolicyDoc) -> dict[str, Any]:
-    """Return the document as JSON-ready builtins (every parameter spelled out)."""
-    return msgspec.to_builtins(doc)
+    """Return the document as JSON-ready builtins (every parameter spelled out, except a
+    fallback node's `triggers` when they are the default: documents read as they always did)."""
+    out: dict[str, Any] = msgspec.to_builtins(doc)
+    for node in out["nodes"]:
+        if node["type"] == "fallback":
+            if tuple(node["triggers"]) == DEFAULT_FALLBACK_TRIGGERS:
+                del node["triggers"]
+            else:
+                node["triggers"] = list(node["triggers"])
+    return out
 
 
 def _kind(node: Node) -> str:
@@ -202,8 +227,10 @@ def standard_policy(
     explore_share: float = 0.0,
     explore_refresh_share: float = 0.5,
     explore_seed: str = "refreshd",
+    fallback_triggers: tuple[Trigger, ...] = DEFAULT_FALLBACK_TRIGGERS,
 ) -> PolicyDoc:
-    """Return the default ladder with its knobs set (`fixed`: no intent node)."""
+    """Return the default ladder with its knobs set (`fixed`: no intent node; `fallback_triggers`:
+    the fallback node's triggers)."""
     nodes: list[Node] = [
         PullNode(),
         EventNode(),
@@ -219,7 +246,7 @@ def standard_policy(
                 explore_seed=explore_seed,
             )
         )
-    nodes.append(FallbackNode(interval_s=fallback_interval_s))
+    nodes.append(FallbackNode(interval_s=fallback_interval_s, triggers=fallback_triggers))
     return PolicyDoc(nodes=tuple(nodes))
 
 

@@ -11,7 +11,9 @@ from client_sim.cli import main
 from client_sim.fast import run_fast
 from client_sim.report import build_metrics, write_report
 from client_sim.targets import TARGETS
+from client_sim.timeexp import COUNTS
 from tests.client_sim.sim_support import SCENARIOS, small
+from tests.client_sim.test_sim_measure import HEADLINE_KEYS
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +37,18 @@ def test_every_metric_has_baseline_policy_and_ci(result) -> None:  # type: ignor
         assert set(m) == {"baseline", "policy", "relative_change", "ci"}
 
 
+def test_every_kind_of_arm_runs_and_exposures_are_lists_seen(result) -> None:  # type: ignore[no-untyped-def]
+    kinds = {a.kind for a in result.arms}
+    assert {"fixed", "intent", "heuristic_open", "heuristic_scroll"} <= kinds
+    assert len([a for a in result.arms if a.kind == "fixed"]) >= 12
+    ref, exp = COUNTS.index("refreshes"), COUNTS.index("exposures")
+    for a in result.arms:
+        m = result.time.matrix(a.key)
+        assert (m[:, exp] <= m[:, ref]).all(), a.key  # at most one exposure per refresh
+    fast = result.time.matrix("fixed_1m")
+    assert fast[:, exp].sum() < fast[:, ref].sum()  # timer refreshes nobody looked at
+
+
 def test_optimal_never_below_greedy(result) -> None:  # type: ignore[no-untyped-def]
     assert result.screens
     for s in result.screens:
@@ -45,7 +59,19 @@ def test_optimal_never_below_greedy(result) -> None:  # type: ignore[no-untyped-
 def test_report_files_have_the_design_shape(result, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     write_report(result, tmp_path)
     doc = json.loads((tmp_path / "report.json").read_text())
-    assert set(doc) == {"scenario", "users", "hours", "seed", "metrics"}
+    assert set(doc) == {"scenario", "users", "hours", "seed", "headline", "metrics"}
+    head = doc["headline"]
+    assert set(head) >= HEADLINE_KEYS
+    assert head["operating_point"] == "reference_click_pv"
+    assert head["reference_interval_min"] == 5
+    assert head["oracle_refresh_requests_change"] is None  # no --bounds
+    assert head["oracle_gap_captured"] is None
+    if head["refresh_requests_change"] is not None:
+        assert abs(head["click_pv_change"]) < 1e-9  # the mixture sits at the reference click PV
+        assert (
+            head["refresh_requests_change"]
+            == doc["metrics"]["time.refresh_requests_per_user"]["relative_change"]
+        )
     assert (tmp_path / "report.md").read_text().startswith("# refresh-sim report")
     assert (tmp_path / "pareto.png").stat().st_size > 1000
 
