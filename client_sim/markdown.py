@@ -4,6 +4,7 @@ Pareto plot of click PV vs refresh requests, with the space and dedupe bar chart
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -156,12 +157,10 @@ def _bounds_section(metrics: dict[str, Metric]) -> list[str]:
     ]
 
 
-def _headline_section(r: FastResult, metrics: dict[str, Metric]) -> list[str]:
-    from client_sim.report import headline, operating_mix
-
-    h = headline(r, metrics)
+def _headline_section(
+    r: FastResult, h: dict[str, Any], mix: tuple[str, str, float] | None
+) -> list[str]:
     ref = r.scenario.time.reference_interval_min
-    mix = operating_mix(r)
     how = "no two threshold arms bracket it, so there is no headline"
     if mix is not None:
         how = f"here {1 - mix[2]:.0%} of users on `{mix[0]}` and {mix[2]:.0%} on `{mix[1]}`"
@@ -210,8 +209,16 @@ def _headline_section(r: FastResult, metrics: dict[str, Metric]) -> list[str]:
     ]
 
 
-def render_markdown(r: FastResult, metrics: dict[str, Metric], plots: list[str]) -> str:
-    """Return the Markdown report (deterministic: no timestamps or timings)."""
+def render_markdown(
+    r: FastResult,
+    metrics: dict[str, Metric],
+    plots: list[str],
+    *,
+    headline: dict[str, Any],
+    mix: tuple[str, str, float] | None,
+) -> str:
+    """Return the Markdown report (deterministic: no timestamps or timings); `headline` and
+    `mix` are `client_sim.report`'s, passed in so the two modules do not import each other."""
 
     sc = r.scenario
     tm = r.trained.metrics
@@ -260,7 +267,7 @@ def render_markdown(r: FastResult, metrics: dict[str, Metric], plots: list[str])
             f"{_fmt(d['exposures'])} | {_fmt(d['clicked'])} | {_fmt(d['pvctr'])} | "
             f"{_fmt(d['decides'])} |"
         )
-    lines += ["", *_headline_section(r, metrics), "", *_table(metrics, "time."), "",
+    lines += ["", *_headline_section(r, headline, mix), "", *_table(metrics, "time."), "",
               "![Pareto](pareto.png)", ""]  # fmt: skip
     lines += [
         *_bounds_section(metrics),

@@ -320,5 +320,6 @@ def write_report(r: FastResult, out_dir: Path) -> dict[str, Metric]:
     metrics = build_metrics(r)
     (out_dir / "report.json").write_text(report_json(r, metrics), encoding="utf-8")
     plots = write_plots(r, metrics, out_dir)
-    (out_dir / "report.md").write_text(render_markdown(r, metrics, plots), encoding="utf-8")
+    md = render_markdown(r, metrics, plots, headline=headline(r, metrics), mix=operating_mix(r))
+    (out_dir / "report.md").write_text(md, encoding="utf-8")
     return metrics
