@@ -39,6 +39,7 @@ from collections.abc import Generator
 import numpy as np
 
 from client_sim.cloud import Cloud, CloudUser
+from client_sim.launch import mixed
 from client_sim.mobility import DAY_MS, HOUR_MS, Plan, make_plan
 from client_sim.places import M_PER_DEG, PlaceSet
 from client_sim.population import User, make_user
@@ -46,6 +47,7 @@ from client_sim.scenario import Scenario
 from client_sim.sessions import U_CLICK, U_FEEDBACK, U_ITEM, U_PULL, Latent, Session, make_sessions
 from client_sim.stats import poisson_ppf
 from intent.events import Event
+from intent.features import LAUNCH_SOURCES
 from refreshd.core.messages import DecideRequest, Directive
 from refreshd.core.state import UserState
 
@@ -252,7 +254,9 @@ def run_device(
     `score_mode`: "model" (yield features, receive the score), "none" (no score: a fixed
     policy, or exploration traffic, whose coin flip the flow draws itself), or one of
     the diagnostic bounds that read the ground truth: "bound_prior" (score = the visit's prior
-    browse probability × the list's true staleness) and "bound_visit" (the visit's realised
+    browse probability × the list's true staleness), "bound_signal" (that prior updated by the
+    visit's launch source, by Bayes with the world's own P(source | intent)) and "bound_visit"
+    (the visit's realised
     intent × true staleness); staleness is (1 − F) / (1 − floor) with the world's freshness F.
     `warmup` lives only the warm-up sessions and appends where it left off to `carry_out`;
     otherwise the evaluation sessions are lived, starting from `carry` when given.
@@ -277,6 +281,7 @@ def run_device(
     pull_below, pull_p, feedback_p = bh.pull_staleness, bh.pull_prob, bh.feedback_prob
 
     bound = score_mode if score_mode.startswith("bound_") else None
+    p_source = mixed(sc.launch)  # P(source | browse), P(source | utility): the bound_signal arm
 
     def decide(
         ts: int, trigger: str, sess: Session, pos: tuple[float, float]
@@ -303,7 +308,14 @@ def run_device(
             elif bound is not None:  # diagnostics only: reads the ground truth
                 fresh = math.exp(-max(ts - screen_ts, 0) / tau_ms)
                 fresh *= math.exp(-_dist(screen_pos, pos) / scale_m)
-                intent = saved.prior if bound == "bound_prior" else float(saved.browse)
+                if bound == "bound_prior":
+                    intent = saved.prior
+                elif bound == "bound_signal":  # Bayes: the prior updated by the launch source
+                    k = LAUNCH_SOURCES.index(sess.launch)
+                    b, u = saved.prior * p_source[0][k], (1.0 - saved.prior) * p_source[1][k]
+                    intent = b / (b + u) if b + u > 0 else saved.prior
+                else:
+                    intent = float(saved.browse)
                 score = intent * (1.0 - fresh)
         decision = cloud.decide(dev.cu, prep, score)
         dirs = decision.directives

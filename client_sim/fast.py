@@ -170,7 +170,7 @@ def run_fast(
                       space, sync, screens)  # fmt: skip
 
 
-_KIND_ORDER = ("fixed", "intent", *HEURISTICS, "bound_prior", "bound_visit")
+_KIND_ORDER = ("fixed", "intent", *HEURISTICS, "bound_prior", "bound_signal", "bound_visit")
 
 
 def _arm_order(a: Arm) -> tuple[int, float]:
@@ -188,7 +188,7 @@ def extend_arms(
 
     The rule is fixed in advance: (1) every policy arm's click PV (intent, heuristics, and the
     bound arms when run) must lie inside the fixed sweep's click-PV range; (2) each threshold
-    family (intent; `bound_visit`, the oracle) and each heuristic family must have arms on
+    family (intent; the `bound_signal` and `bound_visit` oracles) and each heuristic family must have arms on
     both sides of the reference rule's click PV, the operating point. Both must hold on the
     point totals and on every bootstrap resample of `boot` (the report's), so no resample
     lacks the comparison its CI needs. An empty list: done.
@@ -226,12 +226,13 @@ def extend_arms(
         qs = INTENT_LOWER_Q if not above else INTENT_HIGHER_Q if not below else ()
         ts = [t for t in dict.fromkeys(trained.quantile(q) for q in qs) if t not in have]
         more += [intent_arm(sc, t) for t in ts[:2]]
-    pts = by_kind.get("bound_visit", [])
-    if pts:
-        above, below = brackets(pts)
-        cands = BOUND_LOWER if not above else BOUND_HIGHER if not below else ()
-        ts = _next(cands, {v for v, _ in pts})
-        more += [Arm(f"bound_visit_{t:g}", "bound_visit", t, intent_arm(sc, t).policy) for t in ts]
+    for kind in ("bound_signal", "bound_visit"):  # the oracles read at the operating point
+        pts = by_kind.get(kind, [])
+        if pts:
+            above, below = brackets(pts)
+            cands = BOUND_LOWER if not above else BOUND_HIGHER if not below else ()
+            ts = _next(cands, {v for v, _ in pts})
+            more += [Arm(f"{kind}_{t:g}", kind, t, intent_arm(sc, t).policy) for t in ts]
     for kind in HEURISTICS:
         pts = by_kind.get(kind, [])
         if pts and not brackets(pts)[1]:  # every gap clicks more: try longer gaps

@@ -40,6 +40,7 @@ _SERIES = (
     ("heuristic_open", "D--", "heuristic: open after gap X"),
     ("heuristic_scroll", "P--", "heuristic: first scroll (list ≥ X old)"),
     ("bound_prior", "^:", "bound: true prior intent (diagnostic)"),
+    ("bound_signal", "<:", "bound: true prior + launch source (diagnostic)"),
     ("bound_visit", "v:", "bound: true visit intent (diagnostic)"),
 )
 

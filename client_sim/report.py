@@ -130,7 +130,7 @@ def _time_metrics(r: FastResult, boot: Boot) -> dict[str, Metric]:
         out[f"time.{name}"] = cmp(at_op("intent", fn))
     out["time.refresh_requests_vs_fixed_frontier"] = cmp(
         frontier(measures["refresh_requests_per_user"]))  # fmt: skip
-    for kind in (*HEURISTICS, "bound_visit"):
+    for kind in (*HEURISTICS, "bound_signal", "bound_visit"):
         if kind not in family:
             continue
         prefix = "bounds" if kind.startswith("bound") else "time"

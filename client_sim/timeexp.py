@@ -123,7 +123,11 @@ POLICY_KINDS = ("intent", *HEURISTICS)
 
 
 # Thresholds of the diagnostic bound arms (their scores live in [0, 1]).
-BOUND_THRESHOLDS = {"bound_prior": (0.2, 0.3, 0.4), "bound_visit": (0.2, 0.4)}
+BOUND_THRESHOLDS = {
+    "bound_prior": (0.2, 0.3, 0.4),
+    "bound_signal": (0.2, 0.3, 0.4),
+    "bound_visit": (0.2, 0.4),
+}
 
 
 @dataclasses.dataclass(frozen=True)
