@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 from client_sim.progress import Progress
@@ -63,7 +64,7 @@ def _sweep(args: argparse.Namespace) -> int:
     try:
         params = [parse_param(p) for p in args.param]
         rows = run_sweep(
-            args.scenario,
+            tomllib.loads(args.scenario.read_text()),
             params,
             users=args.users,
             hours=args.hours,
@@ -71,7 +72,7 @@ def _sweep(args: argparse.Namespace) -> int:
             out=args.out,
             progress=lambda s: print(f"refresh-sim sweep: {s}", file=sys.stderr),
         )
-    except (ValueError, ScenarioError) as exc:
+    except (OSError, ValueError, ScenarioError) as exc:  # TOMLDecodeError is a ValueError
         print(f"refresh-sim: {exc}", file=sys.stderr)
         return 2
     print(f"refresh-sim sweep: {len(rows)} runs; report in {args.out}/", file=sys.stderr)

@@ -188,10 +188,10 @@ def extend_arms(
 
     The rule is fixed in advance: (1) every policy arm's click PV (intent, heuristics, and the
     bound arms when run) must lie inside the fixed sweep's click-PV range; (2) each threshold
-    family (intent; the `bound_signal` and `bound_visit` oracles) and each heuristic family must have arms on
-    both sides of the reference rule's click PV, the operating point. Both must hold on the
-    point totals and on every bootstrap resample of `boot` (the report's), so no resample
-    lacks the comparison its CI needs. An empty list: done.
+    family (intent; the `bound_signal` and `bound_visit` oracles) and each heuristic family
+    must have arms on both sides of the reference rule's click PV, the operating point. Both
+    must hold on the point totals and on every bootstrap resample of `boot` (the report's), so
+    no resample lacks the comparison its CI needs. An empty list: done.
     """
     keys = [a.key for a in result.arms]
     X = np.column_stack([result.matrix(k)[:, 1] for k in keys])  # per-user click PV

@@ -62,7 +62,7 @@ def _rel(metrics: Mapping[str, Any], key: str) -> tuple[float | None, list[float
 
 
 def run_sweep(
-    path: Path,
+    base: Mapping[str, Any],
     params: Sequence[tuple[str, list[Any]]],
     *,
     users: int,
@@ -71,12 +71,12 @@ def run_sweep(
     out: Path,
     progress: Callable[[str], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run every combination of the parameters' values; write and return the rows."""
+    """Run every combination of the parameters' values over the scenario table `base` (a
+    parsed scenario file); write and return the rows."""
     from client_sim.fast import run_fast
     from client_sim.report import build_metrics, headline
     from client_sim.scenario import parse_scenario
 
-    base = tomllib.loads(path.read_text())
     rows: list[dict[str, Any]] = []
     keys = [k for k, _ in params]
     combos = list(itertools.product(*(v for _, v in params)))
@@ -120,7 +120,7 @@ def run_sweep(
         )
     out.mkdir(parents=True, exist_ok=True)
     doc = {
-        "scenario": str(path),
+        "scenario": str(base.get("meta", {}).get("name", "scenario")),
         "users": users,
         "hours": hours,
         "seed": seed,
