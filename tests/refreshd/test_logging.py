@@ -162,7 +162,14 @@ async def test_store_outage_logs_one_warning_and_one_recovery(
     assert len(warnings) == 1 and "store unreachable" in warnings[0].getMessage(), warnings
 
     again = ValkeyServer(port=port, data_dir=tmp_path / "vk2", config={"loglevel": "warning"})
-    again.start()
+    for attempt in range(50):  # the old server's port may take a moment to be free again
+        try:
+            again.start()
+            break
+        except OSError:
+            if attempt == 49:
+                raise
+            await asyncio.sleep(0.1)
     try:
         await until(lambda: health.up is True, "the poll to notice the recovery")
         assert (await client.post("/v1/events", json=batch)).status == 200
