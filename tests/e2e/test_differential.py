@@ -181,13 +181,14 @@ def _requests(t0: int) -> list[tuple[int, str, dict[str, Any]]]:
 
 
 def _second_policy(now_ms: int) -> dict[str, Any]:
-    """A ladder with a frequency cap and quiet hours over the next local hour (tz +8 h)."""
+    """A ladder with a frequency cap and quiet hours from now to the end of the next local hour
+    (tz +8 h): at least an hour of the remaining requests falls inside, whatever the time."""
     hour = (now_ms // 3_600_000 + 8) % 24
     return {"nodes": [
         {"type": "pull"}, {"type": "event"}, {"type": "geo"},
         {"type": "cooldown", "min_interval_s": 20},
         {"type": "frequency_cap", "per_hour": 3},
-        {"type": "quiet_hours", "start_hour": hour, "end_hour": (hour + 1) % 24},
+        {"type": "quiet_hours", "start_hour": hour, "end_hour": (hour + 2) % 24},
         {"type": "intent", "threshold": 0.35, "explore_share": 0.3, "explore_seed": "v2"},
         {"type": "fallback", "interval_s": 240},
     ]}  # fmt: skip
