@@ -58,7 +58,13 @@ def _train(settings: Settings, force: bool) -> int:
     from refreshd.store.redis import RedisStore
 
     async def run(url: str | None) -> int:
-        store = RedisStore(url, cluster_nodes=settings.redis_cluster, timeout_s=10.0)
+        store = RedisStore(
+            url,
+            cluster_nodes=settings.redis_cluster,
+            timeout_s=10.0,
+            ack_replicas=settings.ack_replicas,
+            ack_timeout_ms=settings.ack_timeout_ms,
+        )
         registry = ModelRegistry()
         try:
             await registry.refresh(store)

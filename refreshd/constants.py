@@ -39,6 +39,11 @@ LOG_MAXLEN = 1_000_000
 
 # Store calls that take longer than this are treated as an outage (degrade, answer 503).
 STORE_TIMEOUT_S = 0.5
+# How long an acknowledged write waits for WAITAOF (the primary's and its replicas' AOF fsync)
+# before it answers 503 instead. Half the store timeout: a replica on the same network fsyncs in
+# a few ms; one that takes a quarter second is stalled, and the device should retry rather than
+# wait.
+ACK_TIMEOUT_MS = 250
 # What a 503 asks the device to wait before retrying a write.
 RETRY_AFTER_S = 5
 # Compare-and-set retries for one user's state before giving up with 409.

@@ -7,6 +7,7 @@ master means the write is fsynced on the master and on its replica.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -104,10 +105,8 @@ class Cluster:
 
     def stop(self) -> None:
         for n in self.nodes:
-            try:
+            with contextlib.suppress(OSError, AssertionError):
                 n.continue_process()
-            except (OSError, AssertionError):
-                pass
             if n.server.is_running():
                 n.server.stop()
             else:

@@ -77,6 +77,8 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         cluster_nodes=settings.redis_cluster,
         timeout_s=settings.store_timeout_s,
         log_maxlen=settings.log_maxlen,
+        ack_replicas=settings.ack_replicas,
+        ack_timeout_ms=settings.ack_timeout_ms,
     )
     app[STORE] = store
     name = f"embedded Valkey at {url}" if embedded is not None else describe_store(settings)
