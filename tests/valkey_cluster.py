@@ -124,6 +124,26 @@ class Cluster:
                 raise RuntimeError(f"the Valkey cluster did not settle in {timeout_s} s")
             time.sleep(0.1)
 
+    def wait_promoted(self, replica: Node, timeout_s: float = 30.0) -> None:
+        """Wait until `replica` is a master and every node up says `cluster_state:ok`."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            if _role(replica) == "master":
+                live = [n for n in self.nodes if _role(n) is not None]
+                if all(_state_ok(n) for n in live):
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{replica.address} was not promoted in {timeout_s} s")
+            time.sleep(0.1)
+
+
+def _role(n: Node) -> str | None:
+    try:
+        with n.client(timeout_s=0.5) as c:
+            return str(c.info("replication").get("role"))
+    except redis.RedisError:
+        return None
+
 
 def _state_ok(n: Node) -> bool:
     try:
