@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from refreshd import constants as C
 from refreshd.core.errors import Conflict, StoreUnavailable
 from refreshd.http import middleware
 from refreshd.http import routes as api
@@ -212,7 +213,17 @@ def create_app(
     settings = settings or Settings.from_env()
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[middleware.metrics, middleware.errors],
+        # The HTTP parser's own bounds (the backstop behind middleware.bounds).
+        handler_args={
+            "max_line_size": C.HTTP_MAX_LINE_SIZE,
+            "max_field_size": C.HTTP_MAX_FIELD_SIZE,
+        },
+        middlewares=[
+            middleware.request_id,
+            middleware.metrics,
+            middleware.errors,
+            middleware.bounds,
+        ],
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()

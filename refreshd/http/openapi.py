@@ -17,15 +17,17 @@ STATUS_TEXT = {
     200: "OK",
     201: "Created",
     400: "Malformed JSON",
-    401: "Missing bearer token (admin routes, when REFRESHD_ADMIN_TOKEN is set)",
+    401: "Missing bearer token (admin and configuration routes, when REFRESHD_ADMIN_TOKEN is set)",
     403: "Wrong bearer token",
     404: "Unknown id",
     405: "Method not allowed",
     409: "Conflict",
     413: "Body too large",
+    414: "Query string too long",
     415: "Wrong content type",
     422: "A value is out of range or of the wrong type",
     429: "Rate limited",
+    431: "A request header is too large",
     503: "Store unavailable; retry after Retry-After seconds",
 }
 
@@ -106,7 +108,7 @@ def spec(routes: tuple[Route, ...]) -> dict[str, Any]:
             }
             if r.versioned:
                 op["responses"][str(r.status)]["headers"] = {"ETag": ETAG}
-        errors = {*r.errors, 405}
+        errors = {*r.errors, 405, 414, 431}
         if r.admin:
             errors |= {401, 403}
             op["security"] = [{"adminToken": []}, {}]
