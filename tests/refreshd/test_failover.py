@@ -325,3 +325,68 @@ async def test_unreplicated_write_answers_503_and_its_retry_is_accepted_once(
             row for _id, row in r.xrange(f"log:events:{shard_tag(uid)}") if b'"b1"' in row[b"d"]
         ]
     assert len(rows) == 1
+
+
+def test_service_killed_mid_write_leaves_nothing_half_written(ha: Cluster) -> None:
+    """SIGKILL of the service under write load: every batch is all there (its mark and all its
+    event rows, one commit) or not at all, and every acknowledged one is there."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    from redis.cluster import ClusterNode, RedisCluster
+
+    from tests.refreshd.test_cli import free_port, get
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "REFRESHD_BOOTSTRAP_MODEL": "false",
+        "REFRESHD_USER_RATE_PER_S": "0",
+        "REFRESHD_REDIS_CLUSTER": ",".join(ha.seeds),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "refreshd", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if get(f"{base}/readyz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "service did not start"
+            time.sleep(0.1)
+
+        async def scenario() -> Load:
+            async with Load(base, writers=8) as load:
+                await until(lambda: len(load.acked) >= 300, 60, "load")
+                proc.send_signal(signal.SIGKILL)  # mid-write: requests are in flight
+                proc.wait()
+                await asyncio.sleep(0.3)
+            return load
+
+        load = asyncio.run(scenario())
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    nodes = [ClusterNode("127.0.0.1", n.port) for n in ha.masters]
+    with RedisCluster(startup_nodes=nodes) as rc:
+        marks = {k.decode().rsplit(":", 1)[1] for k in rc.scan_iter(match="b:*", count=1000)}
+        rows: Counter[str] = Counter()
+        from refreshd.store.protocol import all_tags
+
+        for tag in all_tags():
+            for _id, fields in rc.xrange(f"log:events:{tag}"):
+                rows[json.loads(fields[b"d"])["batch_id"]] += 1
+    assert not set(load.acked) - marks, "an acknowledged batch has no mark"
+    assert set(rows) == marks, "a batch mark without its events, or events without the mark"
+    assert all(n == EVENTS_PER_BATCH for n in rows.values()), "a batch half-written"
+    assert len(marks) >= len(load.acked)
