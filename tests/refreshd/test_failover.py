@@ -38,10 +38,16 @@ EVENTS_PER_BATCH = 2
 @pytest.fixture
 def ha(tmp_path: Path) -> Iterator[Cluster]:
     """A fresh 3-master + 3-replica cluster per test (the tests break it)."""
-    try:
-        cluster = start_replicated_cluster(tmp_path / "ha")
-    except Exception as exc:  # e.g. a binary built without cluster support
-        pytest.skip(f"cannot start a replicated Valkey cluster: {exc}")
+    # A free port can be taken between finding it and binding it (other tests, other
+    # processes): try a few times before concluding the binary cannot run a cluster.
+    for attempt in range(3):
+        try:
+            cluster = start_replicated_cluster(tmp_path / f"ha{attempt}")
+            break
+        except Exception as exc:  # e.g. a binary built without cluster support
+            error = exc
+    else:
+        pytest.skip(f"cannot start a replicated Valkey cluster: {error}")
     yield cluster
     cluster.stop()
 
