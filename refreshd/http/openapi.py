@@ -123,6 +123,7 @@ def spec(routes: tuple[Route, ...]) -> dict[str, Any]:
                 resp["headers"] = error_headers[code]
             op["responses"][str(code)] = resp
         paths.setdefault(r.path, {})[r.method.lower()] = op
+    _add_links(routes, paths)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -136,3 +137,23 @@ def spec(routes: tuple[Route, ...]) -> dict[str, Any]:
             "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+def _add_links(routes: tuple[Route, ...], paths: dict[str, dict[str, Any]]) -> None:
+    """OpenAPI links for stateful testing: a configuration item's PUT leads to its GET and
+    DELETE with the same id (and the ETag the PUT returned as `If-Match`)."""
+    for r in routes:
+        if not (r.versioned and r.method == "PUT" and "{id}" in r.path):
+            continue
+        item = paths[r.path]
+        links: dict[str, Any] = {}
+        for method in ("get", "delete"):
+            if method in item:
+                link: dict[str, Any] = {
+                    "operationId": item[method]["operationId"],
+                    "parameters": {"path.id": "$request.path.id"},
+                }
+                if method == "delete":
+                    link["parameters"]["header.If-Match"] = "$response.header.ETag"
+                links[f"{method.capitalize()}Item"] = link
+        item["put"]["responses"][str(r.status)]["links"] = links
