@@ -25,8 +25,8 @@ test: $(STAMP)  ## run the whole suite (slow simulations included)
 test-fast: $(STAMP)  ## the suite without runs marked slow
 	$(BIN)/python -m pytest -m 'not slow'
 
-fuzz: $(STAMP)  ## fuzz every route from /openapi.json with a large budget (REFRESHD_FUZZ_EXAMPLES, default 500)
-	REFRESHD_FUZZ_EXAMPLES=$${REFRESHD_FUZZ_EXAMPLES:-500} $(BIN)/python -m pytest tests/fuzz --timeout=1800
+fuzz: $(STAMP)  ## fuzz every route from /openapi.json with a large budget (REFRESHD_FUZZ_EXAMPLES, default 500), and stateful runs through its links (REFRESHD_FUZZ_STATEFUL, default 200)
+	REFRESHD_FUZZ_EXAMPLES=$${REFRESHD_FUZZ_EXAMPLES:-500} REFRESHD_FUZZ_STATEFUL=$${REFRESHD_FUZZ_STATEFUL:-200} $(BIN)/python -m pytest tests/fuzz --timeout=1800
 
 lint: $(STAMP)  ## ruff + mypy on every package
 	$(BIN)/ruff check .

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import sys
 from pathlib import Path
 
@@ -31,6 +32,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--data-dir", type=Path, help="where the embedded Valkey keeps data (default ./var)"
     )
     serve.add_argument("--redis-url", help="use this Redis/Valkey instead of the embedded one")
+    serve.add_argument(
+        "--insecure-no-auth",
+        action="store_true",
+        help="serve on a non-loopback address without REFRESHD_ADMIN_TOKEN: anyone who reaches "
+        "the port can change rules, fences, experiments and the policy",
+    )
     train = sub.add_parser(
         "train",
         help="retrain the intent model from the store's logs now",
@@ -43,6 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data-dir", type=Path, help="embedded Valkey data (default ./var)")
     train.add_argument("--redis-url", help="use this Redis/Valkey")
     return parser
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` (an address or a name) binds only the loopback interface."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a name other than localhost: it may resolve anywhere
 
 
 def _train(settings: Settings, force: bool) -> int:
@@ -58,7 +75,13 @@ def _train(settings: Settings, force: bool) -> int:
     from refreshd.store.redis import RedisStore
 
     async def run(url: str | None) -> int:
-        store = RedisStore(url, cluster_nodes=settings.redis_cluster, timeout_s=10.0)
+        store = RedisStore(
+            url,
+            cluster_nodes=settings.redis_cluster,
+            timeout_s=10.0,
+            ack_replicas=settings.ack_replicas,
+            ack_timeout_ms=settings.ack_timeout_ms,
+        )
         registry = ModelRegistry()
         try:
             await registry.refresh(store)
@@ -102,6 +125,22 @@ def main(argv: list[str] | None = None) -> int:
         changes: dict[str, object] = {}
         if args.host:
             changes["host"] = args.host
+        host = str(changes.get("host", settings.host))
+        if not settings.admin_token and not is_loopback(host):
+            if not args.insecure_no_auth:
+                print(
+                    f"refreshd: refusing to serve on {host} without an admin token: set "
+                    "REFRESHD_ADMIN_TOKEN (configuration routes then need 'Authorization: "
+                    "Bearer <token>'), bind a loopback address (--host 127.0.0.1), or pass "
+                    "--insecure-no-auth to serve it open anyway",
+                    file=sys.stderr,
+                )
+                return 2
+            print(
+                f"refreshd: WARNING: serving on {host} with no admin token "
+                "(--insecure-no-auth): configuration routes are open to anyone",
+                file=sys.stderr,
+            )
         if args.port is not None:
             if not 0 <= args.port <= 65535:
                 print("refreshd: --port must be in [0, 65535]", file=sys.stderr)
@@ -116,9 +155,10 @@ def main(argv: list[str] | None = None) -> int:
             changes["data_dir"] = args.data_dir
         if args.redis_url:
             changes["redis_url"] = args.redis_url
+        settings = settings.replace(**changes)
         from refreshd.server import serve
 
-        return serve(settings.replace(**changes))
+        return serve(settings)
     return 2  # pragma: no cover - argparse enforces the sub-command
 
 

@@ -39,6 +39,20 @@ LOG_MAXLEN = 1_000_000
 
 # Store calls that take longer than this are treated as an outage (degrade, answer 503).
 STORE_TIMEOUT_S = 0.5
+# How long an acknowledged write waits for WAITAOF (the primary's and its replicas' AOF fsync)
+# before it answers 503 instead. Half the store timeout: a replica on the same network fsyncs in
+# a few ms; one that takes a quarter second is stalled, and the device should retry rather than
+# wait.
+ACK_TIMEOUT_MS = 250
+# Request size bounds below aiohttp's parser limits, so an oversized request gets the service's
+# error body (414 / 431) instead of aiohttp's plain-text 400. Every query parameter of the API
+# is an id or a flag (ids ≤ 128 characters), and the only long header is Authorization.
+MAX_QUERY_BYTES = 2048
+MAX_HEADER_BYTES = 4096
+# aiohttp's own limits (its defaults), the backstop: a longer request line or header is refused
+# by the HTTP parser itself with a 400.
+HTTP_MAX_LINE_SIZE = 8190
+HTTP_MAX_FIELD_SIZE = 8190
 # What a 503 asks the device to wait before retrying a write.
 RETRY_AFTER_S = 5
 # Compare-and-set retries for one user's state before giving up with 409.

@@ -34,6 +34,10 @@ class Settings:
     explore_share: float = 0.0
     max_body_bytes: int = C.MAX_BODY_BYTES
     store_timeout_s: float = C.STORE_TIMEOUT_S
+    # Replicas whose AOF must hold a write before it is acknowledged (WAITAOF 1 <n>); None: 1 on
+    # a Redis Cluster with replicas, else 0.
+    ack_replicas: int | None = None
+    ack_timeout_ms: int = C.ACK_TIMEOUT_MS
     log_maxlen: int = C.LOG_MAXLEN
     log_level: str = "INFO"
     access_log: bool = False
@@ -122,6 +126,8 @@ class Settings:
             explore_share=number("EXPLORE_SHARE", 0.0, 0.0, 1.0),
             max_body_bytes=integer("MAX_BODY_BYTES", C.MAX_BODY_BYTES, 1024, 64 << 20),
             store_timeout_s=number("STORE_TIMEOUT_S", C.STORE_TIMEOUT_S, 0.01, 30.0),
+            ack_replicas=integer("ACK_REPLICAS", -1, 0, 16) if get("ACK_REPLICAS") else None,
+            ack_timeout_ms=integer("ACK_TIMEOUT_MS", C.ACK_TIMEOUT_MS, 1, 60_000),
             log_maxlen=integer("LOG_MAXLEN", C.LOG_MAXLEN, 1000, 100_000_000),
             log_level=log_level,
             access_log=flag("ACCESS_LOG", False),

@@ -49,6 +49,14 @@ class BodyTooLarge(RefreshdError):
     """The request body exceeds the configured limit."""
 
 
+class UriTooLong(RefreshdError):
+    """The query string exceeds the service's limit."""
+
+
+class HeadersTooLarge(RefreshdError):
+    """A request header exceeds the service's limit."""
+
+
 class UnsupportedMediaType(RefreshdError):
     """The body is not of a type the operation reads."""
 

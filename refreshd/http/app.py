@@ -16,6 +16,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from intent.features import FEATURES_VERSION
 from intent.model import read_features_version
+from refreshd import constants as C
 from refreshd.core.errors import Conflict, StoreUnavailable
 from refreshd.http import middleware
 from refreshd.http import routes as api
@@ -80,6 +81,8 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         cluster_nodes=settings.redis_cluster,
         timeout_s=settings.store_timeout_s,
         log_maxlen=settings.log_maxlen,
+        ack_replicas=settings.ack_replicas,
+        ack_timeout_ms=settings.ack_timeout_ms,
     )
     app[STORE] = store
     name = f"embedded Valkey at {url}" if embedded is not None else describe_store(settings)
@@ -235,7 +238,17 @@ def create_app(
     settings = settings or Settings.from_env()
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[middleware.metrics, middleware.errors],
+        # The HTTP parser's own bounds (the backstop behind middleware.bounds).
+        handler_args={
+            "max_line_size": C.HTTP_MAX_LINE_SIZE,
+            "max_field_size": C.HTTP_MAX_FIELD_SIZE,
+        },
+        middlewares=[
+            middleware.request_id,
+            middleware.metrics,
+            middleware.errors,
+            middleware.bounds,
+        ],
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()

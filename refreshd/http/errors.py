@@ -19,6 +19,7 @@ from refreshd.core.errors import (
     BodyTooLarge,
     Conflict,
     Forbidden,
+    HeadersTooLarge,
     InvalidValue,
     MalformedJSON,
     MethodNotAllowed,
@@ -28,6 +29,7 @@ from refreshd.core.errors import (
     StoreUnavailable,
     Unauthorized,
     UnsupportedMediaType,
+    UriTooLong,
 )
 
 __all__ = ["ERRORS", "Header", "Wire", "error_body", "error_headers", "headers_by_status", "wire"]
@@ -82,7 +84,9 @@ ERRORS: dict[type[RefreshdError], Wire] = {
     MethodNotAllowed: Wire(405, "method_not_allowed", (Header("Allow", {"type": "string"}),)),
     Conflict: Wire(409, "conflict"),
     BodyTooLarge: Wire(413, "body_too_large"),
+    UriTooLong: Wire(414, "uri_too_long"),
     UnsupportedMediaType: Wire(415, "unsupported_media_type"),
+    HeadersTooLarge: Wire(431, "headers_too_large"),
     InvalidValue: Wire(422, "invalid_value"),
     RateLimited: Wire(429, "rate_limited", (Header("Retry-After", _SECONDS, _retry_after_rate),)),
     StoreUnavailable: Wire(

@@ -133,5 +133,6 @@ ROUTES: tuple[Route, ...] = (
         None,
         Report,
         errors=(404, 422, 503),
+        admin=True,
     ),
 )

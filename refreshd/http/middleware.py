@@ -1,28 +1,40 @@
-"""Middlewares: one error mapping for the whole service, and per-route metrics."""
+"""Middlewares: request ids and size bounds, one error mapping for the whole service, and
+per-route metrics."""
 
 from __future__ import annotations
 
 import hmac
 import logging
+import re
 import time
+import uuid
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from refreshd import constants as C
 from refreshd.core.errors import (
     BodyTooLarge,
     Forbidden,
+    HeadersTooLarge,
     MethodNotAllowed,
     NotFound,
     RefreshdError,
     Unauthorized,
     UnsupportedMediaType,
+    UriTooLong,
 )
 from refreshd.http.codec import json_response
 from refreshd.http.errors import body, error_body, error_headers, wire
 from refreshd.http.keys import METRICS
 
 log = logging.getLogger(__name__)
+
+REQUEST_ID = "X-Request-Id"
+REQUEST_ID_KEY = web.RequestKey("request_id", str)
+# A client's request id is echoed if it looks like an id (what ids may be elsewhere, up to 128
+# characters); anything else is replaced, so a log line never carries what a client injected.
+_REQUEST_ID_RE = re.compile(r"[A-Za-z0-9._:@\-]{1,128}")
 
 _HTTP_ERRORS: dict[int, type[RefreshdError]] = {
     404: NotFound,
@@ -53,12 +65,55 @@ def require_token(handler: Handler, token: str) -> Handler:
     return guarded
 
 
+def request_id_of(request: web.Request) -> str:
+    """The request's id (set by the `request_id` middleware; "-" outside it)."""
+    return request.get(REQUEST_ID_KEY, "-")
+
+
+@web.middleware
+async def request_id(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give every request an id: the client's `X-Request-Id` if valid, else a new one; it is in
+    the response's `X-Request-Id` and in the log line of any error."""
+    given = request.headers.get(REQUEST_ID, "")
+    rid = given if _REQUEST_ID_RE.fullmatch(given) else uuid.uuid4().hex
+    request[REQUEST_ID_KEY] = rid
+    response = await handler(request)
+    response.headers[REQUEST_ID] = rid
+    return response
+
+
+@web.middleware
+async def bounds(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refuse an oversized query string (414) or header (431) with the error body.
+
+    aiohttp's parser limits (`HTTP_MAX_LINE_SIZE`, `HTTP_MAX_FIELD_SIZE`) stay the backstop
+    above these, with its own plain 400.
+    """
+    if len(request.query_string) > C.MAX_QUERY_BYTES:
+        raise UriTooLong(f"the query string is longer than {C.MAX_QUERY_BYTES} bytes")
+    for name, value in request.raw_headers:
+        if len(name) + len(value) > C.MAX_HEADER_BYTES:
+            raise HeadersTooLarge(
+                f"header {name[:64].decode(errors='replace')!r} is larger than "
+                f"{C.MAX_HEADER_BYTES} bytes"
+            )
+    return await handler(request)
+
+
 @web.middleware
 async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Turn every failure into the one error body; never leak a stack trace."""
     try:
         return await handler(request)
     except RefreshdError as known:
+        if wire(known).status == 500:  # not a 503: an outage is logged once, not per request
+            log.error(
+                "%s %s: %s (request %s)",
+                request.method,
+                request.path,
+                known.message,
+                request_id_of(request),
+            )
         return error_response(known)
     except web.HTTPException as exc:
         if exc.status < 400:
@@ -73,7 +128,12 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             response.headers["Allow"] = exc.headers["Allow"]
         return response
     except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
+        log.exception(
+            "unhandled error on %s %s (request %s)",
+            request.method,
+            request.path,
+            request_id_of(request),
+        )
         return error_response(RefreshdError("internal error"))
 
 

@@ -65,6 +65,7 @@ ROUTES: tuple[Route, ...] = (
         None,
         ModelList,
         errors=(503,),
+        admin=True,
     ),
     Route(
         "GET",

@@ -17,15 +17,17 @@ STATUS_TEXT = {
     200: "OK",
     201: "Created",
     400: "Malformed JSON",
-    401: "Missing bearer token (admin routes, when REFRESHD_ADMIN_TOKEN is set)",
+    401: "Missing bearer token (admin and configuration routes, when REFRESHD_ADMIN_TOKEN is set)",
     403: "Wrong bearer token",
     404: "Unknown id",
     405: "Method not allowed",
     409: "Conflict",
     413: "Body too large",
+    414: "Query string too long",
     415: "Wrong content type",
     422: "A value is out of range or of the wrong type",
     429: "Rate limited",
+    431: "A request header is too large",
     503: "Store unavailable; retry after Retry-After seconds",
 }
 
@@ -106,7 +108,7 @@ def spec(routes: tuple[Route, ...]) -> dict[str, Any]:
             }
             if r.versioned:
                 op["responses"][str(r.status)]["headers"] = {"ETag": ETAG}
-        errors = {*r.errors, 405}
+        errors = {*r.errors, 405, 414, 431}
         if r.admin:
             errors |= {401, 403}
             op["security"] = [{"adminToken": []}, {}]
@@ -121,6 +123,7 @@ def spec(routes: tuple[Route, ...]) -> dict[str, Any]:
                 resp["headers"] = error_headers[code]
             op["responses"][str(code)] = resp
         paths.setdefault(r.path, {})[r.method.lower()] = op
+    _add_links(routes, paths)
     return {
         "openapi": "3.1.0",
         "info": {
@@ -134,3 +137,23 @@ def spec(routes: tuple[Route, ...]) -> dict[str, Any]:
             "securitySchemes": {"adminToken": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+def _add_links(routes: tuple[Route, ...], paths: dict[str, dict[str, Any]]) -> None:
+    """OpenAPI links for stateful testing: a configuration item's PUT leads to its GET and
+    DELETE with the same id (and the ETag the PUT returned as `If-Match`)."""
+    for r in routes:
+        if not (r.versioned and r.method == "PUT" and "{id}" in r.path):
+            continue
+        item = paths[r.path]
+        links: dict[str, Any] = {}
+        for method in ("get", "delete"):
+            if method in item:
+                link: dict[str, Any] = {
+                    "operationId": item[method]["operationId"],
+                    "parameters": {"path.id": "$request.path.id"},
+                }
+                if method == "delete":
+                    link["parameters"]["header.If-Match"] = "$response.header.ETag"
+                links[f"{method.capitalize()}Item"] = link
+        item["put"]["responses"][str(r.status)]["links"] = links

@@ -144,6 +144,7 @@ class ConfigResource(Generic[T]):
                     None,
                     self.list_doc,
                     errors=(503,),
+                    admin=True,  # rules, fences and experiments are business data
                 )
             )
         out.append(
@@ -168,6 +169,7 @@ class ConfigResource(Generic[T]):
                 None,
                 self.item_doc,
                 errors=(*id_errors, 503),
+                admin=True,
                 versioned=True,
             )
         )

@@ -98,7 +98,9 @@ CORE_ROUTES: tuple[Route, ...] = (
         errors=(503,),
         own_body_on=(503,),
     ),
-    Route("GET", "/metrics", metrics, "Prometheus metrics", content_type="text/plain"),
+    # Metrics name rules and experiments (label values) and show traffic: with a token set, a
+    # scraper sends it (Prometheus: `authorization: {credentials: <token>}`).
+    Route("GET", "/metrics", metrics, "Prometheus metrics", content_type="text/plain", admin=True),
     Route("GET", "/openapi.json", openapi, "This OpenAPI 3.1 document"),
 )
 

@@ -27,7 +27,9 @@ class Route:
     errors: tuple[int, ...] = ()
     query: tuple[tuple[str, str, bool], ...] = ()  # (name, description, required)
     content_type: str = "application/json"
-    admin: bool = False  # needs the bearer token when REFRESHD_ADMIN_TOKEN is set
+    # Needs the bearer token when REFRESHD_ADMIN_TOKEN is set: configuration writes and reads
+    # (rules, fences, experiments, the policy, the model list), directives, training, metrics.
+    admin: bool = False
     # A configuration item's route: the success response carries the item's version in `ETag`,
     # and a write (PUT, DELETE) takes the version it expects in `If-Match`.
     versioned: bool = False

@@ -22,12 +22,61 @@ import hiredis
 from redis._parsers.base import BaseParser
 from redis.asyncio.connection import Connection, UnixDomainSocketConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 Arg = bytes | str | int | float
 # Commands awaiting a reply on one connection before new ones are refused (503): thousands of
 # requests in flight already mean the store is far behind; queueing more only grows memory.
 MAX_IN_FLIGHT = 4096
+
+
+class NotReplicated(RedisError):
+    """A write was applied on the primary but `WAITAOF` did not confirm it in time: it must
+    not be acknowledged (the caller answers 503; the device retries with the same id)."""
+
+
+# One WAITAOF waits at most this long; an unconfirmed write sends another, up to the ack
+# timeout. Measured on Valkey 9.1 (3 masters + 3 replicas on loopback): about 1 % of single
+# `WAITAOF 1 1 1000` calls took ~1 s, until the replica's once-a-second ACK, though the replica
+# had fsynced long before. A new WAITAOF makes the master ask its replicas again (REPLCONF
+# GETACK) and returns at once: with 10 ms slices the worst of 400 writes took 85 ms, not 1 s.
+ACK_SLICE_MS = 10
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Ack:
+    """`WAITAOF numlocal numreplicas`, sent after acknowledged writes, for up to `timeout_ms`."""
+
+    local: int
+    replicas: int
+    timeout_ms: int
+
+    @property
+    def slice_ms(self) -> int:
+        return min(self.timeout_ms, ACK_SLICE_MS)
+
+    @property
+    def command(self) -> bytes:
+        return pack(b"WAITAOF", self.local, self.replicas, self.slice_ms)
+
+    def satisfied(self, reply: Any) -> bool:
+        if isinstance(reply, hiredis.ReplyError):
+            raise _error(reply)
+        local, replicas = int(reply[0]), int(reply[1])
+        return local >= self.local and replicas >= self.replicas
+
+    def failure(self, reply: Any) -> NotReplicated:
+        return NotReplicated(
+            f"WAITAOF confirmed {int(reply[0])} local and {int(reply[1])} replica fsyncs in "
+            f"{self.timeout_ms} ms, {self.local} and {self.replicas} needed"
+        )
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    # An ack nobody awaited (its write failed) must not log "exception never retrieved".
+    if not fut.cancelled():
+        fut.exception()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,6 +123,7 @@ class _Protocol(asyncio.Protocol):
         self._reader = hiredis.Reader()
         self._waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
         self._transport: asyncio.Transport | None = None
+        self._ack: asyncio.Future[Any] | None = None  # the WAITAOF this turn's writes share
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -102,6 +152,52 @@ class _Protocol(asyncio.Protocol):
         self._transport.write(command)
         return waiter
 
+    def call_acked(
+        self, command: bytes, ack: bytes
+    ) -> tuple[asyncio.Future[Any], asyncio.Future[Any]]:
+        """Send a write; return its reply and the reply of a `WAITAOF` sent after it.
+
+        One `WAITAOF` follows the writes of one turn of the event loop (the server runs a
+        connection's commands in order and the replication stream is ordered, so it covers all
+        of them). Await the shared future through `asyncio.shield`: it belongs to every write
+        of the group.
+        """
+        return self.call(command), self.ack_soon(ack)
+
+    def ack_soon(self, ack: bytes) -> asyncio.Future[Any]:
+        """Return the reply of the `WAITAOF` that follows what this turn of the loop sent."""
+        if self._ack is None:
+            loop = asyncio.get_running_loop()
+            fut: asyncio.Future[Any] = loop.create_future()
+            fut.add_done_callback(_retrieve)
+            self._ack = fut
+            loop.call_soon(self._after_turn, ack, fut)
+        return self._ack
+
+    def _after_turn(self, ack: bytes, fut: asyncio.Future[Any]) -> None:
+        """Send the group's `WAITAOF` once the reply of its last write is in, not with it.
+
+        Sent in the same packet as the writes, the master asks its replicas for their offsets
+        (REPLCONF GETACK) in the same pass in which it sends them the writes, a replica answers
+        before its own fsync of them, and does not tell again until its once-a-second ACK: with
+        Valkey 9.1 nearly every such `WAITAOF 1 1` waited out its timeout. Sent after the reply,
+        the replica has usually fsynced by the time it is asked.
+        """
+        self._ack = None
+        last = self._waiting[-1] if self._waiting else None
+        if last is None or last.done():
+            self._send_ack(ack, fut)
+        else:
+            last.add_done_callback(lambda _: self._send_ack(ack, fut))
+
+    def _send_ack(self, ack: bytes, fut: asyncio.Future[Any]) -> None:
+        if self.closed or self._transport is None:
+            if not fut.done():
+                fut.set_exception(RedisConnectionError("connection to the store closed"))
+            return
+        self._waiting.append(fut)
+        self._transport.write(ack)
+
     def close(self, error: Exception | None = None) -> None:
         self.closed = True
         if self._transport is not None:
@@ -111,6 +207,8 @@ class _Protocol(asyncio.Protocol):
             waiter = self._waiting.popleft()
             if not waiter.done():
                 waiter.set_exception(error)
+        if self._ack is not None and not self._ack.done():
+            self._ack.set_exception(error)
 
 
 class ScriptConnection:
@@ -153,28 +251,60 @@ class ScriptConnection:
             timeout_s=timeout_s,
         )
 
-    async def evalsha(self, script: Script, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-        """Run a script (loading it first if the server lost its cache); return its reply."""
+    async def evalsha(
+        self, script: Script, keys: Sequence[str], args: Sequence[Arg], ack: Ack | None = None
+    ) -> Any:
+        """Run a script (loading it first if the server lost its cache); return its reply.
+
+        With `ack`, return only once `WAITAOF` confirmed the write (else `NotReplicated`).
+        """
         proto = await self._connected()
-        reply = await self._reply(
-            proto, proto.call(pack(b"EVALSHA", script.sha, len(keys), *keys, *args))
-        )
-        if isinstance(reply, hiredis.ReplyError):
-            if str(reply).startswith("NOSCRIPT"):  # a restarted server: EVAL caches it again
-                command = pack(b"EVAL", script.body, len(keys), *keys, *args)
-                reply = await self._reply(proto, proto.call(command))
-            if isinstance(reply, hiredis.ReplyError):
-                raise _error(reply)
+        command = pack(b"EVALSHA", script.sha, len(keys), *keys, *args)
+        reply = await self._send(proto, command, ack)
+        if isinstance(reply, hiredis.ReplyError) and str(reply).startswith("NOSCRIPT"):
+            # A restarted server: EVAL caches it again.
+            command = pack(b"EVAL", script.body, len(keys), *keys, *args)
+            reply = await self._send(proto, command, ack)
         return reply
 
-    async def _reply(self, proto: _Protocol, waiter: asyncio.Future[Any]) -> Any:
+    async def command(self, *args: Arg, ack: Ack | None = None) -> Any:
+        """Run one command (with `ack`: confirmed by `WAITAOF`); return its reply."""
+        return await self._send(await self._connected(), pack(*args), ack)
+
+    async def _send(self, proto: _Protocol, command: bytes, ack: Ack | None) -> Any:
+        if ack is None:
+            reply = await self._reply(proto, proto.call(command))
+            if isinstance(reply, hiredis.ReplyError) and not str(reply).startswith("NOSCRIPT"):
+                raise _error(reply)
+            return reply
+        waiter, acked = proto.call_acked(command, ack.command)
+        reply = await self._reply(proto, waiter)
+        if isinstance(reply, hiredis.ReplyError):  # nothing was written: no wait
+            if str(reply).startswith("NOSCRIPT"):
+                return reply
+            raise _error(reply)
+        # The group's WAITAOF may queue behind the previous group's (the connection is blocked
+        # while one waits): up to two slices on top of the store timeout per WAITAOF.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ack.timeout_ms / 1000
+        while True:
+            got = await self._reply(proto, acked, extra_s=2 * ack.slice_ms / 1000)
+            if ack.satisfied(got):
+                return reply
+            if loop.time() >= deadline:
+                raise ack.failure(got)
+            acked = proto.ack_soon(ack.command)  # ask again (see ACK_SLICE_MS)
+
+    async def _reply(
+        self, proto: _Protocol, waiter: asyncio.Future[Any], extra_s: float = 0.0
+    ) -> Any:
         # The store timeout per reply, as redis-py's socket timeout. Like redis-py, a timeout
         # drops the connection: a silently dead one (a forgotten NAT flow, a failover behind the
         # same address) is replaced on the next call instead of queueing replies that never
         # come, and the calls still waiting on it fail now rather than one timeout each.
         try:
-            async with asyncio.timeout(self.timeout_s):
-                return await waiter
+            async with asyncio.timeout(self.timeout_s + extra_s):
+                return await asyncio.shield(waiter) if extra_s else await waiter
         except TimeoutError:
             error = RedisTimeoutError("store did not answer in time")
             proto.close(error)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
@@ -13,7 +14,10 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import (
-    ClusterDownError,
+    AskError,
+    ClusterError,
+    ExecAbortError,
+    MovedError,
     NoPermissionError,
     OutOfMemoryError,
     ReadOnlyError,
@@ -28,7 +32,8 @@ from refreshd import constants as C
 from refreshd.core.errors import StoreUnavailable
 from refreshd.core.messages import Directive
 from refreshd.core.state import UserState
-from refreshd.store.connection import Script, ScriptConnection
+from refreshd.store.connection import Ack, Arg, NotReplicated, Script, ScriptConnection
+from refreshd.store.nodes import ClusterRouter, Router, SingleRouter
 from refreshd.store.protocol import (
     DUE,
     LOG_DECISIONS,
@@ -55,6 +60,7 @@ from refreshd.store.protocol import (
 )
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 # Log rows fetched per call when reading a stream for training.
 LOG_PAGE = 5000
@@ -70,6 +76,10 @@ USER_TTL_S = 90 * 86_400
 COMMIT_LUA = """
 local function pending() return redis.call('HVALS', KEYS[2]) end
 if ARGV[3] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then
+  -- Rewrite the mark (same value, same TTL): a write of this connection after the first one,
+  -- so the WAITAOF that follows a duplicate also covers the original (the replication stream
+  -- is ordered). Else a replay answered "duplicate" could rest on a write no replica has.
+  redis.call('SET', KEYS[3], '1', 'KEEPTTL')
   return {'duplicate', pending()}
 end
 local v = tonumber(redis.call('HGET', KEYS[1], 'v') or '0')
@@ -106,6 +116,16 @@ return {'ok', pending()}
 def _order(d: Directive) -> tuple[int, str]:
     return (d.created_ts, d.id)
 
+
+# A directive queued from outside a contact. Bumping the version makes a worker's cached copy of
+# the user (and any commit built on it) be refused and reloaded.
+# KEYS: directives, user; ARGV: directive id, blob, ttl ms
+ADD_DIRECTIVE_LUA = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+redis.call('HINCRBY', KEYS[2], 'v', 1)
+return 1
+"""
 
 # One call for state and directives: cheaper in redis-py than a two-command pipeline.
 LOAD_LUA = """
@@ -176,6 +196,38 @@ def _config_write(raw: Any) -> ConfigWrite:
 
 COMMIT = Script.of(COMMIT_LUA)
 LOAD = Script.of(LOAD_LUA)
+ADD_DIRECTIVE = Script.of(ADD_DIRECTIVE_LUA)
+PUT_CONFIG = Script.of(PUT_CONFIG_LUA)
+DELETE_CONFIG = Script.of(DELETE_CONFIG_LUA)
+
+# Errors of a store that cannot serve now (down, failing over, a slot moving, out of memory, ACLs,
+# a replica after a failover, a write not replicated in time): 503 and the fallback, never 500.
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterError,  # CLUSTERDOWN, MASTERDOWN, "TTL exhausted" after too many redirects
+    RedisClusterException,  # no node covers the slot, no reachable startup node
+    AskError,  # MOVED and ASK that outlived their redirect
+    TryAgainError,
+    ExecAbortError,  # a MULTI discarded because a queued command was redirected
+    ReadOnlyError,
+    OutOfMemoryError,
+    NoPermissionError,
+    NotReplicated,
+    TimeoutError,
+    OSError,
+)
+# Error replies without a class of their own in redis-py that also mean "not now".
+UNAVAILABLE_PREFIXES = ("BUSY ", "NOREPLICAS", "UNBLOCKED", "LOADING", "CLUSTERDOWN", "TRYAGAIN")
+# Re-learn where the slots are after these (the topology may have changed).
+TOPOLOGY_ERRORS = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterError,
+    AskError,
+    TryAgainError,
+    ReadOnlyError,
+)
 
 
 class RedisStore:
@@ -190,7 +242,12 @@ class RedisStore:
         log_maxlen: int = C.LOG_MAXLEN,
         batch_ttl_s: int = C.BATCH_MARK_TTL_S,
         directive_ttl_s: int = C.DIRECTIVE_TTL_S,
+        ack_replicas: int | None = None,
+        ack_timeout_ms: int = C.ACK_TIMEOUT_MS,
     ) -> None:
+        """`ack_replicas`: writes are acknowledged only once `WAITAOF 1 <n>` confirms them on
+        the primary's AOF and `n` replicas' (None: 1 on a Redis Cluster with replicas, else 0;
+        0: no wait)."""
         if (url is None) == (not cluster_nodes):
             raise ValueError("give either a Redis URL or Redis Cluster nodes")
         self.url = url
@@ -198,6 +255,12 @@ class RedisStore:
         self.log_maxlen = log_maxlen
         self.batch_ttl_s = batch_ttl_s
         self.directive_ttl_s = directive_ttl_s
+        self.ack_replicas = ack_replicas
+        self.ack_timeout_ms = ack_timeout_ms
+        self._ack_local = 1  # 0 once the primary says its AOF is off
+        self._acks: Ack | bool | None = False  # False: not resolved yet
+        # A write may wait up to two WAITAOF timeouts (see ScriptConnection) beyond the reply.
+        self._write_timeout_s = timeout_s * 2 + 2 * ack_timeout_ms / 1000
         # No client-side retries: a failed call surfaces at once as StoreUnavailable and the
         # caller degrades (decide) or answers 503 (writes); the device retries, not us.
         self.redis: Any
@@ -220,46 +283,94 @@ class RedisStore:
                 retry=Retry(NoBackoff(), 0),
                 max_connections=512,
             )
-        self._commit = self.redis.register_script(COMMIT_LUA)
-        self._load = self.redis.register_script(LOAD_LUA)
-        self._put_config = self.redis.register_script(PUT_CONFIG_LUA)
-        self._delete_config = self.redis.register_script(DELETE_CONFIG_LUA)
+        self._registered = {
+            s: self.redis.register_script(s.body.decode())
+            for s in (COMMIT, LOAD, ADD_DIRECTIVE, PUT_CONFIG, DELETE_CONFIG)
+        }
         self._config_changes = self.redis.register_script(CONFIG_CHANGES_LUA)
-        # The per-request scripts take a leaner path than redis-py when the server is one plain
-        # TCP or Unix socket (see refreshd.connection); Cluster and TLS keep redis-py.
-        self._scripts: ScriptConnection | None = None
-        pool = None if url is None else self.redis.connection_pool
-        if pool is not None and ScriptConnection.supports(pool.connection_class):
-            self._scripts = ScriptConnection.like(pool.connection_kwargs, timeout_s=timeout_s)
+        # The per-request scripts and every acknowledged write take a leaner path than redis-py
+        # (see refreshd.store.connection): on one plain TCP or Unix server, and on each primary
+        # of a Redis Cluster. A TLS URL keeps redis-py (and cannot wait for replicas).
+        split = ack_replicas != 0
+        self._router: Router | None = None
+        if url is None:
+            self._router = ClusterRouter(self.redis, timeout_s=timeout_s, split_writes=split)
+        elif ScriptConnection.supports(self.redis.connection_pool.connection_class):
+            kwargs = self.redis.connection_pool.connection_kwargs
+            reads = ScriptConnection.like(kwargs, timeout_s=timeout_s)
+            writes = ScriptConnection.like(kwargs, timeout_s=timeout_s) if ack_replicas else None
+            self._router = SingleRouter(reads, writes)
+        elif ack_replicas:
+            raise ValueError("waiting for replicas needs a plain TCP or Unix connection, not TLS")
 
-    async def _run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
-        """Run one of the per-request scripts on the lean connection, else through redis-py."""
-        if self._scripts is not None:
-            return await self._scripts.evalsha(script, keys, args)
-        registered = self._commit if script is COMMIT else self._load
-        return await registered(keys=keys, args=args)
+    def _ack(self) -> Ack | None:
+        """The WAITAOF writes wait for (resolved once the cluster's topology is known)."""
+        if self._acks is False:
+            n = self.ack_replicas
+            if n is None:
+                n = 1 if self._router is not None and self._router.has_replicas() else 0
+            self._acks = Ack(self._ack_local, n, self.ack_timeout_ms) if n else None
+        assert self._acks is not True
+        return self._acks
+
+    async def _routed(
+        self,
+        key: str,
+        write: bool,
+        send: Callable[[ScriptConnection, Ack | None], Awaitable[T]],
+    ) -> T:
+        """Send to the connection of `key`'s primary; follow one MOVED (the command did not run
+        there); after a failure, have the router re-learn the topology."""
+        router = self._router
+        assert router is not None
+        for attempt in range(2):
+            conn = await router.connection(key, write=write)
+            try:
+                return await send(conn, self._ack() if write else None)
+            except MovedError as exc:
+                if attempt:
+                    router.failed()
+                    raise
+                await router.moved(exc)
+            except TOPOLOGY_ERRORS:
+                router.failed()
+                raise
+            except ResponseError as exc:
+                if "appendonly is disabled" in str(exc) and self._ack_local:
+                    log.warning("the store's AOF is off: writes wait for replicas only")
+                    self._ack_local = 0
+                    self._acks = False
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _run(
+        self, script: Script, keys: list[str], args: list[Any], *, write: bool = False
+    ) -> Any:
+        """Run a script on the lean connection of its slot's primary, else through redis-py."""
+        if self._router is None:
+            return await self._registered[script](keys=keys, args=args)
+        return await self._routed(
+            keys[0], write, lambda conn, ack: conn.evalsha(script, keys, args, ack)
+        )
+
+    async def _write(self, key: str, *command: Arg) -> Any:
+        """Run one write command on `key`'s primary, acknowledged like the scripts."""
+        if self._router is None:
+            return await self.redis.execute_command(*command)
+        return await self._routed(key, True, lambda conn, ack: conn.command(*command, ack=ack))
 
     async def _call(self, fn: Callable[[], Awaitable[T]], timeout_s: float | None = None) -> T:
         try:
             async with asyncio.timeout(timeout_s or self.timeout_s * 2):
                 return await fn()
-        except (
-            RedisConnectionError,
-            RedisTimeoutError,
-            ClusterDownError,
-            RedisClusterException,
-            TimeoutError,
-            OSError,
-        ) as exc:
-            raise StoreUnavailable() from exc
-        except (ReadOnlyError, OutOfMemoryError, NoPermissionError, TryAgainError) as exc:
-            # A server that cannot serve now (a replica after a failover, out of memory, ACLs,
-            # a slot moving) is unavailable, not a bug: 503 and the fallback, never a 500.
-            if isinstance(exc, ReadOnlyError) and self._scripts is not None:
-                self._scripts.close()  # reconnect: the address may point at the new primary
+        except UNAVAILABLE as exc:
+            if isinstance(exc, ReadOnlyError) and isinstance(self._router, SingleRouter):
+                self._router.close()  # reconnect: the address may point at the new primary
+            if isinstance(exc, NotReplicated):
+                log.debug("write not acknowledged: %s", exc)
             raise StoreUnavailable() from exc
         except ResponseError as exc:
-            if str(exc).startswith("BUSY "):  # another script hogs the server
+            if str(exc).startswith(UNAVAILABLE_PREFIXES):  # a script hogs the server, ...
                 raise StoreUnavailable() from exc
             raise
 
@@ -306,24 +417,22 @@ class RedisStore:
         ]
 
         async def run() -> CommitResult:
-            status, blobs = await self._run(COMMIT, keys, args)
+            status, blobs = await self._run(COMMIT, keys, args, write=True)
             dirs = live_directives([decode_directive(b) for b in blobs], commit.now_ms)
             return CommitResult(status.decode(), dirs)
 
-        return await self._call(run)
+        return await self._call(run, self._write_timeout_s)
 
     async def add_directive(self, uid: str, directive: Directive, ttl_s: int) -> None:
-        async def run() -> None:
-            key = directives_key(uid)
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(key, directive.id, encode_directive(directive))
-                pipe.pexpire(key, max(ttl_s, self.directive_ttl_s) * 1000, gt=False)
-                # A write outside a commit bumps the version, so a worker's cached copy of the
-                # user (and any commit built on it) is refused and reloaded.
-                pipe.hincrby(user_key(uid), "v", 1)
-                await pipe.execute()
-
-        await self._call(run)
+        keys = [directives_key(uid), user_key(uid)]
+        args: list[Any] = [
+            directive.id,
+            encode_directive(directive),
+            max(ttl_s, self.directive_ttl_s) * 1000,
+        ]
+        await self._call(
+            lambda: self._run(ADD_DIRECTIVE, keys, args, write=True), self._write_timeout_s
+        )
 
     async def has_batch(self, uid: str, batch_id: str) -> bool:
         return bool(await self._call(lambda: self.redis.exists(batch_key(uid, batch_id))))
@@ -352,16 +461,19 @@ class RedisStore:
         return [blob for _, blob in rows[-count:]] if count else []
 
     async def put_model(self, version: str, text: str, meta: bytes) -> None:
-        async def run() -> None:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.hset(model_key(version), mapping={"text": text, "meta": meta})
-                pipe.zadd(MODELS, {version: time.time()})
-                await pipe.execute()
+        key = model_key(version)
 
-        await self._call(run)
+        async def run() -> None:
+            await self._write(key, "HSET", key, "text", text, "meta", meta)
+            await self._write(MODELS, "ZADD", MODELS, time.time(), version)
+
+        await self._call(run, self._write_timeout_s * 2)
 
     async def set_current_model(self, version: str) -> None:
-        await self._call(lambda: self.redis.set(MODEL_CURRENT, version))
+        await self._call(
+            lambda: self._write(MODEL_CURRENT, "SET", MODEL_CURRENT, version),
+            self._write_timeout_s,
+        )
 
     async def current_model_version(self) -> str | None:
         raw: Any = await self._call(lambda: self.redis.get(MODEL_CURRENT))
@@ -391,13 +503,18 @@ class RedisStore:
         self, kind: str, item_id: str, blob: bytes, expected: int | None = None
     ) -> ConfigWrite:
         keys, args = _config_keys(kind), [item_id, blob, _expected_arg(expected)]
-        return _config_write(await self._call(lambda: self._put_config(keys=keys, args=args)))
+        raw = await self._call(
+            lambda: self._run(PUT_CONFIG, keys, args, write=True), self._write_timeout_s
+        )
+        return _config_write(raw)
 
     async def delete_config(
         self, kind: str, item_id: str, expected: int | None = None
     ) -> ConfigWrite | None:
         keys, args = _config_keys(kind), [item_id, _expected_arg(expected)]
-        raw = await self._call(lambda: self._delete_config(keys=keys, args=args))
+        raw = await self._call(
+            lambda: self._run(DELETE_CONFIG, keys, args, write=True), self._write_timeout_s
+        )
         return None if raw is None else _config_write(raw)
 
     async def get_config_item(self, kind: str, item_id: str) -> tuple[int, bytes] | None:
@@ -499,6 +616,6 @@ class RedisStore:
             return False
 
     async def close(self) -> None:
-        if self._scripts is not None:
-            self._scripts.close()
+        if self._router is not None:
+            self._router.close()
         await self.redis.aclose()

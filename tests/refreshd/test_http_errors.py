@@ -28,9 +28,11 @@ WIRE = {
     E.MethodNotAllowed: (405, "method_not_allowed"),
     E.Conflict: (409, "conflict"),
     E.BodyTooLarge: (413, "body_too_large"),
+    E.UriTooLong: (414, "uri_too_long"),
     E.UnsupportedMediaType: (415, "unsupported_media_type"),
     E.InvalidValue: (422, "invalid_value"),
     E.RateLimited: (429, "rate_limited"),
+    E.HeadersTooLarge: (431, "headers_too_large"),
     E.StoreUnavailable: (503, "store_unavailable"),
     E.RefreshdError: (500, "internal"),
 }

@@ -151,7 +151,11 @@ async def test_put_needs_the_admin_token(make_client: MakeClient) -> None:
     assert (await resp.json())["error"]["code"] == "unauthorized"
     assert (await put(client, doc(), Authorization="Bearer wrong")).status == 403
     assert (await put(client, doc(), Authorization="Bearer s3cret")).status == 200
-    assert (await client.get("/v1/policy")).status == 200  # reads need none
+    # Reading the policy is a configuration read: it needs the token too (issue 18).
+    assert (await client.get("/v1/policy")).status == 401
+    assert (
+        await client.get("/v1/policy", headers={"Authorization": "Bearer s3cret"})
+    ).status == 200
 
 
 async def test_the_policy_book_reloads_after_a_put(make_client: MakeClient) -> None:

@@ -60,3 +60,13 @@ def test_settings_are_frozen() -> None:
     with pytest.raises(AttributeError):
         s.port = 1  # type: ignore[misc]
     assert s.replace(port=1).port == 1 and s.port == 8080
+
+
+def test_ack_settings() -> None:
+    assert Settings.from_env({}).ack_replicas is None  # auto: 1 on a cluster with replicas
+    got = Settings.from_env({"REFRESHD_ACK_REPLICAS": "0", "REFRESHD_ACK_TIMEOUT_MS": "100"})
+    assert (got.ack_replicas, got.ack_timeout_ms) == (0, 100)
+    assert Settings.from_env({"REFRESHD_ACK_REPLICAS": "2"}).ack_replicas == 2
+    for bad in ({"REFRESHD_ACK_REPLICAS": "-1"}, {"REFRESHD_ACK_TIMEOUT_MS": "0"}):
+        with pytest.raises(SettingsError):
+            Settings.from_env(bad)
