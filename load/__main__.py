@@ -185,7 +185,11 @@ def main(argv: list[str] | None = None) -> int:
     k.add_argument("--minutes", type=float, default=10.0)
     k.add_argument("--interval-s", type=float, default=60.0, help="seconds per sample")
     k.add_argument(
-        "--log-maxlen", type=int, default=50_000, help="stream cap passed to the service"
+        "--log-maxlen",
+        type=int,
+        default=5_000,
+        help="stream cap passed to the service, per shard of each log (16 shards): small enough "
+        "that the streams reach it within the first minutes, so memory can level off",
     )
     args = parser.parse_args(argv)
     if args.command == "soak":
