@@ -50,3 +50,20 @@ def raw_xadd(raw: Any, stream: str, row: dict[str, Any]) -> None:
     from refreshd.store.protocol import shard_key, shard_tag
 
     raw.xadd(shard_key(stream, shard_tag(row["user_id"])), {"d": msgspec.json.encode(row)})
+
+
+def wait_ready(base: str, proc: Any, timeout_s: float, why: Callable[[], str] = lambda: "") -> None:
+    """Wait until a `refreshd serve` subprocess answers 200 on /readyz; fail if it exits."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"{base}/readyz", timeout=5) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        assert proc.poll() is None, f"the service exited: {why()}"
+        assert time.monotonic() < deadline, "service did not become ready"
+        time.sleep(0.1)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import now_ms
+from tests.support import now_ms, wait_ready
 
 
 def free_port() -> int:
@@ -92,16 +92,8 @@ def test_two_workers_share_the_port_and_stop_cleanly(tmp_path: Path) -> None:
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120  # includes training the bootstrap model
-        while True:
-            try:
-                if get(f"{base}/readyz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            assert time.monotonic() < deadline, "service did not become ready"
-            time.sleep(0.2)
+        # 120 s includes training the bootstrap model.
+        wait_ready(base, proc, 120, lambda: proc.stdout.read() if proc.stdout else "")
         cmdlines = [Path(f"/proc/{c}/cmdline").read_text() for c in children(proc.pid)]
         workers = [c for c in cmdlines if "spawn_main" in c]
         assert len(workers) == 2

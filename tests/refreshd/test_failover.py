@@ -26,7 +26,7 @@ import pytest
 import redis
 
 from refreshd.store.protocol import shard_tag, user_key
-from tests.support import MakeClient, now_ms
+from tests.support import MakeClient, now_ms, wait_ready
 from tests.valkey_cluster import Cluster, start_replicated_cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.timeout(150)]
@@ -343,7 +343,7 @@ def test_service_killed_mid_write_leaves_nothing_half_written(ha: Cluster) -> No
 
     from redis.cluster import ClusterNode, RedisCluster
 
-    from tests.refreshd.test_cli import free_port, get
+    from tests.refreshd.test_cli import free_port
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -360,15 +360,7 @@ def test_service_killed_mid_write_leaves_nothing_half_written(ha: Cluster) -> No
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if get(f"{base}/readyz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline and proc.poll() is None, "service did not start"
-            time.sleep(0.1)
+        wait_ready(base, proc, 60)
 
         async def scenario() -> Load:
             async with Load(base, writers=8) as load:
