@@ -36,6 +36,8 @@ MAX_ACKS = 100
 
 # Capped logs: ~1 M entries is a few days of training data for a mid-size app in < 1 GiB.
 LOG_MAXLEN = 1_000_000
+# Decision ids kept per user for `GET /v1/users/{id}/decisions` (the rows stay in the log).
+USER_DECISIONS_KEPT = 20
 
 # Store calls that take longer than this are treated as an outage (degrade, answer 503).
 STORE_TIMEOUT_S = 0.5

@@ -33,13 +33,16 @@ def raw_log(raw: Any, stream: str) -> list[dict[str, Any]]:
     """Return every row of a sharded log stream (all shards, in entry-id order) from Redis."""
     import json
 
-    from refreshd.store.protocol import all_tags, shard_key
+    from refreshd.store.protocol import LOG_DECISIONS, all_tags, decision_id, shard_key
 
     rows = []
     for tag in all_tags():
         for entry_id, fields in raw.xrange(shard_key(stream, tag)):
             ms, _, seq = entry_id.decode().partition("-")
-            rows.append(((int(ms), int(seq)), json.loads(fields[b"d"])))
+            row = json.loads(fields[b"d"])
+            if stream == LOG_DECISIONS:  # stored without its id: the id is the row's place
+                row = {"decision_id": decision_id(tag, entry_id.decode())} | row
+            rows.append(((int(ms), int(seq)), row))
     return [r for _, r in sorted(rows, key=lambda x: x[0])]
 
 

@@ -24,11 +24,11 @@ import msgspec
 
 from geo import FenceIndex, Fix, LocateResult, locate
 from intent.events import add_events
-from intent.features import Context, compute
+from intent.features import FEATURES_VERSION, Context, compute
 from refreshd import constants as C
 from refreshd.core.directives import Pending, settle
 from refreshd.core.errors import InvalidValue
-from refreshd.core.experiments import ExperimentConfig
+from refreshd.core.experiments import ExperimentConfig, VariantParams
 from refreshd.core.exposure import Increment, choose, record_decision, record_events
 from refreshd.core.ladder import Decision, Opportunity, Scored, walk
 from refreshd.core.matcher import MatchResult, advance, feed, next_deadline
@@ -50,6 +50,7 @@ from refreshd.core.state import UserState
 
 __all__ = [
     "Config",
+    "ConfigVersions",
     "DecidePlan",
     "DecisionLog",
     "Effects",
@@ -70,6 +71,18 @@ A = TypeVar("A")
 _HOUR_MS = 3_600_000
 
 
+class ConfigVersions(msgspec.Struct, frozen=True, omit_defaults=True):
+    """The store versions of the configuration a decision was made with (0: none stored)."""
+
+    rules: int = 0
+    experiments: int = 0
+    fences: int = 0
+    policy: int = 0
+
+
+NO_VERSIONS = ConfigVersions()
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Config:
     """The configuration one contact is decided with; the service snapshots its books."""
@@ -78,6 +91,7 @@ class Config:
     experiments: Mapping[str, ExperimentConfig] = dataclasses.field(default_factory=dict)
     fences: FenceIndex | None = None
     policy: PolicyDoc = DEFAULT_POLICY
+    versions: ConfigVersions = NO_VERSIONS
     # What the service always keeps and the simulator may skip where nothing reads it: log rows
     # of decisions and events (training, audit), the feature vector in each decision row (the
     # online/offline parity check; the simulator's training set recomputes features from the
@@ -95,9 +109,16 @@ class Loaded(msgspec.Struct, frozen=True):
 
 
 class DecisionLog(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """One row of the decision log: what training, audit and replay need of a decision."""
+    """One row of the decision log: what training, audit and replay need of a decision.
 
-    decision_id: str
+    The request is kept field by field (`request_of` rebuilds it), and so is what the ladder
+    read besides it — the last refresh, the refresh times a frequency cap counts, the refresh
+    directives waiting, whether the position asked for a refresh, the variant's overrides — so
+    a replay can walk the policy of the decision's time again without the user's state.
+    The service stores rows without `decision_id`: the id is the row's place in the log.
+    """
+
+    decision_id: str = ""
     user_id: str
     ts: int
     trigger: str
@@ -106,22 +127,37 @@ class DecisionLog(msgspec.Struct, kw_only=True, omit_defaults=True):
     degraded: bool
     score: float | None = None
     threshold: float | None = None
+    threshold_source: str | None = None  # default | experiment | policy
     model_version: str | None = None
     experiment: str | None = None
     variant: str | None = None
+    variant_params: dict[str, Any] | None = None  # the variant's overrides of the ladder
     lat: float | None = None
     lng: float | None = None
     tz_offset_min: int | None = None
+    slots: list[str] | None = None
+    ack: list[str] | None = None
+    device_features: dict[str, float] | None = None  # the request's `features`
     received_ts: int | None = None  # server clock at decision time (point-in-time joins)
     last_refresh_ts: int | None = None  # before this decision (a feature's context)
+    refresh_times: list[int] | None = None  # the refreshes a frequency cap counted
+    event_slots: list[list[str] | None] | None = None  # waiting refresh directives' slots
+    geo_refresh: bool = False
     zone: int | None = None
     # What the device reported of the visit (the features' context, rebuilt offline from these)
     launch: str | None = None
     home_dwell_s: float | None = None
     scrolls: int | None = None
     scroll_depth: float | None = None
+    feature_version: str | None = None
     features: list[float] | None = None  # the vector the model saw (online/offline parity)
+    feature_ages: list[float | None] | None = None  # s since each feature's newest event
     explore: bool = False  # a randomised intent decision (exploration traffic)
+    propensity: float | None = None  # P(this answer) under the logging policy, when randomised
+    next_check_s: int | None = None
+    degraded_reasons: list[str] = msgspec.field(default_factory=list)
+    directives: list[str] = msgspec.field(default_factory=list)  # ids delivered with it
+    config_versions: ConfigVersions = NO_VERSIONS
 
 
 class Effects(msgspec.Struct, frozen=True, kw_only=True):
@@ -235,6 +271,7 @@ class DecidePlan(msgspec.Struct, frozen=True):
     ladder: Ladder
     opportunity: Opportunity
     experiment: tuple[str, str] | None  # (id, variant)
+    params: VariantParams | None  # the variant's overrides of the ladder
     features: list[float] | None
     needs_score: bool
     zone: int | None
@@ -255,6 +292,7 @@ def prepare_decide(
         state = msgspec.structs.replace(state, geo=geo.new_geo_state)
     chosen = choose(cfg.experiments, req.user_id)
     explore: float | None = None
+    params: VariantParams | None = None
     if chosen is not None:
         exp_id, exp_cfg, assignment = chosen
         variant = assignment.variant or ""
@@ -300,6 +338,7 @@ def prepare_decide(
         ladder,
         opp,
         experiment,
+        params,
         features,
         needs,
         zone,
@@ -329,7 +368,6 @@ def finish_decide(plan: DecidePlan, scored: Scored | None) -> Outcome[DecideResp
         assert decision is not None
     req, state = plan.req, plan.state
     state = _after_decision(state, plan.ladder, req.ts, decision.refresh)
-    logs = [_decision_log(plan, decision)] if plan.cfg.logs else []
     incs: list[Increment] = []
     exposure = None
     if plan.experiment is not None:
@@ -338,9 +376,9 @@ def finish_decide(plan: DecidePlan, scored: Scored | None) -> Outcome[DecideResp
         state = msgspec.structs.replace(state, exp=exp_state)
         exposure = Exposure(exp_id, variant)
     state = msgspec.structs.replace(state, version=plan.expected_version + 1)
-    effects = _effects(
-        state, plan.pending, plan.cfg, plan.matched, decision_logs=logs, stat_incrs=incs
-    )
+    effects = _effects(state, plan.pending, plan.cfg, plan.matched, stat_incrs=incs)
+    if plan.cfg.logs:
+        effects.decision_logs.append(_decision_log(plan, decision, effects.pending))
     return Outcome(effects, response(plan.decision_id, decision, effects.pending, exposure))
 
 
@@ -396,9 +434,16 @@ def _after_decision(state: UserState, ladder: Ladder, ts: int, refresh: bool) ->
     )
 
 
-def _decision_log(plan: DecidePlan, d: Decision) -> DecisionLog:
-    req = plan.req
+def _decision_log(plan: DecidePlan, d: Decision, delivered: Sequence[Directive]) -> DecisionLog:
+    req, opp, cfg = plan.req, plan.opportunity, plan.cfg
     exp = plan.experiment
+    params = plan.params
+    logged = plan.features if cfg.log_features else None
+    propensity = None
+    if d.explore and plan.ladder.intent is not None:
+        share = plan.ladder.intent.explore_refresh_share
+        propensity = share if d.refresh else 1.0 - share
+    event_slots = [x.slots for x in opp.directives if x.type == "refresh"] or None
     return DecisionLog(
         decision_id=plan.decision_id,
         user_id=req.user_id,
@@ -409,22 +454,47 @@ def _decision_log(plan: DecidePlan, d: Decision) -> DecisionLog:
         degraded=bool(d.degraded_reasons),
         score=d.score,
         threshold=d.threshold,
+        threshold_source=_threshold_source(d, params, cfg.versions),
         model_version=d.model_version,
         experiment=exp[0] if exp else None,
         variant=exp[1] if exp else None,
+        variant_params=msgspec.to_builtins(params) if params is not None else None,
         lat=req.lat,
         lng=req.lng,
         tz_offset_min=req.tz_offset_min,
+        slots=req.slots,
+        ack=req.ack,
+        device_features=req.features,
         received_ts=plan.now_ms,
         last_refresh_ts=plan.state.last_refresh_ts,
+        refresh_times=list(plan.state.refresh_times) if plan.ladder.cap is not None else None,
+        event_slots=event_slots,
+        geo_refresh=opp.geo_refresh,
         zone=plan.zone,
         launch=req.launch,
         home_dwell_s=req.home_dwell_s,
         scrolls=req.scrolls,
         scroll_depth=req.scroll_depth,
-        features=plan.features if plan.cfg.log_features else None,
+        feature_version=FEATURES_VERSION if logged is not None else None,
+        features=logged,
         explore=d.explore,
+        propensity=propensity,
+        next_check_s=d.next_check_s,
+        degraded_reasons=list(d.degraded_reasons),
+        directives=[x.id for x in delivered],
+        config_versions=cfg.versions,
     )
+
+
+def _threshold_source(
+    d: Decision, params: VariantParams | None, versions: ConfigVersions
+) -> str | None:
+    """Where the threshold came from: a variant's override, the stored policy, the default."""
+    if d.threshold is None:
+        return None
+    if params is not None and params.threshold is not None and not d.explore:
+        return "experiment"
+    return "policy" if versions.policy > 0 else "default"
 
 
 # --- location ------------------------------------------------------------------------------

@@ -107,6 +107,7 @@ CORE_ROUTES: tuple[Route, ...] = (
 
 def all_routes() -> tuple[Route, ...]:
     """Return every route of the service, in documentation order."""
+    from refreshd.http import decisions as decisions_api
     from refreshd.http import dedupe as dedupe_api
     from refreshd.http import experiments as experiments_api
     from refreshd.http import geofences as geofences_api
@@ -121,6 +122,7 @@ def all_routes() -> tuple[Route, ...]:
         + experiments_api.ROUTES
         + policy_api.ROUTES
         + models_api.ROUTES
+        + decisions_api.ROUTES
         + dedupe_api.ROUTES
     )
 

@@ -42,7 +42,7 @@ from refreshd.live.rulebook import RuleBook
 from refreshd.live.usercache import UserCache
 from refreshd.metrics import Metrics
 from refreshd.settings import Settings
-from refreshd.store.protocol import Commit, Store
+from refreshd.store.protocol import Commit, CommitResult, Store
 
 log = logging.getLogger(__name__)
 _json = msgspec.json.Encoder()
@@ -54,6 +54,9 @@ class PolicySource(Protocol):
 
     @property
     def doc(self) -> PolicyDoc: ...
+
+    @property
+    def version(self) -> int: ...
 
 
 def new_id(prefix: str = "") -> str:
@@ -118,6 +121,12 @@ class Service:
             experiments=self.experiments.experiments,
             fences=self.fences.index,
             policy=self.policy,
+            versions=flow.ConfigVersions(
+                rules=max(self.rulebook.version, 0),
+                experiments=max(self.experiments.version, 0),
+                fences=max(self.fences.version, 0),
+                policy=max(self.policies.version, 0) if self.policies is not None else 0,
+            ),
         )
 
     async def transact(
@@ -125,10 +134,10 @@ class Service:
         uid: str,
         now_ms: int,
         step: Callable[[flow.Loaded], Awaitable[flow.Outcome[A]]],
-    ) -> tuple[flow.Outcome[A], str]:
+    ) -> tuple[flow.Outcome[A], CommitResult]:
         """Load the user, run `step`, commit its effects if nobody wrote the user meanwhile.
 
-        Returns the outcome and the commit's status ("ok" or "duplicate"); on a version
+        Returns the outcome and the commit's result (status "ok" or "duplicate"); on a version
         conflict the user is reloaded and `step` runs again, a few times, then `Conflict`.
         `StoreUnavailable` propagates (decide degrades, writes answer 503).
         """
@@ -163,7 +172,7 @@ class Service:
             if result.status == "ok":
                 self.cache.put_blob(uid, commit.state_blob, e.state.version, list(e.pending))
                 await self._after_commit(uid, e)
-            return outcome, result.status
+            return outcome, result
         raise Conflict("too many concurrent updates for this user; retry", field="user_id")
 
     async def _load(self, uid: str, now_ms: int, attempt: int) -> flow.Loaded:
@@ -218,20 +227,22 @@ class Service:
         """Decide for one opportunity; degrade to the fallback rule when the store is down."""
         flow.check_decide(req, self.clock())
         self._limit(req.user_id)
-        decision_id = new_id()
         async with self.locks.hold(req.user_id):
             now_ms, cfg = self.clock(), self.config()
 
             async def step(loaded: flow.Loaded) -> flow.Outcome[DecideResponse]:
-                plan = flow.prepare_decide(loaded, req, cfg, now_ms=now_ms, decision_id=decision_id)
+                # The decision's id is its log row's place, known once the store wrote it.
+                plan = flow.prepare_decide(loaded, req, cfg, now_ms=now_ms, decision_id="")
                 scored = await self._score(plan.features) if plan.needs_score else None
                 return flow.finish_decide(plan, scored)
 
             try:
-                outcome, _ = await self.transact(req.user_id, now_ms, step)
+                outcome, result = await self.transact(req.user_id, now_ms, step)
                 answer = outcome.answer
+                answer.decision_id = result.decision_ids[0]
             except StoreUnavailable:  # counted by transact as a load or commit error
-                answer = flow.decide_degraded(req, cfg, decision_id=decision_id)
+                # Not logged, so not to be looked up: an id that says so.
+                answer = flow.decide_degraded(req, cfg, decision_id=new_id("x"))
         self.metrics.decisions.labels(answer.reason, str(answer.refresh).lower()).inc()
         for cause in answer.degraded_reasons:
             self.metrics.degraded.labels(cause).inc()
@@ -252,7 +263,7 @@ class Service:
 
     async def _contact(
         self, uid: str, run: Callable[[flow.Loaded, flow.Config, int], flow.Outcome[A]]
-    ) -> tuple[flow.Outcome[A], str]:
+    ) -> tuple[flow.Outcome[A], CommitResult]:
         """Run a flow that needs no score under the user's lock, in one transaction."""
         async with self.locks.hold(uid):
             now_ms, cfg = self.clock(), self.config()
@@ -279,10 +290,10 @@ class Service:
         """Accept a batch of events exactly once per batch_id; 503 if the store is down."""
         flow.check_events(req, self.clock())
         self._limit(req.user_id)
-        outcome, status = await self._contact(
+        outcome, result = await self._contact(
             req.user_id, lambda loaded, cfg, now: flow.events(loaded, req, cfg, now_ms=now)
         )
-        if status == "duplicate":
+        if result.status == "duplicate":
             self.metrics.duplicate_batches.inc()
             assert outcome.duplicate is not None
             return outcome.duplicate

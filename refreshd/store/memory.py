@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 
 import msgspec
@@ -16,7 +16,10 @@ from refreshd.store.protocol import (
     Commit,
     CommitResult,
     ConfigWrite,
+    decision_id,
     live_directives,
+    shard_tag,
+    with_decision_id,
 )
 
 
@@ -39,6 +42,11 @@ class MemoryStore:
             LOG_DECISIONS: deque(maxlen=log_maxlen),
             LOG_EVENTS: deque(maxlen=log_maxlen),
         }
+        # Decision rows by id, as long as the log keeps them; each user's newest ids.
+        self.log_maxlen = log_maxlen
+        self.decisions: OrderedDict[str, bytes] = OrderedDict()
+        self.user_decision_ids: dict[str, deque[str]] = {}
+        self._entry = (0, 0)  # the last stream entry id given out: (ms, seq)
 
     # Fast mode calls these two directly: the simulator runs on a virtual clock, in one thread.
 
@@ -74,15 +82,29 @@ class MemoryStore:
                 pending = self.directives[uid] = {}
             for d in commit.new_directives:
                 pending[d.id] = d
-        if commit.decision_logs:
-            self.logs[LOG_DECISIONS].extend(commit.decision_logs)
+        ids = tuple(self._log_decision(uid, b, commit.now_ms) for b in commit.decision_logs)
         if commit.event_logs:
             self.logs[LOG_EVENTS].extend(commit.event_logs)
         for key, fields in commit.stat_incrs:
             row = self.stats.setdefault(key, {})
             for name, inc in fields.items():
                 row[name] = row.get(name, 0) + inc
-        return CommitResult("ok", self._live(pending, commit.now_ms))
+        return CommitResult("ok", self._live(pending, commit.now_ms), ids)
+
+    def _log_decision(self, uid: str, blob: bytes, now_ms: int) -> str:
+        """Append a decision row under a stream-like entry id, as Redis names it."""
+        ms, seq = self._entry
+        ms, seq = (ms, seq + 1) if now_ms <= ms else (now_ms, 0)
+        self._entry = (ms, seq)
+        did = decision_id(shard_tag(uid), f"{ms}-{seq}")
+        row = with_decision_id(blob, did)
+        self.logs[LOG_DECISIONS].append(row)
+        self.decisions[did] = row
+        while len(self.decisions) > self.log_maxlen:
+            self.decisions.popitem(last=False)
+        mine = self.user_decision_ids.setdefault(uid, deque(maxlen=C.USER_DECISIONS_KEPT))
+        mine.appendleft(did)
+        return did
 
     @staticmethod
     def _live(pending: dict[str, Directive] | None, now_ms: int) -> list[Directive]:
@@ -105,6 +127,13 @@ class MemoryStore:
     async def read_log(self, stream: str, count: int) -> list[bytes]:
         rows = list(self.logs.get(stream, ()))
         return rows[-count:] if count else []
+
+    async def get_decision(self, did: str) -> bytes | None:
+        return self.decisions.get(did)
+
+    async def user_decisions(self, uid: str, limit: int) -> list[bytes]:
+        ids = list(self.user_decision_ids.get(uid, ()))[: max(limit, 1)]
+        return [row for did in ids if (row := self.decisions.get(did)) is not None]
 
     async def put_model(self, version: str, text: str, meta: bytes) -> None:
         self.models[version] = (text, meta)

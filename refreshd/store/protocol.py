@@ -88,6 +88,36 @@ def batch_key(uid: str, batch_id: str) -> str:
     return f"b:{shard_tag(uid)}:{uid}:{batch_id}"
 
 
+def user_decisions_key(uid: str) -> str:
+    """List of the user's newest decision ids (`GET /v1/users/{id}/decisions`)."""
+    return f"ud:{shard_tag(uid)}:{uid}"
+
+
+def decision_id(tag: str, entry_id: str) -> str:
+    """Name a decision by where its log row is: the shard and the stream entry (`07-<ms>-<seq>`).
+
+    The decision log is its own index: looking a decision up is one XRANGE of one entry, and a
+    decision is found exactly as long as the log keeps its row.
+    """
+    return f"{tag[2:4]}-{entry_id}"
+
+
+def parse_decision_id(did: str) -> tuple[str, str] | None:
+    """Return (shard tag, stream entry id) of a decision id, None if it cannot be one."""
+    shard, _, entry = did.partition("-")
+    ms, _, seq = entry.partition("-")
+    if len(shard) != 2 or not (shard.isdigit() and ms.isdigit() and seq.isdigit()):
+        return None
+    if int(shard) >= SHARDS or len(ms) > 16 or len(seq) > 16:
+        return None
+    return _tag(int(shard)), entry
+
+
+def with_decision_id(blob: bytes, did: str) -> bytes:
+    """Put a decision's id into its log row (stored without it: the id is where the row is)."""
+    return b'{"decision_id":"' + did.encode() + b'",' + blob[1:]
+
+
 def shard_key(base: str, tag: str) -> str:
     """Return a per-shard key of a global structure (a log stream, a statistics hash)."""
     return f"{base}:{tag}"
@@ -144,6 +174,7 @@ class Commit(msgspec.Struct, kw_only=True):
 class CommitResult:
     status: Literal["ok", "conflict", "duplicate"]
     directives: list[Directive]  # pending after the commit, unexpired, oldest first
+    decision_ids: tuple[str, ...] = ()  # of the decision log rows written ("ok" only)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -180,7 +211,16 @@ class Store(Protocol):
         ...
 
     async def read_log(self, stream: str, count: int) -> list[bytes]:
-        """Return the newest `count` entries of a log stream (JSON blobs), oldest first."""
+        """Return the newest `count` entries of a log stream (JSON blobs), oldest first;
+        decision rows carry their `decision_id`."""
+        ...
+
+    async def get_decision(self, did: str) -> bytes | None:
+        """Return a decision's log row (JSON, with its id), None if the log no longer has it."""
+        ...
+
+    async def user_decisions(self, uid: str, limit: int) -> list[bytes]:
+        """Return the user's newest decision log rows (at most `limit`), newest first."""
         ...
 
     async def put_model(self, version: str, text: str, meta: bytes) -> None:

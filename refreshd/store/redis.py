@@ -48,15 +48,19 @@ from refreshd.store.protocol import (
     config_key,
     config_log_key,
     config_version_key,
+    decision_id,
     decode_directive,
     decode_state,
     directives_key,
     encode_directive,
     live_directives,
     model_key,
+    parse_decision_id,
     shard_key,
     shard_tag,
+    user_decisions_key,
     user_key,
+    with_decision_id,
 )
 
 T = TypeVar("T")
@@ -69,10 +73,12 @@ LOG_READ_TIMEOUT_S = 30.0
 # Inactive users' state expires after 90 days, so memory stays bounded without a sweeper.
 USER_TTL_S = 90 * 86_400
 
-# KEYS: user, directives, batch mark, log:decisions, log:events
+# KEYS: user, directives, batch mark, log:decisions, log:events, the user's decision ids,
+#       then the statistics hashes
 # ARGV: expected version, state blob, has batch (0/1), batch ttl s, log maxlen,
-#       directive ttl ms, user ttl s, then counted lists: acks, (id, blob) pairs,
-#       decision log blobs, event log blobs.
+#       directive ttl ms, user ttl s, decision ids kept per user, then counted lists: acks,
+#       (id, blob) pairs, decision log blobs, event log blobs, statistics increments.
+# Returns {status, pending directive blobs[, the decision rows' stream entry ids]}.
 COMMIT_LUA = """
 local function pending() return redis.call('HVALS', KEYS[2]) end
 if ARGV[3] == '1' and redis.call('EXISTS', KEYS[3]) == 1 then
@@ -87,7 +93,7 @@ if v ~= tonumber(ARGV[1]) then return {'conflict', pending()} end
 redis.call('HSET', KEYS[1], 'v', v + 1, 's', ARGV[2])
 redis.call('EXPIRE', KEYS[1], tonumber(ARGV[7]))
 if ARGV[3] == '1' then redis.call('SET', KEYS[3], '1', 'EX', tonumber(ARGV[4])) end
-local i = 8
+local i = 9
 local n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do redis.call('HDEL', KEYS[2], ARGV[i]); i = i + 1 end
 n = tonumber(ARGV[i]); i = i + 1
@@ -95,8 +101,15 @@ for _ = 1, n do redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1]); i = i + 2 end
 if n > 0 then redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[6])) end
 local maxlen = ARGV[5]
 n = tonumber(ARGV[i]); i = i + 1
+local ids = {}
 for _ = 1, n do
-  redis.call('XADD', KEYS[4], 'MAXLEN', '~', maxlen, '*', 'd', ARGV[i]); i = i + 1
+  local id = redis.call('XADD', KEYS[4], 'MAXLEN', '~', maxlen, '*', 'd', ARGV[i]); i = i + 1
+  ids[#ids + 1] = id
+  redis.call('LPUSH', KEYS[6], id)
+end
+if n > 0 then
+  redis.call('LTRIM', KEYS[6], 0, tonumber(ARGV[8]) - 1)
+  redis.call('EXPIRE', KEYS[6], tonumber(ARGV[7]))
 end
 n = tonumber(ARGV[i]); i = i + 1
 for _ = 1, n do
@@ -106,10 +119,10 @@ local nkeys = tonumber(ARGV[i]); i = i + 1
 for k = 1, nkeys do
   n = tonumber(ARGV[i]); i = i + 1
   for _ = 1, n do
-    redis.call('HINCRBY', KEYS[5 + k], ARGV[i], ARGV[i + 1]); i = i + 2
+    redis.call('HINCRBY', KEYS[6 + k], ARGV[i], ARGV[i + 1]); i = i + 2
   end
 end
-return {'ok', pending()}
+return {'ok', pending(), ids}
 """
 
 
@@ -393,6 +406,7 @@ class RedisStore:
             self.log_maxlen,
             self.directive_ttl_s * 1000,
             USER_TTL_S,
+            C.USER_DECISIONS_KEPT,
             len(commit.ack_ids),
             *commit.ack_ids,
             len(commit.new_directives),
@@ -413,13 +427,15 @@ class RedisStore:
             batch_key(uid, commit.batch_id or "-"),
             shard_key(LOG_DECISIONS, tag),
             shard_key(LOG_EVENTS, tag),
+            user_decisions_key(uid),
             *(shard_key(key, tag) for key, _ in commit.stat_incrs),
         ]
 
         async def run() -> CommitResult:
-            status, blobs = await self._run(COMMIT, keys, args, write=True)
+            status, blobs, *rest = await self._run(COMMIT, keys, args, write=True)
             dirs = live_directives([decode_directive(b) for b in blobs], commit.now_ms)
-            return CommitResult(status.decode(), dirs)
+            ids = tuple(decision_id(tag, bytes(e).decode()) for e in rest[0]) if rest else ()
+            return CommitResult(status.decode(), dirs, ids)
 
         return await self._call(run, self._write_timeout_s)
 
@@ -451,14 +467,43 @@ class RedisStore:
                 # Training reads run beside CPU-heavy work in threads: a generous deadline.
                 got: Any = await self._call(call, timeout_s=LOG_READ_TIMEOUT_S)
                 for entry_id, fields in got:
-                    ms, _, seq = bytes(entry_id).decode().partition("-")
-                    rows.append(((int(ms), int(seq)), bytes(fields[b"d"])))
+                    entry = bytes(entry_id).decode()
+                    ms, _, seq = entry.partition("-")
+                    blob = bytes(fields[b"d"])
+                    if stream == LOG_DECISIONS:
+                        blob = with_decision_id(blob, decision_id(tag, entry))
+                    rows.append(((int(ms), int(seq)), blob))
                 taken += len(got)
                 if len(got) < page:
                     break
                 top = "(" + bytes(got[-1][0]).decode()
         rows.sort(key=lambda r: r[0])
         return [blob for _, blob in rows[-count:]] if count else []
+
+    async def get_decision(self, did: str) -> bytes | None:
+        where = parse_decision_id(did)
+        if where is None:
+            return None
+        tag, entry = where
+        key = shard_key(LOG_DECISIONS, tag)
+        got: Any = await self._call(partial(self.redis.xrange, key, entry, entry, count=1))
+        if not got:
+            return None
+        return with_decision_id(bytes(got[0][1][b"d"]), did)
+
+    async def user_decisions(self, uid: str, limit: int) -> list[bytes]:
+        tag = shard_tag(uid)
+        key = shard_key(LOG_DECISIONS, tag)
+        entries: Any = await self._call(
+            partial(self.redis.lrange, user_decisions_key(uid), 0, max(limit, 1) - 1)
+        )
+        out: list[bytes] = []
+        for raw in entries:  # the log may have dropped the oldest: skip what it no longer has
+            entry = bytes(raw).decode()
+            got: Any = await self._call(partial(self.redis.xrange, key, entry, entry, count=1))
+            if got:
+                out.append(with_decision_id(bytes(got[0][1][b"d"]), decision_id(tag, entry)))
+        return out
 
     async def put_model(self, version: str, text: str, meta: bytes) -> None:
         key = model_key(version)

@@ -240,7 +240,10 @@ async def test_service_and_fast_mode_agree(
             resp = await client.put("/v1/policy", json=doc, headers=auth)
             assert resp.status == 200, await resp.text()
             await client.app[POLICY].refresh(client.app[STORE])
-            cloud.config = dataclasses.replace(cloud.config, policy=service.config().policy)
+            now_cfg = service.config()
+            cloud.config = dataclasses.replace(
+                cloud.config, policy=now_cfg.policy, versions=now_cfg.versions
+            )
             assert cloud.config.policy == parse_policy(doc)
         uid = body["user_id"]
         cu = users.setdefault(uid, CloudUser(uid))

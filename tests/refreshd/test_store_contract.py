@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 import msgspec
 import pytest
 
+from refreshd import constants as C
 from refreshd.core.messages import Directive
 from refreshd.core.state import UserState
 from refreshd.store.memory import MemoryStore
@@ -56,8 +57,32 @@ async def test_commit_then_load_round_trips(store: Store) -> None:
     assert result.status == "ok"
     state, _ = await store.load_user("u1", T0)
     assert state.version == 1 and state.decisions == 1
-    assert await store.read_log(LOG_DECISIONS, 10) == [b'{"a":1}']
+    # A decision row is stored without its id and read back with it: the id names its place.
+    (did,) = result.decision_ids
+    assert await store.read_log(LOG_DECISIONS, 10) == [b'{"decision_id":"%s","a":1}' % did.encode()]
     assert await store.read_log(LOG_EVENTS, 10) == [b"e1", b"e2"]
+
+
+async def test_a_decision_is_found_by_its_id_and_by_its_user(store: Store) -> None:
+    ids = []
+    for v in range(3):
+        result = await store.commit(commit(v, now_ms=T0 + v, decision_logs=[b'{"n":%d}' % v]))
+        ids += result.decision_ids
+    assert len(set(ids)) == 3
+    assert await store.get_decision(ids[1]) == b'{"decision_id":"%s","n":1}' % ids[1].encode()
+    rows = await store.user_decisions("u1", 2)
+    assert [msgspec.json.decode(r)["n"] for r in rows] == [2, 1]  # newest first
+    assert await store.user_decisions("nobody", 5) == []
+    for unknown in ("00-1-0", "99-1-0", "zz", "", "07-12-x", ids[0][:2] + "-1-0"):
+        assert await store.get_decision(unknown) is None
+
+
+async def test_a_user_keeps_the_newest_decision_ids_only(store: Store) -> None:
+    n = C.USER_DECISIONS_KEPT + 5
+    for v in range(n):
+        await store.commit(commit(v, now_ms=T0 + v, decision_logs=[b'{"n":%d}' % v]))
+    rows = await store.user_decisions("u1", 1000)
+    assert [msgspec.json.decode(r)["n"] for r in rows] == list(range(n - 1, 4, -1))
 
 
 async def test_stale_version_is_a_conflict_and_writes_nothing(store: Store) -> None:
