@@ -141,7 +141,8 @@ def spec(routes: tuple[Route, ...]) -> dict[str, Any]:
 
 def _add_links(routes: tuple[Route, ...], paths: dict[str, dict[str, Any]]) -> None:
     """OpenAPI links for stateful testing: a configuration item's PUT leads to its GET and
-    DELETE with the same id (and the ETag the PUT returned as `If-Match`)."""
+    DELETE with the same id (and the ETag the PUT returned as `If-Match`); a decision to its
+    audit record."""
     for r in routes:
         if not (r.versioned and r.method == "PUT" and "{id}" in r.path):
             continue
@@ -157,3 +158,12 @@ def _add_links(routes: tuple[Route, ...], paths: dict[str, dict[str, Any]]) -> N
                     link["parameters"]["header.If-Match"] = "$response.header.ETag"
                 links[f"{method.capitalize()}Item"] = link
         item["put"]["responses"][str(r.status)]["links"] = links
+    # A decision leads to its audit record.
+    decide, audit = paths.get("/v1/decide"), paths.get("/v1/decisions/{decision_id}")
+    if decide is not None and audit is not None:
+        decide["post"]["responses"]["200"]["links"] = {
+            "GetDecision": {
+                "operationId": audit["get"]["operationId"],
+                "parameters": {"path.decision_id": "$response.body#/decision_id"},
+            }
+        }

@@ -146,6 +146,15 @@ def test_two_workers_share_the_port_and_stop_cleanly(tmp_path: Path) -> None:
         after = [_refresh_then(base, f"q{i}{trigger}", trigger) for i in range(20)
                  for trigger in ("pull", "open")]  # fmt: skip
         assert after == ["cooldown"] * 40
+        # The kill switch: `mode: fallback` reaches both workers within one poll, and every
+        # decision that would have been the model's is the fallback rule's, saying why.
+        assert put(f"{base}/v1/experiments/two-workers", exp | {"status": "stopped"})[0] == 200
+        assert put(f"{base}/v1/policy", ladder | {"mode": "fallback"})[0] == 200
+        time.sleep(3.0)
+        for i in range(20):
+            _, body = post(f"{base}/v1/decide", {"user_id": f"k{i}", "ts": now_ms(),
+                                                 "trigger": "open"})  # fmt: skip
+            assert body["reason"] == "fallback" and body["degraded_reasons"] == ["kill_switch"]
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
