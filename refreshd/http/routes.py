@@ -109,6 +109,7 @@ def all_routes() -> tuple[Route, ...]:
     """Return every route of the service, in documentation order."""
     from refreshd.http import dedupe as dedupe_api
     from refreshd.http import experiments as experiments_api
+    from refreshd.http import features as features_api
     from refreshd.http import geofences as geofences_api
     from refreshd.http import models as models_api
     from refreshd.http import policy as policy_api
@@ -121,6 +122,7 @@ def all_routes() -> tuple[Route, ...]:
         + experiments_api.ROUTES
         + policy_api.ROUTES
         + models_api.ROUTES
+        + features_api.ROUTES
         + dedupe_api.ROUTES
     )
 
