@@ -34,6 +34,7 @@ __all__ = [
     "FeatureSpec",
     "Kind",
     "compute",
+    "feature_ages",
     "features_version",
 ]
 
@@ -105,6 +106,11 @@ class FeatureSpec:
                 raise ValueError(f"{self.name}: sequence needs within_s > 0")
             if set(self.event_types) & set(self.then_types):
                 raise ValueError(f"{self.name}: sequence steps must have disjoint types")
+
+    @property
+    def source_types(self) -> tuple[str, ...]:
+        """Return the event types the feature reads (both steps of a sequence or ratio)."""
+        return tuple(dict.fromkeys(self.event_types + self.then_types))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -427,7 +433,38 @@ def compute(
 ) -> list[float]:
     """Return the feature vector at `cutoff_ts` from events sorted by ts (ascending)."""
     plan = _plan_for(specs)
+    frame = _frame(plan, events, cutoff_ts, ctx)
+    return [fn(frame) for fn in plan.fns]
+
+
+def feature_ages(
+    events: Sequence[Event], cutoff_ts: int, *, specs: Sequence[FeatureSpec] = FEATURES
+) -> list[float | None]:
+    """Return, per feature, seconds from the newest event it used to `cutoff_ts`.
+
+    "Used" as `compute` sees it: an event of the feature's source types inside its window
+    (`cutoff_ts - window_s * 1000 <= ts < cutoff_ts`), and for a sum, mean or last one that
+    carries a value. None for a feature that reads no events (the context features) or when
+    no such event exists. An audit reads this to tell a stale vector from a fresh one.
+    """
+    plan = _plan_for(specs)
+    frame = _frame(plan, events, cutoff_ts, Context(trigger=""))  # the context is not read
+    return [_age(frame, spec) for spec in plan.specs]
+
+
+def _frame(plan: _Plan, events: Sequence[Event], cutoff_ts: int, ctx: Context) -> _Frame:
     hi = bisect_left(events, cutoff_ts, key=_ts)
     lo = bisect_left(events, cutoff_ts - plan.max_window_ms, 0, hi, key=_ts)
-    frame = _Frame(events[lo:hi], cutoff_ts, ctx, plan.windows)
-    return [fn(frame) for fn in plan.fns]
+    return _Frame(events[lo:hi], cutoff_ts, ctx, plan.windows)
+
+
+def _age(f: _Frame, spec: FeatureSpec) -> float | None:
+    if spec.kind not in EVENT_KINDS:
+        return None
+    window_ms, types = spec.window_s * 1000, spec.source_types
+    if spec.kind in VALUE_KINDS:
+        with_value = (i for i in f.newest_first(types, window_ms) if f.events[i].value is not None)
+        i = next(with_value, -1)
+    else:
+        i = f.latest(types, window_ms)
+    return None if i < 0 else (f.cutoff - f.events[i].ts) / 1000.0

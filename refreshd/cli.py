@@ -1,13 +1,19 @@
-"""Command line: `refreshd serve` (and `python -m refreshd`)."""
+"""Command line: `refreshd serve`, `train` and `parity` (and `python -m refreshd`)."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import ipaddress
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from refreshd.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from refreshd.store.protocol import Store
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,7 +55,37 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--force", action="store_true", help="publish even if not better")
     train.add_argument("--data-dir", type=Path, help="embedded Valkey data (default ./var)")
     train.add_argument("--redis-url", help="use this Redis/Valkey")
+    parity = sub.add_parser(
+        "parity",
+        help="check the logged feature vectors against a point-in-time rebuild",
+        description="Rebuild the features of every decision with SINCE <= ts < UNTIL from the "
+        "event log, as the service saw it, and compare them value by value with the vectors "
+        "the decisions logged. Prints the report as JSON (or writes parity.json and parity.md "
+        "to --out). Exit 0: every row matches; 1: some differ; 2: bad arguments; 3: the store "
+        "failed. Times are ISO-8601 (no offset: UTC) or epoch milliseconds.",
+    )
+    parity.add_argument("--since", type=parse_time, required=True, help="window start")
+    parity.add_argument("--until", type=parse_time, required=True, help="window end (excluded)")
+    parity.add_argument("--out", type=Path, help="write parity.json and parity.md here")
+    parity.add_argument("--data-dir", type=Path, help="embedded Valkey data (default ./var)")
+    parity.add_argument("--redis-url", help="use this Redis/Valkey")
     return parser
+
+
+def parse_time(text: str) -> int:
+    """Return epoch milliseconds from epoch ms digits or an ISO-8601 time (UTC if no offset)."""
+    text = text.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        when = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is neither ISO-8601 (2024-05-01T12:00:00Z) nor epoch milliseconds"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.UTC)
+    return int(when.timestamp() * 1000)
 
 
 def is_loopback(host: str) -> bool:
@@ -62,15 +98,14 @@ def is_loopback(host: str) -> bool:
         return False  # a name other than localhost: it may resolve anywhere
 
 
-def _train(settings: Settings, force: bool) -> int:
+def _with_store(
+    settings: Settings, body: Callable[[Store], Awaitable[int]], *, command: str, failed: int
+) -> int:
+    """Run `body` against the configured store (else the embedded Valkey in DATA_DIR); a
+    domain error (the store unavailable, too little data) is printed and exits `failed`."""
     import asyncio
-    import time
-
-    import msgspec
 
     from refreshd.core.errors import RefreshdError
-    from refreshd.live.registry import ModelRegistry
-    from refreshd.live.training import retrain
     from refreshd.store.embedded import EmbeddedValkey
     from refreshd.store.redis import RedisStore
 
@@ -82,20 +117,13 @@ def _train(settings: Settings, force: bool) -> int:
             ack_replicas=settings.ack_replicas,
             ack_timeout_ms=settings.ack_timeout_ms,
         )
-        registry = ModelRegistry()
         try:
-            await registry.refresh(store)
-            print("training from the store's logs ...", file=sys.stderr)
-            report = await retrain(
-                store, registry, now_ms=time.time_ns() // 1_000_000, force=force, source="cli"
-            )
+            return await body(store)
         except RefreshdError as exc:
-            print(f"refreshd train: {exc.message}", file=sys.stderr)
-            return 1
+            print(f"refreshd {command}: {exc.message}", file=sys.stderr)
+            return failed
         finally:
             await store.close()
-        print(msgspec.json.format(msgspec.json.encode(report)).decode())
-        return 0
 
     if settings.redis_url or settings.redis_cluster:
         return asyncio.run(run(settings.redis_url))
@@ -107,6 +135,51 @@ def _train(settings: Settings, force: bool) -> int:
         embedded.stop()
 
 
+def _train(settings: Settings, force: bool) -> int:
+    import time
+
+    import msgspec
+
+    from refreshd.live.registry import ModelRegistry
+    from refreshd.live.training import retrain
+
+    async def body(store: Store) -> int:
+        registry = ModelRegistry()
+        await registry.refresh(store)
+        print("training from the store's logs ...", file=sys.stderr)
+        report = await retrain(
+            store, registry, now_ms=time.time_ns() // 1_000_000, force=force, source="cli"
+        )
+        print(msgspec.json.format(msgspec.json.encode(report)).decode())
+        return 0
+
+    return _with_store(settings, body, command="train", failed=1)
+
+
+def _parity(settings: Settings, since_ms: int, until_ms: int, out: Path | None) -> int:
+    import msgspec
+
+    from intent.parity import to_markdown
+    from refreshd.live.parity import parity_report
+
+    async def body(store: Store) -> int:
+        report = await parity_report(store, since_ms=since_ms, until_ms=until_ms)
+        text = msgspec.json.format(msgspec.json.encode(report)).decode()
+        if out is None:
+            print(text)
+        else:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "parity.json").write_text(text + "\n")
+            (out / "parity.md").write_text(to_markdown(report))
+            print(f"wrote {out / 'parity.json'} and {out / 'parity.md'}", file=sys.stderr)
+        if report.decisions == 0:
+            print("refreshd parity: no decisions in the window", file=sys.stderr)
+        return 0 if report.ok else 1
+
+    # 3, not 1: a job gating on parity must tell "the features differ" from "no store".
+    return _with_store(settings, body, command="parity", failed=3)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -114,13 +187,19 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"refreshd: {exc}", file=sys.stderr)
         return 2
-    if args.command == "train":
+    if args.command in ("train", "parity"):
         changes_t: dict[str, object] = {}
         if args.data_dir:
             changes_t["data_dir"] = args.data_dir
         if args.redis_url:
             changes_t["redis_url"] = args.redis_url
-        return _train(settings.replace(**changes_t), args.force)
+        if args.command == "train":
+            return _train(settings.replace(**changes_t), args.force)
+        if args.since >= args.until:
+            print(f"refreshd parity: --since ({args.since}) must be before --until "
+                  f"({args.until}), in epoch ms", file=sys.stderr)  # fmt: skip
+            return 2
+        return _parity(settings.replace(**changes_t), args.since, args.until, args.out)
     if args.command == "serve":
         changes: dict[str, object] = {}
         if args.host:

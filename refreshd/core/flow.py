@@ -24,7 +24,7 @@ import msgspec
 
 from geo import FenceIndex, Fix, LocateResult, locate
 from intent.events import add_events
-from intent.features import FEATURES_VERSION, Context, compute
+from intent.features import FEATURES_VERSION, Context, compute, feature_ages
 from refreshd import constants as C
 from refreshd.core.directives import Pending, settle
 from refreshd.core.errors import InvalidValue
@@ -477,6 +477,7 @@ def _decision_log(plan: DecidePlan, d: Decision, delivered: Sequence[Directive])
         scroll_depth=req.scroll_depth,
         feature_version=FEATURES_VERSION if logged is not None else None,
         features=logged,
+        feature_ages=_ages(plan) if logged is not None else None,
         explore=d.explore,
         propensity=propensity,
         next_check_s=d.next_check_s,
@@ -484,6 +485,12 @@ def _decision_log(plan: DecidePlan, d: Decision, delivered: Sequence[Directive])
         directives=[x.id for x in delivered],
         config_versions=cfg.versions,
     )
+
+
+def _ages(plan: DecidePlan) -> list[float | None]:
+    """Each feature's age at the decision, to a tenth of a second (the audit's freshness)."""
+    ages = feature_ages(plan.state.recent, plan.req.ts)
+    return [None if a is None else round(a, 1) for a in ages]
 
 
 def _threshold_source(

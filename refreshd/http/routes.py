@@ -110,6 +110,7 @@ def all_routes() -> tuple[Route, ...]:
     from refreshd.http import decisions as decisions_api
     from refreshd.http import dedupe as dedupe_api
     from refreshd.http import experiments as experiments_api
+    from refreshd.http import features as features_api
     from refreshd.http import geofences as geofences_api
     from refreshd.http import models as models_api
     from refreshd.http import policy as policy_api
@@ -123,6 +124,7 @@ def all_routes() -> tuple[Route, ...]:
         + policy_api.ROUTES
         + models_api.ROUTES
         + decisions_api.ROUTES
+        + features_api.ROUTES
         + dedupe_api.ROUTES
     )
 

@@ -32,6 +32,13 @@ class TrainReport(msgspec.Struct):
     model: ModelMeta | None
 
 
+async def read_logs(store: Store, count: int) -> tuple[list[Any], list[Any]]:
+    """Return the newest `count` rows of the decision log and of the event log, decoded."""
+    decisions = [_decode.decode(b) for b in await store.read_log(LOG_DECISIONS, count)]
+    events = [_decode.decode(b) for b in await store.read_log(LOG_EVENTS, count)]
+    return decisions, events
+
+
 async def retrain(
     store: Store,
     registry: ModelRegistry,
@@ -42,8 +49,7 @@ async def retrain(
     min_rows: int = MIN_TRAIN_ROWS,
 ) -> TrainReport:
     """Train on the newest logs; publish unless the current model is better on the same holdout."""
-    decisions = [_decode.decode(b) for b in await store.read_log(LOG_DECISIONS, MAX_LOG_ROWS)]
-    events = [_decode.decode(b) for b in await store.read_log(LOG_EVENTS, MAX_LOG_ROWS)]
+    decisions, events = await read_logs(store, MAX_LOG_ROWS)
     dataset = await asyncio.to_thread(build_dataset, decisions, events)
     if len(dataset) < min_rows or len(set(dataset.y.tolist())) < 2:
         raise Conflict(

@@ -19,6 +19,7 @@ from intent.features import (
     Context,
     FeatureSpec,
     compute,
+    feature_ages,
     features_version,
 )
 
@@ -281,3 +282,67 @@ def test_events_at_or_after_the_cutoff_change_nothing(
     ctx = Context("timer", tz_offset_min=60, zone=ctx_zone, last_refresh_ts=T0 - 1000)
     assert compute(before + after, T0, ctx) == compute(before, T0, ctx)
     assert compute(before + after, T0, ctx, specs=SPECS) == compute(before, T0, ctx, specs=SPECS)
+
+
+# --- feature ages ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "events", "expected"),
+    [
+        # the window's start is in, the cut-off is out, like compute's
+        (OPEN_5M, [("open", 300), ("open", 10), ("open", 0)], 10.0),
+        (OPEN_5M, [("open", 300)], 300.0),
+        (OPEN_5M, [("open", 300.001)], None),
+        (OPEN_5M, [("open", 0), ("open", -5)], None),
+        (OPEN_5M, [("click", 10)], None),  # not a source type
+        (CLICK_5M, [("open", 200), ("click", 100), ("impression", 50)], 100.0),
+        # a value feature uses only events that carry a value
+        (PAY_SUM, [("payment", 30, 3.0), ("payment", 20)], 30.0),
+        (PAY_LAST, [("payment", 20)], None),
+        # a ratio and a sequence read both steps' types
+        (CTR, [("click", 90), ("impression", 40)], 40.0),
+        (SEQ, [("open", 100), ("click", 70)], 70.0),
+        (SEQ, [("open", 100)], 100.0),
+    ],
+)
+def test_feature_ages(
+    make_event: MakeEvent, spec: FeatureSpec, events: list[tuple], expected: float | None
+) -> None:
+    evs = [make_event(e[0], e[1], value=e[2]) if len(e) > 2 else make_event(*e) for e in events]
+    evs.sort(key=lambda e: e.ts)
+    assert feature_ages(evs, T0, specs=(spec,)) == [expected]
+
+
+def test_context_features_have_no_age(make_event: MakeEvent) -> None:
+    ages = dict(zip(FEATURE_NAMES, feature_ages([make_event("open", 5)], T0), strict=True))
+    assert len(ages) == len(FEATURES)
+    for name in ("hour", "weekday", "trigger", "zone", "since_refresh_s", "launch_icon",
+                 "home_dwell_s", "scrolls_in_visit", "scroll_depth", "click_count_5m"):  # fmt: skip
+        assert ages[name] is None, name
+    assert ages["open_count_5m"] == ages["since_last_open_s"] == 5.0
+
+
+def test_source_types_are_both_steps_once() -> None:
+    assert SEQ.source_types == ("open", "click")
+    assert CTR.source_types == ("click", "impression")
+    repeated = FeatureSpec("x", "count", ("open", "click", "open"), 60)
+    assert repeated.source_types == ("open", "click")
+    assert FeatureSpec("hour", "hour").source_types == ()
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=_events(-30 * 3600, 3600))
+def test_ages_follow_computes_windows(events: list[Event]) -> None:
+    ages = feature_ages(events, T0, specs=SPECS)
+    for spec, age in zip(SPECS, ages, strict=True):
+        # Seconds since the newest source event in the window is what a since_last computes,
+        # and "no age" is exactly a count of zero over the source types.
+        since = FeatureSpec("a", "since_last", spec.source_types, spec.window_s)
+        count = FeatureSpec("c", "count", spec.source_types, spec.window_s)
+        (since_s, n) = compute(events, T0, CTX, specs=(since, count))
+        if spec.kind in ("sum", "mean", "last"):
+            carrying = [e for e in events if e.value is not None]
+            (since_s,) = compute(carrying, T0, CTX, specs=(since,))
+        assert age == (None if since_s == MISSING else since_s), spec.name
+        assert (age is None) == (n == 0) or spec.kind in ("sum", "mean", "last")

@@ -23,7 +23,7 @@ RULE = {
 }
 EXPERIMENT = {
     "seed": "audit",
-    "coverage": 0.5,
+    "coverage": 0.6,
     "status": "running",
     "variants": [
         {"key": "control", "params": {"policy": "fixed"}},
@@ -57,9 +57,10 @@ async def test_every_decision_reads_back_as_it_was_answered(
     client = await _service(make_client, trained_model, clock)
     rng = random.Random(5)
     answers: list[tuple[dict[str, Any], dict[str, Any]]] = []
+    pending: dict[str, list[str]] = {}  # directive ids each device will acknowledge
     for i in range(200):
-        clock.advance(rng.randint(1_000, 40_000))
-        uid = f"u{rng.randrange(25)}"
+        clock.advance(rng.uniform(1, 40))
+        uid = f"u{rng.randrange(12)}"
         if rng.random() < 0.3:
             events = [{"type": t, "ts": clock.ms - 10} for t in ("search", "click")]
             body = {"user_id": uid, "batch_id": f"b{i}", "events": events}
@@ -73,9 +74,13 @@ async def test_every_decision_reads_back_as_it_was_answered(
         }
         if rng.random() < 0.3:
             req |= {"lat": 31.2304 + rng.gauss(0, 0.002), "lng": 121.4737}
+        if pending.get(uid):
+            req["ack"] = pending.pop(uid)
         resp = await client.post("/v1/decide", json=req)
         assert resp.status == 200
-        answers.append((req, await resp.json()))
+        answer = await resp.json()
+        pending[uid] = [d["id"] for d in answer["directives"]]
+        answers.append((req, answer))
 
     versions = msgspec.to_builtins(client.app[SERVICE].config().versions)
     assert versions["rules"] >= 1 and versions["experiments"] == versions["fences"] == 1
@@ -100,7 +105,10 @@ async def test_every_decision_reads_back_as_it_was_answered(
         reasons.add(rec["reason"])
         sources.add(rec["threshold_source"])
     # The sample covers the ladder: an experiment arm's threshold and the settings' default.
-    assert {"pull", "intent", "no_intent", "fallback", "event"} <= reasons
+    assert {"pull", "fallback", "event", "cooldown"} <= reasons and reasons & {
+        "intent",
+        "no_intent",
+    }
     assert {"experiment", "default"} <= sources
 
 
@@ -111,7 +119,7 @@ async def test_a_users_newest_decisions_come_newest_first(
     client = await _service(make_client, trained_model, clock)
     ids = []
     for _ in range(5):
-        clock.advance(60_000)
+        clock.advance(60)
         body = {"user_id": "ana", "ts": clock.ms, "trigger": "open"}
         ids.append((await (await client.post("/v1/decide", json=body)).json())["decision_id"])
     resp = await client.get("/v1/users/ana/decisions?limit=3", headers=AUTH)
@@ -121,6 +129,26 @@ async def test_a_users_newest_decisions_come_newest_first(
     assert [d["decision_id"] for d in got["decisions"]] == ids[::-1][:3]
     resp = await client.get("/v1/users/nobody/decisions", headers=AUTH)
     assert (await resp.json())["decisions"] == []
+
+
+async def test_feature_ages_say_how_old_each_features_events_are(
+    make_client: MakeClient, trained_model: TrainResult
+) -> None:
+    clock = FakeClock()
+    client = await _service(make_client, trained_model, clock)
+    events = [{"type": "click", "ts": clock.ms - 90_000}, {"type": "click", "ts": clock.ms}]
+    body = {"user_id": "cy", "batch_id": "b1", "events": events}
+    assert (await client.post("/v1/events", json=body)).status == 200
+    clock.advance(30)
+    body = {"user_id": "cy", "ts": clock.ms, "trigger": "open"}
+    answer = await (await client.post("/v1/decide", json=body)).json()
+    rec = await (await client.get(f"/v1/decisions/{answer['decision_id']}", headers=AUTH)).json()
+    ages = rec["feature_age_s"]
+    assert list(ages) == list(FEATURE_NAMES)
+    assert ages["click_count_5m"] == 30.0 and ages["click_count_24h"] == 30.0
+    assert ages["open_count_24h"] is None  # no open event in the window
+    assert ages["hour"] is None  # a clock feature reads no events
+    assert rec["features"]["click_count_5m"] == 2.0
 
 
 async def test_policy_threshold_is_named_as_the_policys(

@@ -92,6 +92,7 @@ CONFIG_READS = [
     "/v1/experiments/e1/report",
     "/v1/policy",
     "/v1/models",
+    "/v1/features",
     "/metrics",
 ]
 
