@@ -208,6 +208,9 @@ async def test_service_and_fast_mode_agree(
         user_rate_per_s=0,
         score_timeout_ms=10_000.0,
         admin_token=TOKEN,
+        # Fast mode has no scheduler: a background sweep landing mid-sequence (a slow machine)
+        # would fire a trailing negation at another moment than the next contact does.
+        sweep_interval_s=3600.0,
     )
     auth = {"Authorization": f"Bearer {TOKEN}"}
     for fid, feature in FENCES.items():
