@@ -196,3 +196,19 @@ def test_the_window_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["parity", "--since", "1717243200000"])
     assert exc.value.code == 2 and "--until" in capsys.readouterr().err
+
+
+async def test_rows_of_other_feature_declarations_are_counted_not_compared(
+    served: tuple[TestClient, FakeClock, int],
+) -> None:
+    client, clock, start = served
+    decisions, events = await read_logs(client.app[STORE], 1000)
+    rows = [d for d in decisions if d["trigger"] != "pull"]
+    old = copy.deepcopy(decisions)
+    by_id = {d["decision_id"]: d for d in old}
+    before = by_id[rows[2]["decision_id"]]
+    before["feature_version"] = "f-previous-release"
+    before["features"] = [0.0, 1.0]  # another release's vector: not comparable, not a mismatch
+    report = parity(old, events, since_ms=start, until_ms=clock.ms + 1)
+    assert report.ok and report.other_version == 1
+    assert report.rows_matched == len(rows) - 1
