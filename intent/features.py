@@ -241,6 +241,10 @@ class _Plan:
     fns: tuple[_Fn, ...]
     windows: tuple[int, ...]  # distinct event windows, ms
     max_window_ms: int
+    # What ages read: each distinct (source types, only events with a value), and per feature
+    # (index into those, window ms), None for a context feature.
+    age_keys: tuple[tuple[tuple[str, ...], bool], ...] = ()
+    ages: tuple[tuple[int, int] | None, ...] = ()
 
 
 def _count_fn(types: tuple[str, ...], window_ms: int) -> _Fn:
@@ -400,11 +404,23 @@ def _compile(specs: Sequence[FeatureSpec]) -> _Plan:
     names = [s.name for s in specs]
     if len(set(names)) != len(names):
         raise ValueError("feature names must be unique")
+    keys = list(
+        dict.fromkeys(
+            (s.source_types, s.kind in VALUE_KINDS) for s in specs if s.kind in EVENT_KINDS
+        )
+    )
     return _Plan(
         specs=specs,
         fns=tuple(_compile_one(s) for s in specs),
         windows=tuple(sorted({s.window_s * 1000 for s in specs if s.kind in EVENT_KINDS})),
         max_window_ms=max((s.window_s * 1000 for s in specs), default=0),
+        age_keys=tuple(keys),
+        ages=tuple(
+            (keys.index((s.source_types, s.kind in VALUE_KINDS)), s.window_s * 1000)
+            if s.kind in EVENT_KINDS
+            else None
+            for s in specs
+        ),
     )
 
 
@@ -448,23 +464,32 @@ def feature_ages(
     no such event exists. An audit reads this to tell a stale vector from a fresh one.
     """
     plan = _plan_for(specs)
-    frame = _frame(plan, events, cutoff_ts, Context(trigger=""))  # the context is not read
-    return [_age(frame, spec) for spec in plan.specs]
+    hi = bisect_left(events, cutoff_ts, key=_ts)
+    lo = bisect_left(events, cutoff_ts - plan.max_window_ms, 0, hi, key=_ts)
+    # The newest ts of each type in the largest window (and of each type among events that
+    # carry a value): events are sorted, so the last write of a key wins. Every decision logs
+    # these ages, so this is two comprehensions, not a scan per feature.
+    window = events[lo:hi]
+    newest = {e.type: e.ts for e in window}
+    valued = {e.type: e.ts for e in window if e.value is not None}
+    # Features share their sources (a count over 5 min, 1 h, 24 h): the newest ts once each.
+    latest = [
+        max((seen[t] for t in types if t in seen), default=None)
+        for types, seen in (
+            (types, valued if by_value else newest) for types, by_value in plan.age_keys
+        )
+    ]
+    out: list[float | None] = []
+    for reads in plan.ages:
+        ts = None if reads is None else latest[reads[0]]
+        if ts is None or reads is None or ts < cutoff_ts - reads[1]:
+            out.append(None)
+        else:
+            out.append((cutoff_ts - ts) / 1e3)
+    return out
 
 
 def _frame(plan: _Plan, events: Sequence[Event], cutoff_ts: int, ctx: Context) -> _Frame:
     hi = bisect_left(events, cutoff_ts, key=_ts)
     lo = bisect_left(events, cutoff_ts - plan.max_window_ms, 0, hi, key=_ts)
     return _Frame(events[lo:hi], cutoff_ts, ctx, plan.windows)
-
-
-def _age(f: _Frame, spec: FeatureSpec) -> float | None:
-    if spec.kind not in EVENT_KINDS:
-        return None
-    window_ms, types = spec.window_s * 1000, spec.source_types
-    if spec.kind in VALUE_KINDS:
-        with_value = (i for i in f.newest_first(types, window_ms) if f.events[i].value is not None)
-        i = next(with_value, -1)
-    else:
-        i = f.latest(types, window_ms)
-    return None if i < 0 else (f.cutoff - f.events[i].ts) / 1000.0
