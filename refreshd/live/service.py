@@ -37,6 +37,7 @@ from refreshd.live.batcher import MicroBatcher, ScoringUnavailable
 from refreshd.live.expbook import ExperimentBook
 from refreshd.live.fencebook import FenceBook
 from refreshd.live.locks import KeyedLock
+from refreshd.live.monitor import Monitor
 from refreshd.live.registry import ModelRegistry
 from refreshd.live.rulebook import RuleBook
 from refreshd.live.usercache import UserCache
@@ -103,6 +104,7 @@ class Service:
             max_batch=settings.score_batch_max,
             max_wait_ms=settings.score_batch_wait_ms,
         )
+        self.monitor = Monitor(metrics, self.registry, clock, window=settings.psi_window)
 
     # --- the snapshot and the transaction ------------------------------------------------------
 
@@ -232,9 +234,7 @@ class Service:
                 answer = outcome.answer
             except StoreUnavailable:  # counted by transact as a load or commit error
                 answer = flow.decide_degraded(req, cfg, decision_id=decision_id)
-        self.metrics.decisions.labels(answer.reason, str(answer.refresh).lower()).inc()
-        for cause in answer.degraded_reasons:
-            self.metrics.degraded.labels(cause).inc()
+        self.monitor.decided(answer)
         return answer
 
     async def _score(self, features: list[float] | None) -> Scored:
@@ -248,6 +248,7 @@ class Service:
             return Scored(reasons=(cause,))
         except TimeoutError:
             return Scored(reasons=("scorer_timeout",))
+        self.monitor.scored(features, score, version)
         return Scored(score=score, model_version=version)
 
     async def _contact(
