@@ -1,9 +1,11 @@
 """Model monitoring in the worker: score drift, missing features, model age, calibration.
 
-Per decision the service makes two calls. `scored` (the model answered) counts the feature
-vector and its missing values — increments of counters resolved once, no allocation — and
-appends the score to a bounded window of this worker's recent scores for that model version.
-`decided` counts the answer by reason, outcome, node and degraded. The gauges that summarise
+Per decision the service makes two calls, a fraction of a microsecond each. `scored` (the
+model answered) keeps a reference to the feature vector — the missing values of a batch of
+vectors are counted at once with numpy, every `MISSING_BATCH` vectors and before each scrape —
+and appends the score to a bounded window of this worker's recent scores for that model version.
+`decided` counts the answer by reason, outcome, node and degraded through counter children
+resolved once per label combination. The gauges that summarise
 the window are computed before each scrape (`update`), not per decision: the PSI of the window
 against the training scores the model carries (`score_quantiles` in its metrics, recorded by
 `intent.train`), and the live model's age. The calibration gauge comes from a scheduled job
@@ -16,7 +18,8 @@ import collections
 import logging
 from collections.abc import Callable, Sequence
 
-from prometheus_client import Gauge
+import numpy as np
+from prometheus_client import Counter, Gauge
 
 from intent.drift import psi
 from intent.features import FEATURE_NAMES, MISSING
@@ -37,6 +40,9 @@ PSI_MIN_SCORES = 500
 # Windows kept at once: the live version and the few it replaced (their scores are still in
 # flight for a moment after a swap); older ones are dropped.
 MAX_WINDOWS = 4
+# Scored vectors held until their missing values are counted: one numpy pass over 256 × ~40
+# floats is ~0.1 µs a vector, a Python loop over each vector ~2 µs.
+MISSING_BATCH = 256
 _BOOL = {True: "true", False: "false"}
 
 
@@ -58,8 +64,9 @@ class Monitor:
         self.clock = clock
         self.window = window
         self.windows: dict[str, collections.deque[float]] = {}
-        self._scored = metrics.features_scored
         self._missing = [metrics.feature_missing.labels(name) for name in FEATURE_NAMES]
+        self._vectors: list[Sequence[float]] = []
+        self._decisions: dict[tuple[str, bool, bool], Counter] = {}
         self._psi_versions: set[str] = set()
         self._calibrated: set[str] = set()
         metrics.before_render.append(self.update)
@@ -68,11 +75,10 @@ class Monitor:
 
     def scored(self, features: Sequence[float], score: float, version: str) -> None:
         """Count a scored vector and its missing features; remember the score."""
-        self._scored.inc()
-        missing = self._missing
-        for i, value in enumerate(features):
-            if value == MISSING:
-                missing[i].inc()
+        vectors = self._vectors
+        vectors.append(features)  # computed for this decision and never changed afterwards
+        if len(vectors) >= MISSING_BATCH:
+            self.count_missing()
         window = self.windows.get(version)
         if window is None:
             window = self._new_window(version)
@@ -80,15 +86,27 @@ class Monitor:
 
     def decided(self, answer: DecideResponse) -> None:
         """Count a decision by reason, outcome, node and degraded, and its degraded causes."""
-        m = self.metrics
-        m.decisions.labels(
-            answer.reason,
-            _BOOL[answer.refresh],
-            NODE_OF_REASON[answer.reason],
-            _BOOL[answer.degraded],
-        ).inc()
+        key = (answer.reason, answer.refresh, answer.degraded)
+        counter = self._decisions.get(key)
+        if counter is None:
+            node = NODE_OF_REASON[answer.reason]
+            refresh, degraded = _BOOL[answer.refresh], _BOOL[answer.degraded]
+            counter = self.metrics.decisions.labels(answer.reason, refresh, node, degraded)
+            self._decisions[key] = counter
+        counter.inc()
         for cause in answer.degraded_reasons:
-            m.degraded.labels(cause).inc()
+            self.metrics.degraded.labels(cause).inc()
+
+    def count_missing(self) -> None:
+        """Add the held vectors to the scored and missing-feature counters."""
+        vectors, self._vectors = self._vectors, []
+        if not vectors:
+            return
+        self.metrics.features_scored.inc(len(vectors))
+        counts = (np.asarray(vectors, dtype=np.float64) == MISSING).sum(axis=0).tolist()
+        for child, n in zip(self._missing, counts, strict=True):
+            if n:
+                child.inc(n)
 
     def _new_window(self, version: str) -> collections.deque[float]:
         while len(self.windows) >= MAX_WINDOWS:
@@ -111,7 +129,8 @@ class Monitor:
         return {meta.version: psi(reference, window)}
 
     def update(self) -> None:
-        """Set the gauges that summarise the windows: PSI per version, the live model's age."""
+        """Count held vectors; set the gauges: PSI per version, the live model's age."""
+        self.count_missing()
         values = self.psi()
         _set_labelled(self.metrics.score_psi, values, self._psi_versions)
         meta = self.registry.meta

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
 
@@ -12,6 +13,7 @@ from intent.train import TrainResult
 from refreshd.core.ladder import NODE_OF_REASON
 from refreshd.core.messages import Reason
 from refreshd.core.policy import NODE_TYPES
+from refreshd.http.keys import REGISTRY, SERVICE, STORE
 from refreshd.live.calibration import MATURITY_S, matured
 from refreshd.live.monitor import MAX_WINDOWS, PSI_MIN_SCORES, Monitor
 from refreshd.live.registry import ModelMeta, ModelRegistry, publish
@@ -21,7 +23,7 @@ from refreshd.settings import Settings
 from refreshd.store.memory import MemoryStore
 from synth.bootstrap import bootstrap
 from synth.eventlog import START_TS
-from tests.support import FakeClock, alert_rules, metric_value, replay, replay_items
+from tests.support import FakeClock, MakeClient, alert_rules, metric_value, replay, replay_items
 
 DAY_MS = 86_400_000
 
@@ -82,11 +84,12 @@ def psi_threshold() -> float:
 
 def test_missing_features_are_counted_per_feature_and_per_scored_vector() -> None:
     monitor, metrics, _, _ = make_monitor()
-    vector = [1.0] * len(FEATURE_NAMES)
-    vector[0] = vector[3] = MISSING
-    monitor.scored(vector, 0.5, "m1")
-    vector[3] = 2.0
-    monitor.scored(vector, 0.5, "m1")
+    first = [1.0] * len(FEATURE_NAMES)
+    first[0] = first[3] = MISSING
+    second = [1.0] * len(FEATURE_NAMES)
+    second[0] = MISSING
+    monitor.scored(first, 0.5, "m1")
+    monitor.scored(second, 0.5, "m1")
     assert scrape(metrics, "refreshd_features_scored_total") == 2
     assert scrape(metrics, "refreshd_feature_missing_total", feature=FEATURE_NAMES[0]) == 2
     assert scrape(metrics, "refreshd_feature_missing_total", feature=FEATURE_NAMES[3]) == 1
@@ -205,3 +208,24 @@ def test_only_final_labels_of_scored_decisions_count() -> None:
     ]
     got = matured(rows, now_ms=now, events_from_ms=START_TS)
     assert {v: [d["decision_id"] for d in ds] for v, ds in got.items()} == {"m": ["ok"]}
+
+
+async def test_the_scheduled_job_sets_the_calibration_gauge(
+    make_client: MakeClient, shipped_model: TrainResult
+) -> None:
+    # The app's job reads the logs from Valkey (every shard) and exports the gauge by itself.
+    items, _ = replay_items(users=30, days=1, seed=24)
+    clock = FakeClock(items[0][0])
+    client = await make_client(clock=clock, user_rate_per_s=0, calibration_interval_s=0.5)
+    store, registry = client.app[STORE], client.app[REGISTRY]
+    version = (await publish(store, shipped_model, created_ts=clock.ms, source="test")).version
+    await registry.refresh(store)
+    await replay(client.app[SERVICE], clock, items)
+    clock.advance(MATURITY_S)
+    for _ in range(300):  # a run every 0.5 s: the wait is bounded, nothing is timed
+        text = await (await client.get("/metrics")).text()
+        ratio = metric_value(text, "refreshd_calibration_ratio", model_version=version)
+        if ratio is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert ratio is not None and 0.7 < ratio < 1.4
