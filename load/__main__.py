@@ -32,6 +32,7 @@ MICRO = (
     "bench_dedupe",
     "bench_experiments",
     "bench_parity",
+    "bench_monitor",
 )
 
 

@@ -80,6 +80,12 @@ SCORE_TIMEOUT_MS = 25.0
 # rows bought ~nothing once single rows took LightGBM's fast path (~5 µs a row, next to ~0.85 ms
 # a decision) and cost up to the wait in latency, so the default is no wait.
 SCORE_BATCH_WAIT_MS = 0.0
+# Scores per worker and model version the drift gauge (PSI) compares with the training scores:
+# minutes of traffic on a busy worker, enough that PSI's sampling noise (~9 / n) stays < 0.01.
+PSI_WINDOW = 5000
+# How often each worker measures online calibration on matured decisions: labels mature over
+# half an hour, so every 5 min follows them closely for a second or two of CPU.
+CALIBRATION_INTERVAL_S = 300.0
 SCORE_BATCH_MAX = 256
 
 # /v1/decide carries a position without its accuracy; assume a typical urban phone fix.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 # Buckets in seconds: the decide SLO is 50 ms, so resolution is finest below it.
@@ -9,10 +11,15 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 
 
 class Metrics:
-    """The service's counters and histograms."""
+    """The service's counters, gauges and histograms.
+
+    `before_render` callbacks run before each scrape: gauges that summarise a window (score
+    PSI, model age) are computed then, not on every decision.
+    """
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self.before_render: list[Callable[[], None]] = []
         r = self.registry
         self.requests = Counter(
             "refreshd_requests",
@@ -29,8 +36,8 @@ class Metrics:
         )
         self.decisions = Counter(
             "refreshd_decisions",
-            "Decisions by reason and outcome",
-            ["reason", "refresh"],
+            "Decisions by reason, outcome, the ladder node that decided, and degraded or not",
+            ["reason", "refresh", "node", "degraded"],
             registry=r,
         )
         self.degraded = Counter(
@@ -76,6 +83,36 @@ class Metrics:
         self.store_up = Gauge(
             "refreshd_store_up", "1 when the last store check succeeded", registry=r
         )
+        # Model monitoring (refreshd.live.monitor, docs/operations.md#model-monitoring).
+        self.score_psi = Gauge(
+            "refreshd_score_psi",
+            "PSI of this worker's recent scores against the model's training scores",
+            ["model_version"],
+            registry=r,
+        )
+        self.features_scored = Counter(
+            "refreshd_features_scored", "Feature vectors the model scored", registry=r
+        )
+        self.feature_missing = Counter(
+            "refreshd_feature_missing",
+            "Scored feature vectors in which a feature was missing (intent.features.MISSING)",
+            ["feature"],
+            registry=r,
+        )
+        self.calibration_ratio = Gauge(
+            "refreshd_calibration_ratio",
+            "Observed over predicted click rate of matured decisions, by model version",
+            ["model_version"],
+            registry=r,
+        )
+        self.model_age = Gauge(
+            "refreshd_model_age_seconds",
+            "Seconds since the live model was created (NaN while no model is loaded)",
+            registry=r,
+        )
+        self.model_age.set(float("nan"))
 
     def render(self) -> bytes:
+        for update in self.before_render:
+            update()
         return generate_latest(self.registry)

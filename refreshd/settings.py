@@ -54,6 +54,8 @@ class Settings:
     user_cache_size: int = C.USER_CACHE_SIZE  # users cached per worker (0: none)
     config_poll_s: float = C.CONFIG_POLL_S
     sweep_interval_s: float = C.SWEEP_INTERVAL_S
+    psi_window: int = C.PSI_WINDOW  # recent scores per model version the PSI gauge reads
+    calibration_interval_s: float = C.CALIBRATION_INTERVAL_S  # 0: no calibration gauge
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -146,6 +148,10 @@ class Settings:
             config_poll_s=number("CONFIG_POLL_S", C.CONFIG_POLL_S, 0.1, 60.0),
             sweep_interval_s=number("SWEEP_INTERVAL_S", C.SWEEP_INTERVAL_S, 0.1, 3600.0),
             catalogue_seed=integer("CATALOGUE_SEED", 0, 0, 2**31 - 1),
+            psi_window=integer("PSI_WINDOW", C.PSI_WINDOW, 100, 1_000_000),
+            calibration_interval_s=number(
+                "CALIBRATION_INTERVAL_S", C.CALIBRATION_INTERVAL_S, 0.0, 86_400.0
+            ),
         )
 
     def replace(self, **changes: object) -> Settings:

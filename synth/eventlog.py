@@ -176,16 +176,25 @@ class _World:
 
 
 def generate(
-    *, users: int = 200, days: int = 3, seed: int = 0, start_ts: int = START_TS
+    *,
+    users: int = 200,
+    days: int = 3,
+    seed: int = 0,
+    start_ts: int = START_TS,
+    activity: float = 1.0,
 ) -> SyntheticLog:
-    """Return a synthetic log of `users` users over `days` days."""
+    """Return a synthetic log of `users` users over `days` days.
+
+    `activity` scales every user's sessions per day: 1 is the world the bootstrap model is
+    trained on, another value a cohort whose behaviour (and so its scores) has drifted.
+    """
     rng = np.random.default_rng(seed)
     world = _World(rng)
     for n in range(users):
         u = _User(
             uid=f"u{n:05d}",
             tz_offset_min=int(rng.choice(TZ_OFFSETS_MIN)),
-            sessions_per_day=float(rng.lognormal(math.log(5), 0.6)),
+            sessions_per_day=activity * float(rng.lognormal(math.log(5), 0.6)),
             base_logit=float(rng.normal(-1.5, 1.2)),
             has_places=bool(rng.random() < 0.3),
             reports_tz=bool(rng.random() < 0.9),

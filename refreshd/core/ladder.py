@@ -32,9 +32,12 @@ from refreshd.core.policy import (
 )
 from refreshd.core.state import UserState
 
-__all__ = ["FALLBACK_TRIGGERS", "Decision", "Opportunity", "Scored", "walk"]
+__all__ = ["FALLBACK_TRIGGERS", "NODE_OF_REASON", "Decision", "Opportunity", "Scored", "walk"]
 
 FALLBACK_TRIGGERS = frozenset(DEFAULT_FALLBACK_TRIGGERS)  # a FallbackNode's default triggers
+# The node that decides with each reason: a node names itself as the reason, except the intent
+# node, whose "no" is `no_intent` (the metrics count decisions by both).
+NODE_OF_REASON: dict[str, str] = {r: r for r in Reason.__args__} | {"no_intent": "intent"}  # type: ignore[attr-defined]
 _HOUR_MS = 3_600_000
 _DAY_MS = 24 * _HOUR_MS
 

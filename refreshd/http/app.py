@@ -192,7 +192,8 @@ async def _usable_model(store: Store) -> bool:
 
 
 async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Periodic work: pick up configuration changes, sweep due event rules."""
+    """Periodic work: pick up configuration changes, sweep due event rules, retrain, and
+    measure the live model's calibration."""
     settings = app[SETTINGS]
     scheduler = AsyncIOScheduler(timezone=datetime.UTC)
 
@@ -208,10 +209,24 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     async def retrain_job() -> None:
         await _locked_retrain(app, source="retrain", only_if_missing=False)
 
+    async def calibration_job() -> None:
+        try:
+            await app[SERVICE].monitor.calibrate(app[STORE])
+        except StoreUnavailable:
+            log.debug("calibration: store unavailable")
+
     opts = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
     if settings.retrain_interval_s > 0:
         scheduler.add_job(
             retrain_job, "interval", seconds=settings.retrain_interval_s, id="retrain", **opts
+        )
+    if settings.calibration_interval_s > 0:
+        scheduler.add_job(
+            calibration_job,
+            "interval",
+            seconds=settings.calibration_interval_s,
+            id="calibration",
+            **opts,
         )
     bootstrap: asyncio.Task[None] | None = None
     if settings.bootstrap_model:

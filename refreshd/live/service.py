@@ -37,6 +37,7 @@ from refreshd.live.batcher import MicroBatcher, ScoringUnavailable
 from refreshd.live.expbook import ExperimentBook
 from refreshd.live.fencebook import FenceBook
 from refreshd.live.locks import KeyedLock
+from refreshd.live.monitor import Monitor
 from refreshd.live.registry import ModelRegistry
 from refreshd.live.rulebook import RuleBook
 from refreshd.live.usercache import UserCache
@@ -106,6 +107,7 @@ class Service:
             max_batch=settings.score_batch_max,
             max_wait_ms=settings.score_batch_wait_ms,
         )
+        self.monitor = Monitor(metrics, self.registry, clock, window=settings.psi_window)
 
     # --- the snapshot and the transaction ------------------------------------------------------
 
@@ -243,9 +245,7 @@ class Service:
             except StoreUnavailable:  # counted by transact as a load or commit error
                 # Not logged, so not to be looked up: an id that says so.
                 answer = flow.decide_degraded(req, cfg, decision_id=new_id("x"))
-        self.metrics.decisions.labels(answer.reason, str(answer.refresh).lower()).inc()
-        for cause in answer.degraded_reasons:
-            self.metrics.degraded.labels(cause).inc()
+        self.monitor.decided(answer)
         return answer
 
     async def _score(self, features: list[float] | None) -> Scored:
@@ -259,6 +259,7 @@ class Service:
             return Scored(reasons=(cause,))
         except TimeoutError:
             return Scored(reasons=("scorer_timeout",))
+        self.monitor.scored(features, score, version)
         return Scored(score=score, model_version=version)
 
     async def _contact(

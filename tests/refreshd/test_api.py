@@ -155,7 +155,10 @@ async def test_health_ready_metrics(make_client: MakeClient) -> None:
     text = await (await client.get("/metrics")).text()
     assert 'refreshd_requests_total{method="POST",route="/v1/decide",status="200"} 1.0' in text
     assert 'refreshd_requests_total{method="POST",route="/v1/decide",status="400"} 1.0' in text
-    assert 'refreshd_decisions_total{reason="fallback",refresh="true"} 1.0' in text
+    assert (
+        'refreshd_decisions_total{degraded="true",node="fallback",reason="fallback",refresh="true"}'
+        " 1.0" in text
+    )
     assert "refreshd_request_seconds_bucket" in text
 
 

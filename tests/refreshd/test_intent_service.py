@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections import defaultdict
 from typing import Any
 
 import msgspec
@@ -15,12 +14,11 @@ from aiohttp.test_utils import TestClient
 
 from intent.dataset import build_dataset
 from intent.events import Event
-from intent.features import FEATURES_VERSION, LAUNCH_SOURCES, MISSING, Context, compute
+from intent.features import FEATURES_VERSION, MISSING, Context, compute
 from intent.model import IntentModel, with_tags
 from intent.staleness import Staleness
 from intent.train import TrainResult
 from refreshd.core.flow import DecisionLog
-from refreshd.core.messages import DecideRequest, EventsRequest
 from refreshd.http.keys import REGISTRY, STORE
 from refreshd.live.registry import publish
 from refreshd.live.service import Service
@@ -29,47 +27,7 @@ from refreshd.settings import Settings
 from refreshd.store.memory import MemoryStore
 from refreshd.store.protocol import LOG_DECISIONS, LOG_EVENTS
 from synth.eventlog import generate
-from tests.support import FakeClock, MakeClient, now_ms, raw_log, raw_xadd
-
-
-def replay_items(users: int, days: int, seed: int) -> tuple[list[tuple[int, str, Any]], int]:
-    """Return the generated log as (received_ts, kind, payload) in arrival order."""
-    log = generate(users=users, days=days, seed=seed)
-    batches: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
-    for e in log.events:
-        batches[(e["user_id"], e["batch_id"])].append(e)
-    items: list[tuple[int, str, Any]] = []
-    for (uid, bid), evs in batches.items():
-        body = EventsRequest(
-            user_id=uid,
-            batch_id=bid,
-            events=[
-                msgspec.convert(
-                    {k: v for k, v in e.items() if k not in ("user_id", "batch_id", "received_ts")},
-                    Event,
-                )
-                for e in evs
-            ],
-        )
-        items.append((max(e["received_ts"] for e in evs), "events", body))
-    # What a device reports of its visit (launch source, time on the homepage, scrolls, depth):
-    # drawn here, on a stream of its own, each one absent a fifth of the time.
-    visit = np.random.default_rng(seed + 1)
-    for d in log.decisions:
-        has = visit.random(4) >= 0.2
-        req = DecideRequest(
-            user_id=d["user_id"],
-            ts=d["ts"],
-            trigger=d["trigger"],
-            tz_offset_min=d.get("tz_offset_min"),
-            launch=str(visit.choice(LAUNCH_SOURCES)) if has[0] else None,  # type: ignore[arg-type]
-            home_dwell_s=round(float(visit.exponential(40.0)), 3) if has[1] else None,
-            scrolls=int(visit.poisson(1.5)) if has[2] else None,
-            scroll_depth=float(visit.random()) if has[3] else None,
-        )
-        items.append((d["received_ts"], "decide", req))
-    items.sort(key=lambda x: (x[0], x[1] == "decide"))
-    return items, len(log.decisions)
+from tests.support import FakeClock, MakeClient, now_ms, raw_log, raw_xadd, replay, replay_items
 
 
 @pytest.mark.slow
@@ -80,12 +38,7 @@ async def test_online_features_equal_offline_dataset_value_for_value() -> None:
     store = MemoryStore()
     settings = Settings(user_rate_per_s=0, bootstrap_model=False)
     service = Service(store, settings, Metrics(), clock)
-    for received_ts, kind, body in items:
-        clock.ms = received_ts
-        if kind == "events":
-            await service.events(body)
-        else:
-            await service.decide(body)
+    await replay(service, clock, items)
     decisions = [msgspec.json.decode(b) for b in await store.read_log(LOG_DECISIONS, 10**6)]
     events = [msgspec.json.decode(b) for b in await store.read_log(LOG_EVENTS, 10**6)]
     assert len(decisions) == n_decisions
