@@ -93,3 +93,18 @@ NEXT_CHECK_S = 60
 # `(?!\n)`: Python's `$` also matches before a final newline; JSON Schema's does not.
 ID_PATTERN = r"^[A-Za-z0-9._:@\-]+$(?!\n)"
 ID_MAX_LEN = 128
+
+# Shadow (challenger) scoring. Decisions wait for the background scorer in a queue this long at
+# most; beyond it they are dropped (counted), never slowing a decision down: ~10 s of a busy
+# worker's scored decisions, a few MB.
+SHADOW_QUEUE_MAX = 10_000
+# Rows the background scorer takes per model call: LightGBM's per-row cost dominates past this.
+SHADOW_BATCH_MAX = 256
+# Shadow rows kept per shard of a challenger's log (16 shards): 320 000 rows, ~60 MB, which at
+# 100 scored decisions/s spans the ~13 min a label needs to mature, and then some.
+SHADOW_LOG_MAXLEN = 20_000
+# Challengers shadowed at once: each one adds a model call per scored decision.
+SHADOW_MODELS_MAX = 3
+# Devices upload events in batches a minute or two late: a label is final this long after its
+# click window closes.
+SHADOW_LABEL_GRACE_S = 120

@@ -112,6 +112,7 @@ def all_routes() -> tuple[Route, ...]:
     from refreshd.http import geofences as geofences_api
     from refreshd.http import models as models_api
     from refreshd.http import policy as policy_api
+    from refreshd.http import shadow as shadow_api
     from refreshd.http import triggers as triggers_api
 
     return (
@@ -121,6 +122,7 @@ def all_routes() -> tuple[Route, ...]:
         + experiments_api.ROUTES
         + policy_api.ROUTES
         + models_api.ROUTES
+        + shadow_api.ROUTES
         + dedupe_api.ROUTES
     )
 

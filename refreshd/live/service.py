@@ -39,6 +39,7 @@ from refreshd.live.fencebook import FenceBook
 from refreshd.live.locks import KeyedLock
 from refreshd.live.registry import ModelRegistry
 from refreshd.live.rulebook import RuleBook
+from refreshd.live.shadow import Shadow
 from refreshd.live.usercache import UserCache
 from refreshd.metrics import Metrics
 from refreshd.settings import Settings
@@ -84,6 +85,7 @@ class Service:
         registry: ModelRegistry | None = None,
         fences: FenceBook | None = None,
         policies: PolicySource | None = None,
+        shadow: Shadow | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -97,6 +99,7 @@ class Service:
         self.registry = registry or ModelRegistry()
         self.fences = fences or FenceBook()
         self.policies = policies
+        self.shadow = shadow or Shadow(metrics)
         self.default_policy = default_policy(settings)
         self.batcher = MicroBatcher(
             lambda: self.registry.model,
@@ -230,6 +233,7 @@ class Service:
             try:
                 outcome, _ = await self.transact(req.user_id, now_ms, step)
                 answer = outcome.answer
+                self.shadow.offer(outcome.effects.decision_logs)  # queued, never awaited
             except StoreUnavailable:  # counted by transact as a load or commit error
                 answer = flow.decide_degraded(req, cfg, decision_id=decision_id)
         self.metrics.decisions.labels(answer.reason, str(answer.refresh).lower()).inc()
