@@ -2,8 +2,9 @@
 
 Publishing writes `model:<version>` first and then points `model:current` at it, in one script
 that also records the change in the champion's history, so a worker never sees a half-written
-model. Every worker polls `model:current` (each config poll, 1 s by default) and swaps its in-memory model in one assignment: a request scores with
-the old model or the new one, never fails in between.
+model. Every worker polls `model:current` (each config poll, 1 s by default) and swaps its
+in-memory model in one assignment: a request scores with the old model or the new one, never
+fails in between. Promotion and rollback (`refreshd.live.champion`) move the same pointer.
 """
 
 from __future__ import annotations
