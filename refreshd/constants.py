@@ -100,6 +100,9 @@ ID_MAX_LEN = 128
 SHADOW_QUEUE_MAX = 10_000
 # Rows the background scorer takes per model call: LightGBM's per-row cost dominates past this.
 SHADOW_BATCH_MAX = 256
+# The background scorer lets rows gather this long before a batch: a thread hop, a model call
+# and a store round trip per batch instead of per decision. Nobody waits for shadow rows.
+SHADOW_BATCH_WAIT_S = 0.1
 # Shadow rows kept per shard of a challenger's log (16 shards): 320 000 rows, ~60 MB, which at
 # 100 scored decisions/s spans the ~13 min a label needs to mature, and then some.
 SHADOW_LOG_MAXLEN = 20_000

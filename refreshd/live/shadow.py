@@ -72,10 +72,12 @@ class Shadow:
         queue_max: int = C.SHADOW_QUEUE_MAX,
         log_maxlen: int = C.SHADOW_LOG_MAXLEN,
         batch_max: int = C.SHADOW_BATCH_MAX,
+        batch_wait_s: float = C.SHADOW_BATCH_WAIT_S,
     ) -> None:
         self.metrics = metrics
         self.log_maxlen = log_maxlen
         self.batch_max = batch_max
+        self.batch_wait_s = batch_wait_s
         self.version = -1  # of the `shadow` configuration kind
         self.specs: dict[str, ShadowSpec] = {}
         self.models: dict[str, IntentModel] = {}  # the loaded challengers
@@ -129,6 +131,8 @@ class Shadow:
         """Score queued decisions in batches until cancelled."""
         while True:
             batch = [await self._queue.get()]
+            if self._queue.qsize() < self.batch_max:
+                await asyncio.sleep(self.batch_wait_s)
             while len(batch) < self.batch_max and not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
