@@ -103,9 +103,13 @@ SHADOW_BATCH_MAX = 256
 # The background scorer lets rows gather this long before a batch: a thread hop, a model call
 # and a store round trip per batch instead of per decision. Nobody waits for shadow rows.
 SHADOW_BATCH_WAIT_S = 0.1
-# Shadow rows kept per shard of a challenger's log (16 shards): 320 000 rows, ~60 MB, which at
-# 100 scored decisions/s spans the ~13 min a label needs to mature, and then some.
+# Shadow rows kept per shard of a challenger's log (16 shards): 320 000 rows of ~300 bytes,
+# ~100 MB, which at up to ~400 shadowed decisions/s still reaches back the ~12 min a label
+# needs to mature.
 SHADOW_LOG_MAXLEN = 20_000
+# A stopped challenger's log stays readable for its report this long after its last row, then
+# expires: memory stays bounded however many models were ever shadowed.
+SHADOW_LOG_TTL_S = 7 * 86_400
 # Challengers shadowed at once: each one adds a model call per scored decision.
 SHADOW_MODELS_MAX = 3
 # Devices upload events in batches a minute or two late: a label is final this long after its

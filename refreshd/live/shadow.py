@@ -158,7 +158,9 @@ class Shadow:
             self.metrics.shadow_agreement.labels(version).set(agree / seen)
             self.metrics.shadow_scored.labels(version).inc(len(out))
             blobs = [(o.user_id, _row_encoder.encode(o)) for o in out]
-            await store.append_log(shadow_log(version), blobs, self.log_maxlen)
+            await store.append_log(
+                shadow_log(version), blobs, self.log_maxlen, C.SHADOW_LOG_TTL_S
+            )
 
 
 async def start_shadow(store: Store, version: str, *, now_ms: int, by: str) -> ShadowSpec:

@@ -109,8 +109,11 @@ class MemoryStore:
         rows = list(self.logs.get(stream, ()))
         return rows[-count:] if count else []
 
-    async def append_log(self, stream: str, rows: Sequence[tuple[str, bytes]], maxlen: int) -> None:
-        # One deque stands for all shards; its cap is what the shards hold together.
+    async def append_log(
+        self, stream: str, rows: Sequence[tuple[str, bytes]], maxlen: int, ttl_s: int
+    ) -> None:
+        # One deque stands for all shards; its cap is what the shards hold together. Nothing
+        # here lives long enough to expire.
         log = self.logs.get(stream)
         if log is None:
             log = self.logs[stream] = deque(maxlen=maxlen * SHARDS)

@@ -193,9 +193,12 @@ class Store(Protocol):
         """Return the newest `count` entries of a log stream (JSON blobs), oldest first."""
         ...
 
-    async def append_log(self, stream: str, rows: Sequence[tuple[str, bytes]], maxlen: int) -> None:
+    async def append_log(
+        self, stream: str, rows: Sequence[tuple[str, bytes]], maxlen: int, ttl_s: int
+    ) -> None:
         """Append (user id, JSON blob) rows to the user's shard of a log stream, each shard
-        capped near `maxlen` entries (a log no user request writes, such as shadow scores)."""
+        capped near `maxlen` entries and expiring `ttl_s` after its last append (a log no user
+        request writes, such as shadow scores)."""
         ...
 
     async def put_model(self, version: str, text: str, meta: bytes) -> None:

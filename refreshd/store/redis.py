@@ -475,15 +475,21 @@ class RedisStore:
         rows.sort(key=lambda r: r[0])
         return [blob for _, blob in rows[-count:]] if count else []
 
-    async def append_log(self, stream: str, rows: Sequence[tuple[str, bytes]], maxlen: int) -> None:
+    async def append_log(
+        self, stream: str, rows: Sequence[tuple[str, bytes]], maxlen: int, ttl_s: int
+    ) -> None:
         if not rows:
             return
 
         async def run() -> None:
+            keys = set()
             async with self.redis.pipeline(transaction=False) as pipe:
                 for uid, blob in rows:
                     key = shard_key(stream, shard_tag(uid))
+                    keys.add(key)
                     pipe.xadd(key, {"d": blob}, maxlen=maxlen, approximate=True)
+                for key in keys:
+                    pipe.expire(key, ttl_s)
                 await pipe.execute()
 
         await self._call(run, self._write_timeout_s)

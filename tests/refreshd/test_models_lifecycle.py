@@ -85,7 +85,7 @@ async def report_when(client: TestClient, version: str, decisions: int) -> dict[
 
 
 async def test_shadow_report_compares_challengers_with_the_champion(
-    make_client: MakeClient, trained_model: TrainResult
+    make_client: MakeClient, trained_model: TrainResult, raw: redis.Redis
 ) -> None:
     clock = FakeClock()
     client = await make_client(clock=clock)
@@ -125,6 +125,9 @@ async def test_shadow_report_compares_challengers_with_the_champion(
     metrics = await (await client.get("/metrics")).text()
     assert f'refreshd_shadow_agreement{{version="{twin}"}} 1.0' in metrics
     assert "refreshd_shadow_dropped_total 0.0" in metrics
+
+    shards = raw.keys(f"log:shadow:{twin}:*")  # the rows are spread over the users' shards
+    assert len(shards) > 1 and all(0 < raw.ttl(k) <= C.SHADOW_LOG_TTL_S for k in shards)
 
     # Stopping keeps the report; later decisions are no longer shadowed.
     assert (await client.delete(f"/v1/models/{twin}/shadow")).status == 204

@@ -117,9 +117,9 @@ async def test_switch_model_records_the_change_only_from_the_expected_champion(
 
 async def test_append_log_rows_read_back_across_shards(store: Store) -> None:
     rows = [(f"u{i}", f'{{"i":{i}}}'.encode()) for i in range(40)]
-    await store.append_log("log:shadow:m1", rows[:20], maxlen=1000)
-    await store.append_log("log:shadow:m1", rows[20:], maxlen=1000)
-    await store.append_log("log:shadow:m1", [], maxlen=1000)
+    await store.append_log("log:shadow:m1", rows[:20], maxlen=1000, ttl_s=60)
+    await store.append_log("log:shadow:m1", rows[20:], maxlen=1000, ttl_s=60)
+    await store.append_log("log:shadow:m1", [], maxlen=1000, ttl_s=60)
     got = await store.read_log("log:shadow:m1", 100)
     assert sorted(got) == sorted(blob for _, blob in rows)
     assert await store.read_log("log:shadow:m2", 100) == []
