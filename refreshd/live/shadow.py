@@ -79,7 +79,6 @@ class Shadow:
         self.batch_max = batch_max
         self.batch_wait_s = batch_wait_s
         self.version = -1  # of the `shadow` configuration kind
-        self.specs: dict[str, ShadowSpec] = {}
         self.models: dict[str, IntentModel] = {}  # the loaded challengers
         self._queue: asyncio.Queue[DecisionLog] = asyncio.Queue(maxsize=queue_max)
         self._tally: dict[str, tuple[int, int]] = {}  # version → (agreeing, scored) here
@@ -99,7 +98,7 @@ class Shadow:
         for gone in set(self._tally) - set(models):
             del self._tally[gone]
             self.metrics.shadow_agreement.remove(gone)
-        self.version, self.specs, self.models = version, specs, models  # the swap
+        self.version, self.models = version, models  # the swap
         log.info("shadowing %s", ", ".join(sorted(models)) or "no challenger")
         return True
 
@@ -150,6 +149,8 @@ class Shadow:
                 continue
             X = np.asarray([r.features for r in rows], dtype=np.float64)
             scores = await asyncio.to_thread(model.predict, X)
+            if version not in self.models:  # stopped meanwhile: its gauge is gone, keep it so
+                continue
             out = [shadow_row(r, float(s)) for r, s in zip(rows, scores, strict=True)]
             agree, seen = self._tally.get(version, (0, 0))
             agree += sum(o.champion_refresh == o.challenger_refresh for o in out)
