@@ -4,6 +4,7 @@ python -m load bench [--quick]            everything `make bench` runs
 python -m load run --url URL --rate R     one open-model run against a running service
 python -m load ramp --url URL             find the throughput at the p99 SLO
 python -m load soak [--minutes 10]          steady load; memory of service and Valkey
+python -m load shadow [--rate 400]        decide latency with a shadow model off and on
 """
 
 from __future__ import annotations
@@ -193,7 +194,19 @@ def main(argv: list[str] | None = None) -> int:
         help="stream cap passed to the service, per shard of each log (16 shards): small enough "
         "that the streams reach it within the first minutes, so memory can level off",
     )
+    h = sub.add_parser("shadow", help="decide latency with a shadow (challenger) model off and on")
+    h.add_argument("--rate", type=float, default=400.0, help="decisions per second (default 400)")
+    h.add_argument("--duration", type=float, default=10.0, help="seconds per phase (default 10)")
+    h.add_argument("--rounds", type=int, default=2, help="off/on pairs (default 2)")
     args = parser.parse_args(argv)
+    if args.command == "shadow":
+        from load.bench_shadow import run as shadow_bench
+
+        shadowed = shadow_bench(
+            rate=args.rate, duration_s=args.duration, rounds=args.rounds, log=log
+        )
+        print(json.dumps({k: v for k, v in shadowed.items() if k not in ("off", "on")}, indent=2))
+        return 0
     if args.command == "soak":
         from load.soak import soak
 

@@ -101,3 +101,25 @@ NEXT_CHECK_S = 60
 # `(?!\n)`: Python's `$` also matches before a final newline; JSON Schema's does not.
 ID_PATTERN = r"^[A-Za-z0-9._:@\-]+$(?!\n)"
 ID_MAX_LEN = 128
+
+# Shadow (challenger) scoring. Decisions wait for the background scorer in a queue this long at
+# most; beyond it they are dropped (counted), never slowing a decision down: ~10 s of a busy
+# worker's scored decisions, a few MB.
+SHADOW_QUEUE_MAX = 10_000
+# Rows the background scorer takes per model call: LightGBM's per-row cost dominates past this.
+SHADOW_BATCH_MAX = 256
+# The background scorer lets rows gather this long before a batch: a thread hop, a model call
+# and a store round trip per batch instead of per decision. Nobody waits for shadow rows.
+SHADOW_BATCH_WAIT_S = 0.1
+# Shadow rows kept per shard of a challenger's log (16 shards): 320 000 rows of ~300 bytes,
+# ~100 MB, which at up to ~400 shadowed decisions/s still reaches back the ~12 min a label
+# needs to mature.
+SHADOW_LOG_MAXLEN = 20_000
+# A stopped challenger's log stays readable for its report this long after its last row, then
+# expires: memory stays bounded however many models were ever shadowed.
+SHADOW_LOG_TTL_S = 7 * 86_400
+# Challengers shadowed at once: each one adds a model call per scored decision.
+SHADOW_MODELS_MAX = 3
+# Devices upload events in batches a minute or two late: a label is final this long after its
+# click window closes.
+SHADOW_LABEL_GRACE_S = 120

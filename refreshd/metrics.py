@@ -80,6 +80,24 @@ class Metrics:
         self.fixes = Counter(
             "refreshd_location_fixes", "Location fixes by zone", ["zone"], registry=r
         )
+        self.shadow_agreement = Gauge(
+            "refreshd_shadow_agreement",
+            "Share of this worker's shadowed decisions where the challenger's refresh verdict "
+            "equals the champion's, by challenger",
+            ["version"],
+            registry=r,
+        )
+        self.shadow_scored = Counter(
+            "refreshd_shadow_scored",
+            "Decisions this worker scored with a challenger, by challenger",
+            ["version"],
+            registry=r,
+        )
+        self.shadow_dropped = Counter(
+            "refreshd_shadow_dropped",
+            "Decisions not shadowed because the shadow queue was full",
+            registry=r,
+        )
         self.store_up = Gauge(
             "refreshd_store_up", "1 when the last store check succeeded", registry=r
         )

@@ -53,6 +53,8 @@ class Settings:
     score_batch_max: int = C.SCORE_BATCH_MAX
     user_cache_size: int = C.USER_CACHE_SIZE  # users cached per worker (0: none)
     config_poll_s: float = C.CONFIG_POLL_S
+    shadow_queue_max: int = C.SHADOW_QUEUE_MAX  # decisions waiting for the challengers
+    shadow_log_maxlen: int = C.SHADOW_LOG_MAXLEN  # shadow rows kept per shard per challenger
     sweep_interval_s: float = C.SWEEP_INTERVAL_S
     psi_window: int = C.PSI_WINDOW  # recent scores per model version the PSI gauge reads
     calibration_interval_s: float = C.CALIBRATION_INTERVAL_S  # 0: no calibration gauge
@@ -146,6 +148,8 @@ class Settings:
             score_batch_max=integer("SCORE_BATCH_MAX", C.SCORE_BATCH_MAX, 1, 10_000),
             user_cache_size=integer("USER_CACHE_SIZE", C.USER_CACHE_SIZE, 0, 10_000_000),
             config_poll_s=number("CONFIG_POLL_S", C.CONFIG_POLL_S, 0.1, 60.0),
+            shadow_queue_max=integer("SHADOW_QUEUE_MAX", C.SHADOW_QUEUE_MAX, 1, 10_000_000),
+            shadow_log_maxlen=integer("SHADOW_LOG_MAXLEN", C.SHADOW_LOG_MAXLEN, 100, 10_000_000),
             sweep_interval_s=number("SWEEP_INTERVAL_S", C.SWEEP_INTERVAL_S, 0.1, 3600.0),
             catalogue_seed=integer("CATALOGUE_SEED", 0, 0, 2**31 - 1),
             psi_window=integer("PSI_WINDOW", C.PSI_WINDOW, 100, 1_000_000),

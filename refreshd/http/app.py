@@ -32,6 +32,7 @@ from refreshd.http.keys import (
     RULES_FILE,
     SERVICE,
     SETTINGS,
+    SHADOW,
     STORE,
     STORE_HEALTH,
 )
@@ -41,6 +42,7 @@ from refreshd.live.policybook import PolicyBook
 from refreshd.live.registry import ModelRegistry, publish
 from refreshd.live.rulebook import RuleBook, load_rules_file
 from refreshd.live.service import Service, default_policy
+from refreshd.live.shadow import Shadow
 from refreshd.live.storehealth import StoreHealth, describe_store
 from refreshd.live.training import retrain
 from refreshd.metrics import Metrics
@@ -93,6 +95,11 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[REGISTRY] = ModelRegistry()
     app[FENCES] = FenceBook()
     app[POLICY] = PolicyBook(default_policy(settings))
+    app[SHADOW] = Shadow(
+        app[METRICS],
+        queue_max=settings.shadow_queue_max,
+        log_maxlen=settings.shadow_log_maxlen,
+    )
     app[SERVICE] = Service(
         store,
         settings,
@@ -103,6 +110,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         app[REGISTRY],
         app[FENCES],
         app[POLICY],
+        app[SHADOW],
     )
     if await store.ping():
         app[STORE_HEALTH].ok()  # "store connected" before what is loaded from it
@@ -126,6 +134,7 @@ async def _load_config(app: web.Application) -> None:
         await rulebook.refresh(store)
     await app[EXPERIMENTS].refresh(store)
     await app[REGISTRY].refresh(store)
+    await app[SHADOW].refresh(store)
     await app[FENCES].refresh(store)
     await app[EXPERIMENTS].refresh(store)
     await app[POLICY].refresh(store)
@@ -236,10 +245,15 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     scheduler.add_job(poll, "interval", seconds=settings.config_poll_s, id="config", **opts)
     scheduler.add_job(sweep, "interval", seconds=settings.sweep_interval_s, id="sweep", **opts)
     scheduler.start()
+    # Shadow scoring: a queue drained in the background, so no decision waits for it.
+    shadowing = asyncio.create_task(app[SHADOW].run(app[STORE]))
     try:
         yield
     finally:
         scheduler.shutdown(wait=False)
+        shadowing.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await shadowing
         if bootstrap is not None and not bootstrap.done():
             bootstrap.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -67,14 +67,53 @@ def json_response(
 _SAFE_ID = re.compile(C.ID_PATTERN)
 
 
-def path_id(request: web.Request, what: str, *, max_len: int = C.ID_MAX_LEN) -> str:
-    """Return the `{id}` of the path, or a 422 naming it when it cannot be a key."""
-    item_id = request.match_info["id"]
+def path_id(
+    request: web.Request, what: str, *, max_len: int = C.ID_MAX_LEN, name: str = "id"
+) -> str:
+    """Return the `{id}` (or `{name}`) of the path, or a 422 naming it when it cannot be a key."""
+    item_id = request.match_info[name]
     if len(item_id) > max_len or not _SAFE_ID.match(item_id):
         raise InvalidValue(
-            f"{what} id must be 1–{max_len} characters of A–Z a–z 0–9 . _ : @ -", field="id"
+            f"{what} {name} must be 1–{max_len} characters of A–Z a–z 0–9 . _ : @ -", field=name
         )
     return item_id
+
+
+def query_flag(request: web.Request, name: str) -> bool:
+    """Return a `true|false` query parameter (absent: false), or a 422 naming it."""
+    raw = request.query.get(name, "false").lower()
+    if raw not in ("true", "false", "1", "0"):
+        raise InvalidValue(f"{name} must be true or false", field=name)
+    return raw in ("true", "1")
+
+
+def query_int(request: web.Request, name: str, *, default: int, lo: int, hi: int) -> int:
+    """Return an integer query parameter in [lo, hi] (absent: `default`), or a 422 naming it."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or not lo <= int(raw) <= hi:
+        raise InvalidValue(f"{name} must be an integer in [{lo}, {hi}]", field=name)
+    return int(raw)
+
+
+# Who an operator action is recorded as: the X-Operator header, else the API itself. The one
+# admin token names no one, so the header is what tells operators apart.
+OPERATOR_HEADER = "X-Operator"
+OPERATOR_MAX_LEN = 64
+
+
+def operator(request: web.Request) -> str:
+    """Return who the request acts for (`X-Operator`, default "api"), or a 422 naming it."""
+    who = request.headers.get(OPERATOR_HEADER)
+    if who is None:
+        return "api"
+    if len(who) > OPERATOR_MAX_LEN or not _SAFE_ID.match(who):
+        raise InvalidValue(
+            f"{OPERATOR_HEADER} must be 1–{OPERATOR_MAX_LEN} characters of A–Z a–z 0–9 . _ : @ -",
+            field=OPERATOR_HEADER,
+        )
+    return who
 
 
 async def read_any_json(

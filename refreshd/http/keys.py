@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from refreshd.live.registry import ModelRegistry
     from refreshd.live.rulebook import RuleBook
     from refreshd.live.service import Service
+    from refreshd.live.shadow import Shadow
     from refreshd.live.storehealth import StoreHealth
     from refreshd.metrics import Metrics
     from refreshd.settings import Settings
@@ -36,6 +37,7 @@ RULEBOOK: web.AppKey[RuleBook] = web.AppKey("rulebook")
 RULES_FILE: web.AppKey[dict[str, Rule]] = web.AppKey("rules_file")
 EXPERIMENTS: web.AppKey[ExperimentBook] = web.AppKey("experiments")
 REGISTRY: web.AppKey[ModelRegistry] = web.AppKey("registry")
+SHADOW: web.AppKey[Shadow] = web.AppKey("shadow")  # this worker's challengers
 FENCES: web.AppKey[FenceBook] = web.AppKey("fences")
 POLICY: web.AppKey[PolicyBook] = web.AppKey("policy")  # app[POLICY].doc: the ladder's document
 CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock")

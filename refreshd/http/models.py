@@ -1,21 +1,33 @@
-"""HTTP shell of the intent model registry: list, current, artifact, train."""
+"""HTTP shell of the intent model registry: list, current, artifact, train, and the
+champion's lifecycle: promote, roll back, history."""
 
 from __future__ import annotations
 
 import msgspec
 from aiohttp import web
 
-from refreshd.core.errors import InvalidValue, NotFound
-from refreshd.http.codec import json_response
+from refreshd.core.champion import ModelChange
+from refreshd.core.errors import NotFound
+from refreshd.http.codec import json_response, operator, path_id, query_flag, query_int
 from refreshd.http.keys import CLOCK, REGISTRY, STORE
 from refreshd.http.routing import Route
+from refreshd.live import champion
 from refreshd.live.registry import ModelMeta
 from refreshd.live.training import TrainReport, retrain
+from refreshd.store.protocol import MODEL_HISTORY_MAX
+
+# GET /v1/models/history without `limit`: the last hundred changes.
+HISTORY_DEFAULT = 100
 
 
 class ModelList(msgspec.Struct):
     current: str | None
     models: list[ModelMeta]
+
+
+class ModelHistory(msgspec.Struct):
+    current: str | None
+    history: list[ModelChange]  # newest first
 
 
 async def list_models(request: web.Request) -> web.Response:
@@ -42,18 +54,49 @@ async def current_artifact(request: web.Request) -> web.Response:
     )
 
 
+def model_version(request: web.Request) -> str:
+    """Return the `{version}` of the path, or a 422 when it cannot name a model."""
+    return path_id(request, "model", name="version")
+
+
 async def train_model(request: web.Request) -> web.Response:
-    force = request.query.get("force", "false").lower()
-    if force not in ("true", "false", "1", "0"):
-        raise InvalidValue("force must be true or false", field="force")
     report = await retrain(
         request.app[STORE],
         request.app[REGISTRY],
         now_ms=request.app[CLOCK](),
-        force=force in ("true", "1"),
+        force=query_flag(request, "force"),
         source="api",
+        who=operator(request),
     )
     return json_response(report)
+
+
+async def promote_model(request: web.Request) -> web.Response:
+    version, force, who = model_version(request), query_flag(request, "force"), operator(request)
+    report = await champion.promote(
+        request.app[STORE],
+        request.app[REGISTRY],
+        version,
+        force=force,
+        who=who,
+        now_ms=request.app[CLOCK](),
+    )
+    return json_response(report)
+
+
+async def rollback_model(request: web.Request) -> web.Response:
+    who = operator(request)
+    change = await champion.rollback(
+        request.app[STORE], request.app[REGISTRY], who=who, now_ms=request.app[CLOCK]()
+    )
+    return json_response(change)
+
+
+async def model_history(request: web.Request) -> web.Response:
+    limit = query_int(request, "limit", default=HISTORY_DEFAULT, lo=1, hi=MODEL_HISTORY_MAX)
+    store = request.app[STORE]
+    changes = await champion.history(store, limit)
+    return json_response(ModelHistory(await store.current_model_version(), changes))
 
 
 ROUTES: tuple[Route, ...] = (
@@ -96,5 +139,38 @@ ROUTES: tuple[Route, ...] = (
         errors=(409, 422, 503),
         admin=True,
         query=(("force", "true|false", False),),
+    ),
+    Route(
+        "POST",
+        "/v1/models/{version}/promote",
+        promote_model,
+        "Make a stored model the champion if no worse on the same holdout (or force); "
+        "every worker within one config poll",
+        None,
+        champion.PromoteReport,
+        errors=(404, 409, 422, 503),
+        admin=True,
+        query=(("force", "true|false: skip the not-worse check", False),),
+    ),
+    Route(
+        "POST",
+        "/v1/models/rollback",
+        rollback_model,
+        "Return to the previous champion; every worker within one config poll",
+        None,
+        ModelChange,
+        errors=(409, 422, 503),
+        admin=True,
+    ),
+    Route(
+        "GET",
+        "/v1/models/history",
+        model_history,
+        "Every change of the champion: who, when, from, to (newest first)",
+        None,
+        ModelHistory,
+        errors=(422, 503),
+        admin=True,
+        query=(("limit", f"1..{MODEL_HISTORY_MAX} (default {HISTORY_DEFAULT})", False),),
     ),
 )

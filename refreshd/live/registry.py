@@ -1,9 +1,10 @@
 """Intent model registry: versioned artifacts in the store, an atomic `model:current` switch.
 
-Publishing writes `model:<version>` first and then points `model:current` at it with one SET,
-so a worker never sees a half-written model. Every worker polls `model:current` (each config
-poll, 1 s by default) and swaps its in-memory model in one assignment: a request scores with
-the old model or the new one, never fails in between.
+Publishing writes `model:<version>` first and then points `model:current` at it, in one script
+that also records the change in the champion's history, so a worker never sees a half-written
+model. Every worker polls `model:current` (each config poll, 1 s by default) and swaps its
+in-memory model in one assignment: a request scores with the old model or the new one, never
+fails in between. Promotion and rollback (`refreshd.live.champion`) move the same pointer.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import msgspec
 
 from intent.model import IntentModel
 from intent.train import TrainResult
+from refreshd.core.champion import Action, ModelChange
+from refreshd.core.errors import Conflict
 from refreshd.store.protocol import Store
 
 log = logging.getLogger(__name__)
@@ -39,8 +42,34 @@ def model_version(result: TrainResult, created_ts: int) -> str:
     return f"m{created_ts}-{digest}"
 
 
-async def publish(store: Store, result: TrainResult, *, created_ts: int, source: str) -> ModelMeta:
-    """Store a trained model and make it current."""
+# Publishing retries its switch this often when another switch lands in between.
+_SWITCH_TRIES = 3
+
+
+async def switch_champion(
+    store: Store,
+    version: str,
+    *,
+    action: Action,
+    who: str,
+    now_ms: int,
+    expected: str | None,
+    forced: bool = False,
+) -> ModelChange:
+    """Make `version` the champion if `expected` still is, recording the change; else 409."""
+    change = ModelChange(
+        action=action, who=who, ts=now_ms, from_version=expected, to_version=version, forced=forced
+    )
+    if not await store.switch_model(version, msgspec.json.encode(change), expected):
+        raise Conflict("the champion changed meanwhile; look again and retry", field=None)
+    log.info("champion %s -> %s (%s by %s)", expected, version, action, who)
+    return change
+
+
+async def publish(
+    store: Store, result: TrainResult, *, created_ts: int, source: str, who: str | None = None
+) -> ModelMeta:
+    """Store a trained model and make it current (recorded as `who`, by default `source`)."""
     version = model_version(result, created_ts)
     meta = ModelMeta(
         version=version,
@@ -53,7 +82,18 @@ async def publish(store: Store, result: TrainResult, *, created_ts: int, source:
         train_rows=int(result.metrics.get("train_rows", 0)),
     )
     await store.put_model(version, result.model_text, msgspec.json.encode(meta))
-    await store.set_current_model(version)
+    for attempt in range(_SWITCH_TRIES):  # a publish replaces whichever champion there is
+        current = await store.current_model_version()
+        try:
+            await switch_champion(
+                store, version, action="publish", who=who or source, now_ms=created_ts,
+                expected=current,
+            )  # fmt: skip
+        except Conflict:
+            if attempt == _SWITCH_TRIES - 1:
+                raise
+        else:
+            break
     log.info(
         "published intent model %s (%s, AUC %.4f)",
         version,

@@ -40,6 +40,7 @@ from refreshd.live.locks import KeyedLock
 from refreshd.live.monitor import Monitor
 from refreshd.live.registry import ModelRegistry
 from refreshd.live.rulebook import RuleBook
+from refreshd.live.shadow import Shadow
 from refreshd.live.usercache import UserCache
 from refreshd.metrics import Metrics
 from refreshd.settings import Settings
@@ -88,6 +89,7 @@ class Service:
         registry: ModelRegistry | None = None,
         fences: FenceBook | None = None,
         policies: PolicySource | None = None,
+        shadow: Shadow | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -101,6 +103,7 @@ class Service:
         self.registry = registry or ModelRegistry()
         self.fences = fences or FenceBook()
         self.policies = policies
+        self.shadow = shadow or Shadow(metrics)
         self.default_policy = default_policy(settings)
         self.batcher = MicroBatcher(
             lambda: self.registry.model,
@@ -242,6 +245,9 @@ class Service:
                 outcome, result = await self.transact(req.user_id, now_ms, step)
                 answer = outcome.answer
                 answer.decision_id = result.decision_ids[0]
+                for row in outcome.effects.decision_logs:  # written without it: the id is its place
+                    row.decision_id = answer.decision_id
+                self.shadow.offer(outcome.effects.decision_logs)  # queued, never awaited
             except StoreUnavailable:  # counted by transact as a load or commit error
                 # Not logged, so not to be looked up: an id that says so.
                 answer = flow.decide_degraded(req, cfg, decision_id=new_id("x"))

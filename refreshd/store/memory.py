@@ -13,6 +13,8 @@ from refreshd.core.state import UserState
 from refreshd.store.protocol import (
     LOG_DECISIONS,
     LOG_EVENTS,
+    MODEL_HISTORY_MAX,
+    SHARDS,
     Commit,
     CommitResult,
     ConfigWrite,
@@ -32,6 +34,7 @@ class MemoryStore:
         self.batches: set[tuple[str, str]] = set()
         self.models: dict[str, tuple[str, bytes]] = {}
         self.current_model: str | None = None
+        self.model_changes: deque[bytes] = deque(maxlen=MODEL_HISTORY_MAX)  # newest first
         self.config: dict[str, dict[str, bytes]] = {}
         self.config_versions: dict[str, int] = {}
         self.config_log: dict[str, dict[str, int]] = {}
@@ -135,14 +138,31 @@ class MemoryStore:
         ids = list(self.user_decision_ids.get(uid, ()))[: max(limit, 1)]
         return [row for did in ids if (row := self.decisions.get(did)) is not None]
 
+    async def append_log(
+        self, stream: str, rows: Sequence[tuple[str, bytes]], maxlen: int, ttl_s: int
+    ) -> None:
+        # One deque stands for all shards; its cap is what the shards hold together. Nothing
+        # here lives long enough to expire.
+        log = self.logs.get(stream)
+        if log is None:
+            log = self.logs[stream] = deque(maxlen=maxlen * SHARDS)
+        log.extend(blob for _uid, blob in rows)
+
     async def put_model(self, version: str, text: str, meta: bytes) -> None:
         self.models[version] = (text, meta)
 
-    async def set_current_model(self, version: str) -> None:
-        self.current_model = version
-
     async def current_model_version(self) -> str | None:
         return self.current_model
+
+    async def switch_model(self, version: str, change: bytes, expected: str | None) -> bool:
+        if self.current_model != expected:
+            return False
+        self.current_model = version
+        self.model_changes.appendleft(change)
+        return True
+
+    async def model_history(self, count: int) -> list[bytes]:
+        return list(self.model_changes)[:count]
 
     async def get_model(self, version: str) -> tuple[str, bytes] | None:
         return self.models.get(version)

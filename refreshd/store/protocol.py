@@ -26,11 +26,16 @@ __all__ = [
     "user_key",
 ]
 
+# A year of daily retrains and every promotion and rollback in between.
+MODEL_HISTORY_MAX = 1000
 # Fixed: changing it re-homes users and orphans their keys. 16 tags spread over a few masters.
 SHARDS = 16
 LOG_DECISIONS = "log:decisions"
 LOG_EVENTS = "log:events"
 MODEL_CURRENT = "model:current"
+# The champion changes (publish, promote, rollback), newest first. The hash tag is the pointer's
+# own key, so both hash to one Redis Cluster slot and one script switches and records together.
+MODEL_HISTORY = "{model:current}:history"
 MODELS = "models"
 DUE = "trig:due"
 
@@ -50,6 +55,11 @@ def config_log_key(kind: str) -> str:
 
 def model_key(version: str) -> str:
     return f"model:{version}"
+
+
+def shadow_log(version: str) -> str:
+    """Return the (per-shard) log stream of a challenger's shadow scores."""
+    return f"log:shadow:{version}"
 
 
 _state_encoder = msgspec.msgpack.Encoder()
@@ -223,15 +233,31 @@ class Store(Protocol):
         """Return the user's newest decision log rows (at most `limit`), newest first."""
         ...
 
+    async def append_log(
+        self, stream: str, rows: Sequence[tuple[str, bytes]], maxlen: int, ttl_s: int
+    ) -> None:
+        """Append (user id, JSON blob) rows to the user's shard of a log stream, each shard
+        capped near `maxlen` entries and expiring `ttl_s` after its last append (a log no user
+        request writes, such as shadow scores)."""
+        ...
+
     async def put_model(self, version: str, text: str, meta: bytes) -> None:
         """Store a model artifact (LightGBM text) and its JSON metadata under its version."""
         ...
 
-    async def set_current_model(self, version: str) -> None:
-        """Point `model:current` at a stored version (one atomic SET)."""
+    async def current_model_version(self) -> str | None: ...
+
+    async def switch_model(self, version: str, change: bytes, expected: str | None) -> bool:
+        """Point `model:current` at `version` and record `change` in the history, atomically.
+
+        Only if the pointer still names `expected` (None: no model yet); False, and nothing
+        written, if it names another. The history keeps the newest `MODEL_HISTORY_MAX` changes.
+        """
         ...
 
-    async def current_model_version(self) -> str | None: ...
+    async def model_history(self, count: int) -> list[bytes]:
+        """Return the newest `count` recorded champion changes (JSON blobs), newest first."""
+        ...
 
     async def get_model(self, version: str) -> tuple[str, bytes] | None:
         """Return (text, JSON metadata) of a stored model, or None."""

@@ -39,6 +39,8 @@ from refreshd.store.protocol import (
     LOG_DECISIONS,
     LOG_EVENTS,
     MODEL_CURRENT,
+    MODEL_HISTORY,
+    MODEL_HISTORY_MAX,
     MODELS,
     Commit,
     CommitResult,
@@ -193,6 +195,18 @@ return {redis.call('GET', KEYS[2]), ids, blobs}
 """
 
 
+# KEYS: model:current, its history list. ARGV: new version, change blob, expected version
+# ('' for none), history length kept. A pointer no longer at the expected version is reported,
+# not overwritten: a promotion judged against one champion must not replace another.
+SWITCH_MODEL_LUA = """
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[3] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+redis.call('LPUSH', KEYS[2], ARGV[2])
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[4]) - 1)
+return 1
+"""
+
+
 def _config_keys(kind: str) -> list[str]:
     return [config_key(kind), config_version_key(kind), config_log_key(kind)]
 
@@ -212,6 +226,7 @@ LOAD = Script.of(LOAD_LUA)
 ADD_DIRECTIVE = Script.of(ADD_DIRECTIVE_LUA)
 PUT_CONFIG = Script.of(PUT_CONFIG_LUA)
 DELETE_CONFIG = Script.of(DELETE_CONFIG_LUA)
+SWITCH_MODEL = Script.of(SWITCH_MODEL_LUA)
 
 # Errors of a store that cannot serve now (down, failing over, a slot moving, out of memory, ACLs,
 # a replica after a failover, a write not replicated in time): 503 and the fallback, never 500.
@@ -298,7 +313,7 @@ class RedisStore:
             )
         self._registered = {
             s: self.redis.register_script(s.body.decode())
-            for s in (COMMIT, LOAD, ADD_DIRECTIVE, PUT_CONFIG, DELETE_CONFIG)
+            for s in (COMMIT, LOAD, ADD_DIRECTIVE, PUT_CONFIG, DELETE_CONFIG, SWITCH_MODEL)
         }
         self._config_changes = self.redis.register_script(CONFIG_CHANGES_LUA)
         # The per-request scripts and every acknowledged write take a leaner path than redis-py
@@ -505,6 +520,25 @@ class RedisStore:
                 out.append(with_decision_id(bytes(got[0][1][b"d"]), decision_id(tag, entry)))
         return out
 
+    async def append_log(
+        self, stream: str, rows: Sequence[tuple[str, bytes]], maxlen: int, ttl_s: int
+    ) -> None:
+        if not rows:
+            return
+
+        async def run() -> None:
+            keys = set()
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for uid, blob in rows:
+                    key = shard_key(stream, shard_tag(uid))
+                    keys.add(key)
+                    pipe.xadd(key, {"d": blob}, maxlen=maxlen, approximate=True)
+                for key in keys:
+                    pipe.expire(key, ttl_s)
+                await pipe.execute()
+
+        await self._call(run, self._write_timeout_s)
+
     async def put_model(self, version: str, text: str, meta: bytes) -> None:
         key = model_key(version)
 
@@ -514,15 +548,21 @@ class RedisStore:
 
         await self._call(run, self._write_timeout_s * 2)
 
-    async def set_current_model(self, version: str) -> None:
-        await self._call(
-            lambda: self._write(MODEL_CURRENT, "SET", MODEL_CURRENT, version),
-            self._write_timeout_s,
-        )
-
     async def current_model_version(self) -> str | None:
         raw: Any = await self._call(lambda: self.redis.get(MODEL_CURRENT))
         return None if raw is None else bytes(raw).decode()
+
+    async def switch_model(self, version: str, change: bytes, expected: str | None) -> bool:
+        keys = [MODEL_CURRENT, MODEL_HISTORY]
+        args: list[Any] = [version, change, expected or "", MODEL_HISTORY_MAX]
+        switched = await self._call(
+            lambda: self._run(SWITCH_MODEL, keys, args, write=True), self._write_timeout_s
+        )
+        return bool(int(switched))
+
+    async def model_history(self, count: int) -> list[bytes]:
+        raw: Any = await self._call(lambda: self.redis.lrange(MODEL_HISTORY, 0, count - 1))
+        return [bytes(b) for b in raw]
 
     async def get_model(self, version: str) -> tuple[str, bytes] | None:
         raw: Any = await self._call(lambda: self.redis.hmget(model_key(version), "text", "meta"))

@@ -119,11 +119,35 @@ async def test_model_registry(store: Store) -> None:
     meta = msgspec.json.encode({"version": "m1"})
     await store.put_model("m1", "tree text", meta)
     await store.put_model("m2", "tree 2", msgspec.json.encode({"version": "m2"}))
-    await store.set_current_model("m1")
+    assert await store.switch_model("m1", b"{}", expected=None)
     assert await store.current_model_version() == "m1"
     assert await store.get_model("m1") == ("tree text", meta)
     assert await store.get_model("nope") is None
     assert [msgspec.json.decode(m)["version"] for m in await store.list_models()] == ["m1", "m2"]
+
+
+async def test_switch_model_records_the_change_only_from_the_expected_champion(
+    store: Store,
+) -> None:
+    assert await store.model_history(10) == []
+    assert await store.switch_model("m1", b"c1", expected="m0") is False  # nothing is current
+    assert await store.current_model_version() is None and await store.model_history(10) == []
+    assert await store.switch_model("m1", b"c1", expected=None) is True
+    assert await store.switch_model("m2", b"c2", expected=None) is False  # m1 is current now
+    assert await store.switch_model("m2", b"c2", expected="m1") is True
+    assert await store.current_model_version() == "m2"
+    assert await store.model_history(10) == [b"c2", b"c1"]  # newest first
+    assert await store.model_history(1) == [b"c2"]
+
+
+async def test_append_log_rows_read_back_across_shards(store: Store) -> None:
+    rows = [(f"u{i}", f'{{"i":{i}}}'.encode()) for i in range(40)]
+    await store.append_log("log:shadow:m1", rows[:20], maxlen=1000, ttl_s=60)
+    await store.append_log("log:shadow:m1", rows[20:], maxlen=1000, ttl_s=60)
+    await store.append_log("log:shadow:m1", [], maxlen=1000, ttl_s=60)
+    got = await store.read_log("log:shadow:m1", 100)
+    assert sorted(got) == sorted(blob for _, blob in rows)
+    assert await store.read_log("log:shadow:m2", 100) == []
 
 
 async def test_config_items_are_versioned(store: Store) -> None:
