@@ -12,6 +12,10 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# GrowthBook's stats engine, which the tests check the experiment report against. Its metadata
+	# pins numpy < 2 and pandas < 2 (only its DataFrame runner needs them); the classes the tests
+	# use run on what is installed, so it goes in without its dependencies.
+	$(BIN)/python -m pip install --quiet --no-deps 'gbstats==0.8.0'
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install refreshd with its test tools

@@ -37,10 +37,13 @@ from refreshd import constants as C
 from refreshd.core.errors import InvalidValue, MalformedJSON
 
 __all__ = [
+    "GUARDRAIL_METRICS",
     "METRICS",
     "Assignment",
     "ExperimentConfig",
     "ExperimentError",
+    "Prior",
+    "StatsConfig",
     "Variant",
     "VariantParams",
     "assign",
@@ -58,6 +61,13 @@ Metric = Literal["refresh_requests", "clicks", "converted", "pvctr", "uvctr"]
 # Report order; definitions in refreshd.expstats.
 METRICS: tuple[Metric, ...] = get_args(Metric)
 Status = Literal["draft", "running", "stopped"]
+# What a guardrail may watch: the experiment metrics and the service's own health signals
+# (evaluating them is not done here; the names are validated and stored).
+GuardrailMetric = Literal[
+    "refresh_requests", "clicks", "converted", "pvctr", "uvctr",
+    "location_fixes", "decision_latency_ms",
+]  # fmt: skip
+GUARDRAIL_METRICS: tuple[str, ...] = get_args(GuardrailMetric)
 
 # Weights must sum to 1 within this; GrowthBook's SDK silently falls back to equal weights
 # outside [0.99, 1.01], so rejecting anything looser keeps our buckets and theirs identical.
@@ -68,6 +78,8 @@ MAX_VARIANTS = 20
 MAX_FALLBACK_INTERVAL_S = 7 * 86_400
 # Seeds and namespace names are free text in GrowthBook; bound them like any stored string.
 MAX_SEED_LEN = 256
+# The pre-period CUPED can look back over: the per-user daily activity the state keeps.
+MAX_CUPED_LOOKBACK_DAYS = 7
 
 Key = Annotated[str, Meta(min_length=1, max_length=64, pattern=C.ID_PATTERN)]
 Unit = Annotated[float, Meta(ge=0.0, le=1.0)]
@@ -95,6 +107,37 @@ class Variant(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     params: VariantParams = msgspec.field(default_factory=VariantParams)
 
 
+class Prior(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """The Bayesian engine's Gaussian prior on the relative lift (gbstats' metric defaults).
+
+    Improper (`proper: false`, the default) ignores mean and stddev: the posterior is the data's
+    normal approximation. A proper prior shrinks lifts towards `mean`.
+    """
+
+    proper: bool = False
+    mean: Annotated[float, Meta(ge=-1e6, le=1e6)] = 0.0
+    stddev: Annotated[float, Meta(gt=0.0, le=1e6)] = 0.1
+
+
+class StatsConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How the report analyses the experiment; the defaults are the report of before (issue 20).
+
+    Analysis only: any of these may change while the experiment runs. `cuped_lookback_days`
+    applies to users exposed after the change (each user's covariate is fixed at exposure).
+    """
+
+    engine: Literal["frequentist", "bayesian"] = "frequentist"
+    alpha: Annotated[float, Meta(gt=0.0, le=0.5)] = 0.05
+    cuped: bool = False
+    cuped_lookback_days: Annotated[int, Meta(ge=1, le=MAX_CUPED_LOOKBACK_DAYS)] = 7
+    sequential: bool = False
+    sequential_tuning: Annotated[float, Meta(gt=0.0, le=1e12)] = 5000.0
+    correction: Literal["holm-bonferroni", "benjamini-hochberg"] | None = None
+    prior: Prior = msgspec.field(default_factory=Prior)
+    # The relative lift the report's "users needed per arm" is computed for.
+    target_effect: Annotated[float, Meta(gt=0.0, le=100.0)] = 0.05
+
+
 class ExperimentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A validated experiment; build it with `parse_experiment`, not directly."""
 
@@ -107,6 +150,11 @@ class ExperimentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     hash_attribute: Literal["user_id"] = "user_id"
     metrics: list[Metric] = msgspec.field(default_factory=lambda: list(METRICS))
     status: Status = "draft"
+    stats: StatsConfig = msgspec.field(default_factory=StatsConfig)
+    # Stored and validated; evaluating guardrails and sticky bucketing are not implemented yet.
+    guardrails: list[GuardrailMetric] = msgspec.field(default_factory=list)
+    sticky: bool = False
+    bucket_version: Annotated[int, Meta(ge=0, le=2**31 - 1)] = 0
 
 
 class Assignment(msgspec.Struct, frozen=True):
@@ -175,6 +223,8 @@ def _check(cfg: ExperimentConfig) -> None:
         raise ExperimentError("metrics must name at least one metric", "metrics")
     if len(set(cfg.metrics)) != len(cfg.metrics):
         raise ExperimentError("metrics must not repeat", "metrics")
+    if len(set(cfg.guardrails)) != len(cfg.guardrails):
+        raise ExperimentError("guardrails must not repeat", "guardrails")
 
 
 def experiment_to_json(cfg: ExperimentConfig) -> dict[str, Any]:

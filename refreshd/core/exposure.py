@@ -4,17 +4,20 @@ Pure: the service passes the experiments, the user's state and the time. At most
 experiment shapes a decision: the first running experiment, in id order, that assigns the
 user (namespaces make experiments mutually exclusive when analysts need more than one).
 A user is *exposed* at the first decision made under an experiment; from then on their
-refresh decisions, clicks and impressions count (events with ts at or after exposure).
+refresh decisions, clicks and impressions count (events with ts at or after exposure). At that
+first decision the user's pre-period totals (`refreshd.core.activity.pre_period`) are fixed as
+their CUPED covariate: every later update of the user adds its cross-products with them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 import msgspec
 
 from intent.events import Event
-from refreshd.core.experiments import Assignment, ExperimentConfig, assign
+from refreshd.core.activity import DayActivity, pre_period
+from refreshd.core.experiments import MAX_CUPED_LOOKBACK_DAYS, Assignment, ExperimentConfig, assign
 from refreshd.core.expstats import UserTotals, delta_fields
 from refreshd.core.state import ExpUser
 
@@ -51,21 +54,33 @@ def choose(
 
 
 def record_decision(
-    exp_state: Mapping[str, ExpUser], exp_id: str, variant: str, ts: int, refreshed: bool
+    exp_state: Mapping[str, ExpUser],
+    exp_id: str,
+    variant: str,
+    ts: int,
+    refreshed: bool,
+    *,
+    history: Sequence[DayActivity] = (),
+    lookback_days: int = MAX_CUPED_LOOKBACK_DAYS,
 ) -> tuple[dict[str, ExpUser], list[Increment]]:
-    """Return the user's experiment state and stats increments after one decision."""
+    """Return the user's experiment state and stats increments after one decision.
+
+    `history` is the user's daily activity; at first exposure the `lookback_days` before it
+    become the user's covariate.
+    """
     state = dict(exp_state)
     current = state.get(exp_id)
     if current is None or current.variant != variant:
         # First exposure (or the experiment was redefined and moved the user): count anew.
-        current, old = ExpUser(variant=variant, exposed_ts=ts), None
+        pre = pre_period(history, ts, lookback_days)
+        current, old = ExpUser(variant=variant, exposed_ts=ts, pre=pre), None
     else:
         old = current.totals
     new = msgspec.structs.replace(
         current.totals, refreshes=current.totals.refreshes + (1 if refreshed else 0)
     )
     state[exp_id] = msgspec.structs.replace(current, totals=new)
-    fields = delta_fields(old, new)
+    fields = delta_fields(old, new, current.pre)
     return state, [(stats_key(exp_id, variant), fields)] if fields else []
 
 
@@ -92,7 +107,7 @@ def record_events(
             impressions=eu.totals.impressions + views,
         )
         state[exp_id] = msgspec.structs.replace(eu, totals=new)
-        fields = delta_fields(eu.totals, new)
+        fields = delta_fields(eu.totals, new, eu.pre)
         if fields:
             incs.append((stats_key(exp_id, eu.variant), fields))
     return state, incs

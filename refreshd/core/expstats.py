@@ -17,19 +17,22 @@ between the user's new and old contributions (`delta_fields`); the shell adds th
 atomic integer increments (HINCRBY), which is why two workers cannot lose an update and why
 incremental sums equal a recomputation from scratch exactly.
 
-The statistics are gbstats' (GrowthBook's engine, v0.8) with its default settings:
-count metrics are `SampleMeanStatistic`, binomials `ProportionStatistic` (variance p(1−p)),
-ratios `RatioStatistic` (delta method); frequentist two-sided Welch t-test on the relative
-lift (delta-method variance, Welch–Satterthwaite df) for `ci` and `p_value`, the same test on
-the absolute difference for `absolute_ci`; Bayesian chance to win from `EffectBayesianABTest`
-with its default improper prior on the relative effect, i.e. Φ(lift / se). Where gbstats
-would return its placeholder result (no users, zero variance, zero baseline) the fields are
-null. SRM is gbstats' `check_srm` (chi-square goodness of fit against the weights).
+CUPED: the count and binomial metrics (`refresh_requests`, `clicks`, `converted`) also keep their
+covariate c, the same metric over the user's pre-period (`refreshd.core.activity`), fixed at
+exposure: Σc, Σc², Σxc. They are kept whether or not the report uses CUPED, so it can be
+switched on later. The adjusted statistic is gbstats' `RegressionAdjustedStatistic` with theta
+pooled over the baseline and the arm (`compute_theta`); when theta is 0 (no variance in either
+period) gbstats, and so this report, falls back to the unadjusted statistic.
+
+The statistics are gbstats' (GrowthBook's engine, v0.8): count metrics are
+`SampleMeanStatistic`, binomials `ProportionStatistic` (variance p(1−p)), ratios
+`RatioStatistic` (delta method); the tests are in `refreshd.core.abtest`, the power figures in
+`refreshd.core.power`. SRM is gbstats' `check_srm` (chi-square goodness of fit against the
+weights).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -37,9 +40,22 @@ from typing import Literal
 import msgspec
 from scipy import special  # what scipy.stats computes these with, at a fraction of its import
 
-from refreshd.core.experiments import METRICS, ExperimentConfig, variant_weights
+from refreshd.core.abtest import (
+    ALPHA,
+    Cuped,
+    MetricResult,
+    Summary,
+    apply_correction,
+    compare,
+    finite,
+    relative_variance,
+)
+from refreshd.core.experiments import METRICS, ExperimentConfig, StatsConfig, variant_weights
+from refreshd.core.power import POWER, PowerResult, mde, users_per_arm
 
 __all__ = [
+    "ALPHA",
+    "CUPED_METRICS",
     "INVERSE_METRICS",
     "MOMENTS",
     "SPECS",
@@ -48,13 +64,17 @@ __all__ = [
     "MetricSpec",
     "Moments",
     "Report",
+    "Summary",
     "UserTotals",
     "VariantReport",
     "VariantStats",
+    "adjusted",
     "apply_delta",
     "build_report",
     "compare",
+    "cuped_pair",
     "delta_fields",
+    "pooled_theta",
     "srm_p_value",
     "stats_from_fields",
     "stats_from_users",
@@ -66,9 +86,6 @@ __all__ = [
 # GrowthBook flags sample-ratio mismatch below p = 0.001: rare enough by chance across many
 # experiments, and a real assignment or logging bug reaches it within days.
 SRM_THRESHOLD = 0.001
-# 95 % intervals, gbstats' default alpha.
-ALPHA = 0.05
-
 Kind = Literal["count", "binomial"]
 
 
@@ -89,7 +106,9 @@ SPECS: dict[str, MetricSpec] = {
     "uvctr": MetricSpec("binomial", "binomial"),
 }
 INVERSE_METRICS = frozenset(m for m, s in SPECS.items() if s.inverse)
-MOMENTS = ("sum_x", "sum_x2", "sum_y", "sum_y2", "sum_xy")
+# The metrics CUPED adjusts (the covariate is the metric itself before exposure).
+CUPED_METRICS = frozenset(m for m, s in SPECS.items() if s.denominator is None)
+MOMENTS = ("sum_x", "sum_x2", "sum_y", "sum_y2", "sum_xy", "sum_c", "sum_c2", "sum_xc")
 
 
 class UserTotals(msgspec.Struct, frozen=True, kw_only=True):
@@ -101,13 +120,17 @@ class UserTotals(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Moments(msgspec.Struct, frozen=True, kw_only=True):
-    """Σx, Σx², Σy, Σy², Σxy over a variant's users (y is the ratio denominator)."""
+    """Σx, Σx², Σy, Σy², Σxy over a variant's users (y is the ratio denominator), and for
+    CUPED Σc, Σc², Σxc (c is the pre-exposure covariate)."""
 
     sum_x: int = 0
     sum_x2: int = 0
     sum_y: int = 0
     sum_y2: int = 0
     sum_xy: int = 0
+    sum_c: int = 0
+    sum_c2: int = 0
+    sum_xc: int = 0
 
 
 def _zero_metrics() -> dict[str, Moments]:
@@ -119,33 +142,41 @@ class VariantStats(msgspec.Struct, frozen=True, kw_only=True):
     metrics: dict[str, Moments] = msgspec.field(default_factory=_zero_metrics)
 
 
-def user_values(t: UserTotals) -> dict[str, tuple[int, int]]:
-    """Return each metric's per-user (x, y); y is 0 for non-ratio metrics."""
+_NO_PRE = UserTotals()
+
+
+def user_values(t: UserTotals, pre: UserTotals | None = None) -> dict[str, tuple[int, int, int]]:
+    """Return each metric's per-user (x, y, c): y is 0 for non-ratio metrics, c is the
+    metric over the pre-period `pre` (0 for ratios, and for a user exposed without one)."""
+    p = pre or _NO_PRE
     clicked = int(t.clicks > 0)
     saw = int(t.impressions > 0)
     return {
-        "refresh_requests": (t.refreshes, 0),
-        "clicks": (t.clicks, 0),
-        "converted": (clicked, 0),
-        "pvctr": (t.clicks, t.impressions),
-        "uvctr": (clicked * saw, saw),
+        "refresh_requests": (t.refreshes, 0, p.refreshes),
+        "clicks": (t.clicks, 0, p.clicks),
+        "converted": (clicked, 0, int(p.clicks > 0)),
+        "pvctr": (t.clicks, t.impressions, 0),
+        "uvctr": (clicked * saw, saw, 0),
     }
 
 
-def _terms(x: int, y: int) -> tuple[int, int, int, int, int]:
-    return x, x * x, y, y * y, x * y
+def _terms(x: int, y: int, c: int) -> tuple[int, ...]:
+    return x, x * x, y, y * y, x * y, c, c * c, x * c
 
 
-def delta_fields(old: UserTotals | None, new: UserTotals) -> dict[str, int]:
+def delta_fields(
+    old: UserTotals | None, new: UserTotals, pre: UserTotals | None = None
+) -> dict[str, int]:
     """Return the non-zero increments of flat stats fields when a user's totals go old → new.
 
-    `old=None` means the user is newly exposed (adds 1 to `users`).
+    `old=None` means the user is newly exposed (adds 1 to `users`, and their covariate terms
+    Σc and Σc²). `pre` is the user's pre-period, the same at every update of the user.
     """
     out: dict[str, int] = {"users": 1} if old is None else {}
-    before = user_values(old) if old is not None else None
-    for m, (x, y) in user_values(new).items():
-        ox, oy = before[m] if before is not None else (0, 0)
-        for name, n, o in zip(MOMENTS, _terms(x, y), _terms(ox, oy), strict=True):
+    before = user_values(old, pre) if old is not None else None
+    for m, (x, y, c) in user_values(new, pre).items():
+        ox, oy, oc = before[m] if before is not None else (0, 0, 0)
+        for name, n, o in zip(MOMENTS, _terms(x, y, c), _terms(ox, oy, oc), strict=True):
             if n != o:
                 out[f"{m}.{name}"] = n - o
     return out
@@ -171,34 +202,30 @@ def stats_from_fields(
     return VariantStats(users=flat.get("users", 0), metrics=metrics)
 
 
-def apply_delta(stats: VariantStats, old: UserTotals | None, new: UserTotals) -> VariantStats:
+def apply_delta(
+    stats: VariantStats, old: UserTotals | None, new: UserTotals, pre: UserTotals | None = None
+) -> VariantStats:
     """Return `stats` after one user's totals went from `old` (None: new user) to `new`."""
     flat = stats_to_fields(stats)
-    for k, d in delta_fields(old, new).items():
+    for k, d in delta_fields(old, new, pre).items():
         flat[k] = flat.get(k, 0) + d
     return stats_from_fields(flat)
 
 
-def stats_from_users(users: Sequence[UserTotals]) -> VariantStats:
-    """Return a variant's stats computed from scratch over its users' totals."""
+def stats_from_users(
+    users: Sequence[UserTotals], pres: Sequence[UserTotals | None] | None = None
+) -> VariantStats:
+    """Return a variant's stats computed from scratch over its users' totals (and, for
+    CUPED, their pre-periods, in the same order)."""
     flat: dict[str, int] = {"users": len(users)}
-    for u in users:
-        for m, (x, y) in user_values(u).items():
-            for name, v in zip(MOMENTS, _terms(x, y), strict=True):
+    for i, u in enumerate(users):
+        for m, xyc in user_values(u, pres[i] if pres is not None else None).items():
+            for name, v in zip(MOMENTS, _terms(*xyc), strict=True):
                 flat[f"{m}.{name}"] = flat.get(f"{m}.{name}", 0) + v
     return stats_from_fields(flat)
 
 
 # --- analysis ---
-
-
-@dataclass(frozen=True, slots=True)
-class Summary:
-    """A variant's metric as gbstats sees it; `mean` is None when undefined (no data)."""
-
-    n: int
-    mean: float | None
-    variance: float
 
 
 def _mean_var(kind: Kind, n: int, s: int, s2: int) -> tuple[float, float]:
@@ -227,53 +254,6 @@ def summarize(spec: MetricSpec, n: int, mo: Moments) -> Summary:
     return Summary(n, mean, var)
 
 
-class MetricResult(msgspec.Struct, kw_only=True):
-    """One metric of one variant; lift fields are relative to the baseline, null for it."""
-
-    mean: float | None
-    relative_lift: float | None = None
-    absolute_lift: float | None = None
-    ci: list[float] | None = None
-    absolute_ci: list[float] | None = None
-    p_value: float | None = None
-    chance_to_win: float | None = None
-
-
-def _num(x: float | None) -> float | None:
-    return float(x) if x is not None and math.isfinite(x) else None
-
-
-def _interval(mid: float, half: float) -> list[float] | None:
-    lo, hi = _num(mid - half), _num(mid + half)
-    return None if lo is None or hi is None else [lo, hi]
-
-
-def compare(a: Summary, b: Summary, *, inverse: bool = False, alpha: float = ALPHA) -> MetricResult:
-    """Return variant `b`'s result against baseline `a`, as gbstats computes it."""
-    out = MetricResult(mean=_num(b.mean))
-    if a.mean is None or b.mean is None or a.n == 0 or b.n == 0:
-        return out
-    out.absolute_lift = _num(b.mean - a.mean)
-    if a.mean == 0:
-        return out
-    lift = (b.mean - a.mean) / a.mean
-    out.relative_lift = _num(lift)
-    # gbstats gives no test for a non-positive variance; n >= 2 keeps Welch's df finite.
-    if a.variance <= 0 or b.variance <= 0 or a.n < 2 or b.n < 2:
-        return out
-    va, vb = a.variance / a.n, b.variance / b.n
-    dof = (va + vb) ** 2 / (va**2 / (a.n - 1) + vb**2 / (b.n - 1))
-    se_rel = math.sqrt(vb / a.mean**2 + va * b.mean**2 / a.mean**4)
-    se_abs = math.sqrt(va + vb)
-    t_crit = float(special.stdtrit(dof, 1 - alpha / 2))
-    out.ci = _interval(lift, t_crit * se_rel)
-    out.absolute_ci = _interval(b.mean - a.mean, t_crit * se_abs)
-    out.p_value = _num(2 * float(special.stdtr(dof, -abs(lift) / se_rel)))
-    z = lift / se_rel
-    out.chance_to_win = _num(float(special.ndtr(-z if inverse else z)))
-    return out
-
-
 def srm_p_value(users: Sequence[int], weights: Sequence[float]) -> float:
     """Return the chi-square goodness-of-fit p-value of the users split (gbstats `check_srm`)."""
     total = sum(users)
@@ -289,6 +269,53 @@ def srm_p_value(users: Sequence[int], weights: Sequence[float]) -> float:
     return float(special.chdtrc(len(users) - 1, x))
 
 
+def _cov(n: int, s_xc: int, s_x: int, s_c: int) -> float:
+    """(Σxc − Σx Σc / n) / (n − 1), gbstats' sample covariance, in exact integers."""
+    return (n * s_xc - s_x * s_c) / (n * (n - 1)) if n > 1 else 0.0
+
+
+def _total(parts: Sequence[tuple[int, Moments]]) -> tuple[int, Moments]:
+    n = sum(p[0] for p in parts)
+    return n, Moments(**{k: sum(getattr(mo, k) for _, mo in parts) for k in MOMENTS})
+
+
+def pooled_theta(kind: Kind, parts: Sequence[tuple[int, Moments]]) -> float:
+    """Return Cov(x, c) / Var(c) over the users of all `parts` (gbstats `compute_theta`);
+    0 when either period has no variance (gbstats then analyses without adjustment)."""
+    n, mo = _total(parts)
+    _, var_x = _mean_var(kind, n, mo.sum_x, mo.sum_x2)
+    _, var_c = _mean_var(kind, n, mo.sum_c, mo.sum_c2)
+    if var_x == 0 or var_c == 0:
+        return 0.0
+    return _cov(n, mo.sum_xc, mo.sum_x, mo.sum_c) / var_c
+
+
+def adjusted(kind: Kind, n: int, mo: Moments, theta: float) -> Summary:
+    """Return the metric as gbstats' `RegressionAdjustedStatistic` with this theta."""
+    if n == 0:
+        return Summary(0, None, 0.0)
+    mean_x, var_x = _mean_var(kind, n, mo.sum_x, mo.sum_x2)
+    mean_c, var_c = _mean_var(kind, n, mo.sum_c, mo.sum_c2)
+    cov = _cov(n, mo.sum_xc, mo.sum_x, mo.sum_c)
+    var = var_x + theta**2 * var_c - 2 * theta * cov if n > 1 else 0.0
+    return Summary(n, mean_x - theta * mean_c, var, mean_x)
+
+
+def cuped_pair(
+    kind: Kind, a: tuple[int, Moments], b: tuple[int, Moments]
+) -> tuple[Summary, Summary, float] | None:
+    """Return baseline and arm adjusted with their pooled theta, or None when theta is 0."""
+    theta = pooled_theta(kind, [a, b])
+    if theta == 0:
+        return None
+    return adjusted(kind, *a, theta), adjusted(kind, *b, theta), theta
+
+
+def _variance_reduction(plain: tuple[Summary, Summary], cup: tuple[Summary, Summary]) -> float:
+    before = relative_variance(*plain)
+    return 1 - relative_variance(*cup) / before if before > 0 else 0.0
+
+
 class VariantReport(msgspec.Struct):
     key: str
     users: int
@@ -302,25 +329,69 @@ class Report(msgspec.Struct):
     srm_p: float
     srm_warning: bool
     variants: list[VariantReport]
+    power: dict[str, PowerResult] = msgspec.field(default_factory=dict)
+    stats: StatsConfig = msgspec.field(default_factory=StatsConfig)
 
 
-def build_report(
-    exp_id: str,
-    cfg: ExperimentConfig,
-    stats: Mapping[str, VariantStats],
-    *,
-    alpha: float = ALPHA,
-) -> Report:
+def _compare_arm(
+    spec: MetricSpec,
+    cuped: bool,
+    stats: StatsConfig,
+    plain: tuple[Summary, Summary],
+    parts: tuple[tuple[int, Moments], tuple[int, Moments]],
+) -> MetricResult:
+    pair = cuped_pair(spec.numerator, *parts) if cuped else None
+    if pair is None:
+        return compare(*plain, inverse=spec.inverse, stats=stats)
+    a, b, theta = pair
+    out = compare(a, b, inverse=spec.inverse, stats=stats)
+    if out.relative_lift is not None and a.mean is not None and b.mean is not None:
+        usable = all(s.variance > 0 and s.n > 1 for s in (*plain, a, b))
+        reduction = _variance_reduction(plain, (a, b)) if usable else 0.0
+        out.cuped = Cuped(theta, reduction, b.mean, a.mean)
+    return out
+
+
+def _power(
+    spec: MetricSpec, cuped: bool, stats: StatsConfig, parts: Sequence[tuple[int, Moments]]
+) -> PowerResult:
+    """Power from the baseline's per-user variance (CUPED-adjusted, theta over all arms)."""
+    n, mo = parts[0]
+    base = summarize(spec, n, mo)
+    if cuped and (theta := pooled_theta(spec.numerator, parts)) != 0:
+        base = adjusted(spec.numerator, n, mo, theta)
+    n_arm = sum(p[0] for p in parts) / len(parts)
+    tuning = stats.sequential_tuning if stats.sequential and stats.engine != "bayesian" else None
+    mean, effect = base.base, stats.target_effect
+    if mean is None or base.variance <= 0 or n_arm < 2:
+        return PowerResult(power=POWER, mde=None, effect=effect, users_per_arm=None)
+    return PowerResult(
+        power=POWER,
+        mde=mde(mean, base.variance, n_arm, alpha=stats.alpha, tuning=tuning),
+        effect=effect,
+        users_per_arm=users_per_arm(effect, mean, base.variance, alpha=stats.alpha, tuning=tuning),
+    )
+
+
+def build_report(exp_id: str, cfg: ExperimentConfig, stats: Mapping[str, VariantStats]) -> Report:
     """Return the report for `stats` keyed by variant key (a missing variant has no users)."""
+    settings = cfg.stats
     per = [stats.get(v.key) or VariantStats() for v in cfg.variants]
     users = [s.users for s in per]
     srm_p = srm_p_value(users, variant_weights(cfg))
     variants = [VariantReport(v.key, s.users, {}) for v, s in zip(cfg.variants, per, strict=True)]
+    power: dict[str, PowerResult] = {}
+    tested: list[MetricResult] = []
     for m in cfg.metrics:
         spec = SPECS[m]
-        sums = [summarize(spec, s.users, s.metrics.get(m) or Moments()) for s in per]
-        base = sums[0]
-        variants[0].metrics[m] = MetricResult(mean=_num(base.mean))
-        for vr, b in zip(variants[1:], sums[1:], strict=True):
-            vr.metrics[m] = compare(base, b, inverse=spec.inverse, alpha=alpha)
-    return Report(exp_id, srm_p, srm_p < SRM_THRESHOLD, variants)
+        cuped = settings.cuped and m in CUPED_METRICS
+        parts = [(s.users, s.metrics.get(m) or Moments()) for s in per]
+        plain = [summarize(spec, n, mo) for n, mo in parts]
+        variants[0].metrics[m] = MetricResult(mean=finite(plain[0].base))
+        for i in range(1, len(per)):
+            r = _compare_arm(spec, cuped, settings, (plain[0], plain[i]), (parts[0], parts[i]))
+            variants[i].metrics[m] = r
+            tested.append(r)
+        power[m] = _power(spec, cuped, settings, parts)
+    apply_correction(tested, settings.correction, settings.alpha)
+    return Report(exp_id, srm_p, srm_p < SRM_THRESHOLD, variants, power, settings)

@@ -26,6 +26,7 @@ from geo import FenceIndex, Fix, LocateResult, locate
 from intent.events import add_events
 from intent.features import FEATURES_VERSION, Context, compute, feature_ages
 from refreshd import constants as C
+from refreshd.core.activity import add_clicks, add_decision
 from refreshd.core.directives import Pending, settle
 from refreshd.core.errors import InvalidValue
 from refreshd.core.experiments import ExperimentConfig, VariantParams
@@ -372,7 +373,15 @@ def finish_decide(plan: DecidePlan, scored: Scored | None) -> Outcome[DecideResp
     exposure = None
     if plan.experiment is not None:
         exp_id, variant = plan.experiment
-        exp_state, incs = record_decision(state.exp, exp_id, variant, req.ts, decision.refresh)
+        exp_state, incs = record_decision(
+            state.exp,
+            exp_id,
+            variant,
+            req.ts,
+            decision.refresh,
+            history=state.daily,
+            lookback_days=plan.cfg.experiments[exp_id].stats.cuped_lookback_days,
+        )
         state = msgspec.structs.replace(state, exp=exp_state)
         exposure = Exposure(exp_id, variant)
     state = msgspec.structs.replace(state, version=plan.expected_version + 1)
@@ -431,6 +440,7 @@ def _after_decision(state: UserState, ladder: Ladder, ts: int, refresh: bool) ->
         decisions=state.decisions + 1,
         refreshes=state.refreshes + (1 if refresh else 0),
         refresh_times=times,
+        daily=add_decision(state.daily, ts, refresh),
     )
 
 
@@ -571,6 +581,7 @@ def events(
         events=state.events + len(batch),
         match=matched.state,
         exp=exp_state,
+        daily=add_clicks(state.daily, batch),
     )
     rows: list[dict[str, Any]] = []
     if cfg.logs:

@@ -6,16 +6,19 @@ import msgspec
 
 from geo.zones import GeoState
 from intent.events import Event
+from refreshd.core.activity import DayActivity
 from refreshd.core.expstats import UserTotals
 from refreshd.core.matcher import UserMatchState
 
 
 class ExpUser(msgspec.Struct, kw_only=True):
-    """A user's standing in one experiment: variant, first exposure, totals since then."""
+    """A user's standing in one experiment: variant, first exposure, totals since then, and
+    the pre-period totals CUPED adjusts by (None: exposed before the service kept them)."""
 
     variant: str
     exposed_ts: int
     totals: UserTotals = msgspec.field(default_factory=UserTotals)
+    pre: UserTotals | None = None
 
 
 class UserState(msgspec.Struct, kw_only=True):
@@ -37,3 +40,5 @@ class UserState(msgspec.Struct, kw_only=True):
     # Directives this user's flows created: their ids (`d` + 8 hex digits) follow it, so they
     # sort in creation order and the same requests give the same ids wherever they run.
     directive_seq: int = 0
+    # Refresh decisions and clicks per UTC day of the last week: CUPED's pre-period.
+    daily: list[DayActivity] = msgspec.field(default_factory=list)

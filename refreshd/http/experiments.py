@@ -129,7 +129,8 @@ ROUTES: tuple[Route, ...] = (
         "GET",
         "/v1/experiments/{id}/report",
         report,
-        "Per-variant means, lifts with 95 % CIs, p-values, chance to win, SRM check",
+        "Per-variant means, lifts with CIs, p-values (sequential, corrected), chance to win and "
+        "risk, CUPED, power, SRM check",
         None,
         Report,
         errors=(404, 422, 503),

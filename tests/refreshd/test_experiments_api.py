@@ -152,3 +152,137 @@ async def test_report_counts_equal_counts_from_the_logs(
             )
     treatment = report["variants"][1]["metrics"]["refresh_requests"]
     assert set(treatment) >= {"mean", "relative_lift", "ci", "p_value", "chance_to_win"}
+
+
+STATS_BODY = {
+    **EXP,
+    "stats": {
+        "engine": "frequentist",
+        "alpha": 0.05,
+        "cuped": True,
+        "cuped_lookback_days": 7,
+        "sequential": False,
+        "sequential_tuning": 5000,
+        "correction": None,
+    },
+    "guardrails": ["location_fixes", "decision_latency_ms"],
+    "sticky": True,
+    "bucket_version": 1,
+}
+
+
+async def test_stats_guardrails_sticky_and_bucket_version_round_trip(
+    make_client: MakeClient,
+) -> None:
+    client = await make_client()
+    assert (await put(client, "thr", STATS_BODY)).status == 200
+    got = (await (await client.get("/v1/experiments/thr")).json())["experiment"]
+    assert {k: got["stats"][k] for k in STATS_BODY["stats"]} == STATS_BODY["stats"]
+    assert got["guardrails"] == ["location_fixes", "decision_latency_ms"]
+    assert got["sticky"] is True and got["bucket_version"] == 1
+    # Today's bodies keep today's defaults.
+    assert (await put(client, "old", EXP)).status == 200
+    old = (await (await client.get("/v1/experiments/old")).json())["experiment"]
+    assert old["stats"]["engine"] == "frequentist" and old["stats"]["cuped"] is False
+    assert old["stats"]["sequential"] is False and old["stats"]["correction"] is None
+    assert old["guardrails"] == [] and old["sticky"] is False and old["bucket_version"] == 0
+    # Analysis settings may change once the experiment runs.
+    changed = {**STATS_BODY, "stats": {"engine": "bayesian", "correction": "benjamini-hochberg"}}
+    assert (await put(client, "thr", changed)).status == 200
+
+
+@pytest.mark.parametrize(
+    ("stats", "extra", "field"),
+    [
+        ({"correction": "bonferroni"}, {}, "stats.correction"),
+        ({"cuped_lookback_days": 0}, {}, "stats.cuped_lookback_days"),
+        ({"cuped_lookback_days": 8}, {}, "stats.cuped_lookback_days"),
+        ({"sequential_tuning": 0}, {}, "stats.sequential_tuning"),
+        ({"sequential_tuning": -5}, {}, "stats.sequential_tuning"),
+        ({"engine": "bandit"}, {}, "stats.engine"),
+        ({"alpha": 0}, {}, "stats.alpha"),
+        ({"prior": {"stddev": 0}}, {}, "stats.prior.stddev"),
+        ({"shrink": True}, {}, "stats.shrink"),
+        ({}, {"guardrails": ["clicks", "crashes"]}, "guardrails[1]"),
+        ({}, {"guardrails": ["clicks", "clicks"]}, "guardrails"),
+        ({}, {"bucket_version": -1}, "bucket_version"),
+        ({}, {"sticky": "yes"}, "sticky"),
+    ],
+)
+async def test_bad_stats_bodies_are_422_naming_the_field_and_write_nothing(
+    make_client: MakeClient, stats: dict, extra: dict, field: str
+) -> None:
+    client = await make_client()
+    assert (await put(client, "thr", EXP)).status == 200
+    before = await (await client.get("/v1/experiments/thr")).json()
+    for exp_id in ("thr", "fresh"):
+        resp = await put(client, exp_id, {**EXP, "stats": stats, **extra})
+        assert resp.status == 422, await resp.text()
+        assert (await resp.json())["error"]["field"] == field
+    assert await (await client.get("/v1/experiments/thr")).json() == before
+    assert (await client.get("/v1/experiments/fresh")).status == 404
+
+
+async def test_cuped_covariates_equal_the_pre_period_in_the_logs(
+    make_client: MakeClient, raw: redis.Redis
+) -> None:
+    """Decisions and clicks days before the experiment starts become each user's covariate:
+    the statistics' Σc, Σc², Σxc equal the same sums computed from the decision and event logs."""
+    from refreshd.core.activity import DAY_MS
+    from refreshd.core.exposure import stats_key
+    from refreshd.core.expstats import UserTotals, stats_from_fields, stats_from_users
+    from refreshd.http.keys import STORE
+
+    # ~600 requests: a generous store timeout, so a loaded machine cannot turn one slow
+    # command into 503s (the store's timeouts have their own tests).
+    client = await make_client(store_timeout_s=5.0)
+    rng = random.Random(7)
+    users = [f"cu{i}" for i in range(30)]
+    now = now_ms()
+    for uid in users:  # the pre-period: no experiment runs yet
+        for day in range(1, 7):
+            t = now - day * DAY_MS + rng.randrange(0, 3_600_000)
+            body = {"user_id": uid, "ts": t, "trigger": "open"}
+            assert (await client.post("/v1/decide", json=body)).status == 200
+            events = [{"type": "click", "ts": t + 1000 * k} for k in range(rng.randrange(0, 4))]
+            if events:
+                batch = {"user_id": uid, "batch_id": f"{uid}-pre{day}", "events": events}
+                assert (await client.post("/v1/events", json=batch)).status == 200
+    assert (await put(client, "thr", {**EXP, "stats": {"cuped": True}})).status == 200
+    await drive([client], users, rng)
+
+    decisions, events = raw_log(raw, "log:decisions"), raw_log(raw, "log:events")
+    exposure: dict[str, tuple[str, int]] = {}
+    for d in sorted(decisions, key=lambda d: d["ts"]):
+        if d.get("experiment") == "thr" and d["user_id"] not in exposure:
+            exposure[d["user_id"]] = (d["variant"], d["ts"])
+    post: dict[str, UserTotals] = {}
+    pre: dict[str, UserTotals] = {}
+    for uid, (_, since) in exposure.items():
+        day = since // DAY_MS
+
+        def in_pre(ts: int, day: int = day) -> bool:
+            return day - 7 <= ts // DAY_MS < day
+
+        mine = [d for d in decisions if d["user_id"] == uid]
+        clicks = [e for e in events if e["user_id"] == uid and e["type"] == "click"]
+        impressions = [e for e in events if e["user_id"] == uid and e["type"] == "impression"]
+        pre[uid] = UserTotals(
+            refreshes=sum(d["refresh"] for d in mine if in_pre(d["ts"])),
+            clicks=sum(1 for e in clicks if in_pre(e["ts"])),
+        )
+        post[uid] = UserTotals(
+            refreshes=sum(d["refresh"] for d in mine if d.get("experiment") == "thr"),
+            clicks=sum(1 for e in clicks if e["ts"] >= since),
+            impressions=sum(1 for e in impressions if e["ts"] >= since),
+        )
+    assert sum(p.clicks for p in pre.values()) > 0
+    for variant in ("control", "t30"):
+        mine = [u for u, (v, _) in exposure.items() if v == variant]
+        (row,) = await client.app[STORE].read_stats([stats_key("thr", variant)])
+        got = stats_from_fields(row)
+        assert got == stats_from_users([post[u] for u in mine], [pre[u] for u in mine])
+    report = await (await client.get("/v1/experiments/thr/report")).json()
+    clicks = report["variants"][1]["metrics"]["clicks"]
+    assert clicks["cuped"] is not None and "theta" in clicks["cuped"]
+    assert set(report["power"]["clicks"]) == {"power", "mde", "effect", "users_per_arm"}

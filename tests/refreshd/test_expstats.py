@@ -158,7 +158,8 @@ def test_report_shape_matches_design() -> None:
     ]
     stats = {"v0": stats_from_users(users), "v1": stats_from_users(users[1:] + users[:2])}
     doc = no_nan(build_report("exp", make_config(), stats))
-    assert set(doc) == {"experiment", "srm_p", "srm_warning", "variants"}
+    assert set(doc) == {"experiment", "srm_p", "srm_warning", "variants", "power", "stats"}
+    assert doc["stats"]["engine"] == "frequentist" and doc["stats"]["correction"] is None
     assert doc["experiment"] == "exp"
     assert [v["key"] for v in doc["variants"]] == ["v0", "v1"]
     for v in doc["variants"]:
