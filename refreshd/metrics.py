@@ -76,6 +76,12 @@ class Metrics:
         self.store_up = Gauge(
             "refreshd_store_up", "1 when the last store check succeeded", registry=r
         )
+        # Read at each scrape from the live model's meta and the clock (refreshd.http.app).
+        self.model_freshness = Gauge(
+            "refreshd_model_freshness_seconds",
+            "Now minus the newest matured label the live model learnt from (NaN: none)",
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

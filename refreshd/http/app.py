@@ -34,6 +34,7 @@ from refreshd.http.keys import (
     SETTINGS,
     STORE,
     STORE_HEALTH,
+    TRAINER,
 )
 from refreshd.live.expbook import ExperimentBook
 from refreshd.live.fencebook import FenceBook
@@ -42,7 +43,7 @@ from refreshd.live.registry import ModelRegistry, publish
 from refreshd.live.rulebook import RuleBook, load_rules_file
 from refreshd.live.service import Service, default_policy
 from refreshd.live.storehealth import StoreHealth, describe_store
-from refreshd.live.training import retrain
+from refreshd.live.training import Trainer, freshness_s
 from refreshd.metrics import Metrics
 from refreshd.settings import Settings
 from refreshd.store.embedded import EmbeddedValkey
@@ -91,6 +92,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[RULEBOOK] = rulebook
     app[EXPERIMENTS] = ExperimentBook()
     app[REGISTRY] = ModelRegistry()
+    app[METRICS].model_freshness.set_function(lambda: freshness_s(app[REGISTRY].meta, app[CLOCK]()))
     app[FENCES] = FenceBook()
     app[POLICY] = PolicyBook(default_policy(settings))
     app[SERVICE] = Service(
@@ -160,21 +162,16 @@ async def _locked_retrain(app: web.Application, *, source: str, only_if_missing:
                     # without enough logged traffic starts again from the synthetic log.
                     log.warning("intent model %s was trained on other features (FEATURES_VERSION "
                                 "%s): retraining", current, FEATURES_VERSION)  # fmt: skip
-                    try:
-                        report = await retrain(store, registry, now_ms=now_ms, source="upgrade")
-                        log.info("retrain: %s (%d rows)", report.reason, report.rows)
-                        if not report.published:
-                            current = None
-                    except Conflict as exc:  # not enough logged traffic yet
-                        log.info("retrain skipped: %s", exc)
+                    report = await app[TRAINER].run(store, registry, now_ms=now_ms,
+                                                    source="upgrade")  # fmt: skip
+                    if report is None or not report.published:  # too little logged traffic
                         current = None
                 if current is None:
                     log.info("no usable intent model: training a first one on a synthetic log")
                     result = await asyncio.to_thread(bootstrap_model)
                     await publish(store, result, created_ts=now_ms, source=source)
             else:
-                report = await retrain(store, registry, now_ms=now_ms, source=source)
-                log.info("retrain: %s (%d rows)", report.reason, report.rows)
+                await app[TRAINER].run(store, registry, now_ms=now_ms, source=source)
         finally:
             await store.release_lock("train", owner)
         await registry.refresh(store)
@@ -192,8 +189,9 @@ async def _usable_model(store: Store) -> bool:
 
 
 async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Periodic work: pick up configuration changes, sweep due event rules."""
+    """Periodic work: pick up configuration changes, sweep due event rules, retrain."""
     settings = app[SETTINGS]
+    app[TRAINER] = Trainer(full_every_s=settings.full_retrain_s)
     scheduler = AsyncIOScheduler(timezone=datetime.UTC)
 
     async def poll() -> None:
@@ -225,6 +223,7 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         scheduler.shutdown(wait=False)
+        app[TRAINER].close()
         if bootstrap is not None and not bootstrap.done():
             bootstrap.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from refreshd.live.rulebook import RuleBook
     from refreshd.live.service import Service
     from refreshd.live.storehealth import StoreHealth
+    from refreshd.live.training import Trainer
     from refreshd.metrics import Metrics
     from refreshd.settings import Settings
     from refreshd.store.protocol import Store
@@ -39,3 +40,4 @@ REGISTRY: web.AppKey[ModelRegistry] = web.AppKey("registry")
 FENCES: web.AppKey[FenceBook] = web.AppKey("fences")
 POLICY: web.AppKey[PolicyBook] = web.AppKey("policy")  # app[POLICY].doc: the ladder's document
 CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock")
+TRAINER: web.AppKey[Trainer] = web.AppKey("trainer")  # the scheduled retraining (app._jobs_ctx)

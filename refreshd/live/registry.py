@@ -22,6 +22,16 @@ from refreshd.store.protocol import Store
 log = logging.getLogger(__name__)
 
 
+class TrainWindow(msgspec.Struct, kw_only=True):
+    """Which matured labels a model learnt from (refreshd.live.training's freshness reads it)."""
+
+    label_horizon_ts: int  # receipt (server ms) of the newest decision whose label was used
+    from_ts: int  # the oldest and newest decision ts among this run's training rows
+    to_ts: int
+    warm_start_of: str | None = None  # the model these trees continue (LightGBM init_model)
+    base_ts: int  # when the chain's last full retrain ran (its first model's created_ts)
+
+
 class ModelMeta(msgspec.Struct, kw_only=True):
     """What the registry knows about a model version (GET /v1/models)."""
 
@@ -32,6 +42,7 @@ class ModelMeta(msgspec.Struct, kw_only=True):
     feature_names: list[str]
     metrics: dict[str, Any]
     train_rows: int = 0
+    window: TrainWindow | None = None  # None: not trained on the service's logs (bootstrap)
 
 
 def model_version(result: TrainResult, created_ts: int) -> str:
@@ -39,7 +50,14 @@ def model_version(result: TrainResult, created_ts: int) -> str:
     return f"m{created_ts}-{digest}"
 
 
-async def publish(store: Store, result: TrainResult, *, created_ts: int, source: str) -> ModelMeta:
+async def publish(
+    store: Store,
+    result: TrainResult,
+    *,
+    created_ts: int,
+    source: str,
+    window: TrainWindow | None = None,
+) -> ModelMeta:
     """Store a trained model and make it current."""
     version = model_version(result, created_ts)
     meta = ModelMeta(
@@ -51,6 +69,7 @@ async def publish(store: Store, result: TrainResult, *, created_ts: int, source:
         metrics={k: v for k, v in result.metrics.items() if k != "calibration"}
         | {"calibration": result.metrics.get("calibration")},
         train_rows=int(result.metrics.get("train_rows", 0)),
+        window=window,
     )
     await store.put_model(version, result.model_text, msgspec.json.encode(meta))
     await store.set_current_model(version)
