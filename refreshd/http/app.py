@@ -53,8 +53,10 @@ from synth.bootstrap import bootstrap as bootstrap_model
 from synth.catalogue import Catalogue, make_catalogue
 
 log = logging.getLogger(__name__)
-# A training run holds the lease this long at most (a crashed trainer frees it by expiry).
-TRAIN_LEASE_S = 1800
+# A training run holds the lease this long at most: a trainer that crashed (a stopped one
+# releases it) blocks retraining this long. A full retrain of the largest log takes minutes;
+# if one outlasts the lease, a second worker may train alongside, and both face the gate.
+TRAIN_LEASE_S = 600
 
 
 @functools.lru_cache(maxsize=4)
@@ -203,8 +205,18 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
         except StoreUnavailable:
             log.debug("sweep: store unavailable")
 
+    running: set[asyncio.Task[object]] = set()
+
     async def retrain_job() -> None:
-        await _locked_retrain(app, source="retrain", only_if_missing=False)
+        task = asyncio.current_task()
+        assert task is not None
+        running.add(task)
+        try:
+            await _locked_retrain(app, source="retrain", only_if_missing=False)
+        except asyncio.CancelledError:
+            return  # stopping: the lease was released on the way out
+        finally:
+            running.discard(task)
 
     opts = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
     if settings.retrain_interval_s > 0:
@@ -223,6 +235,11 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         scheduler.shutdown(wait=False)
+        # Stop a run while the store is still open, so that it releases its lease: a restart
+        # would otherwise find the lease taken and not retrain until it expires.
+        for task in list(running):
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
         app[TRAINER].close()
         if bootstrap is not None and not bootstrap.done():
             bootstrap.cancel()

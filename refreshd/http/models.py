@@ -7,10 +7,10 @@ from aiohttp import web
 
 from refreshd.core.errors import InvalidValue, NotFound
 from refreshd.http.codec import json_response
-from refreshd.http.keys import CLOCK, REGISTRY, STORE
+from refreshd.http.keys import CLOCK, REGISTRY, STORE, TRAINER
 from refreshd.http.routing import Route
 from refreshd.live.registry import ModelMeta
-from refreshd.live.training import TrainReport, retrain
+from refreshd.live.training import TrainReport
 
 
 class ModelList(msgspec.Struct):
@@ -46,7 +46,9 @@ async def train_model(request: web.Request) -> web.Response:
     force = request.query.get("force", "false").lower()
     if force not in ("true", "false", "1", "0"):
         raise InvalidValue("force must be true or false", field="force")
-    report = await retrain(
+    # In the training process, as the scheduled retrain: in a thread it stalled decisions for
+    # seconds (docs/performance.md).
+    report = await request.app[TRAINER].train(
         request.app[STORE],
         request.app[REGISTRY],
         now_ms=request.app[CLOCK](),

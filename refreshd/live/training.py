@@ -15,10 +15,11 @@ A candidate is made one of two ways:
 Either way the holdout is the newest fifth of the candidate's rows, the champion is scored on
 the same rows, and the candidate is published only if not worse (`intent.train.is_better`).
 
-The heavy part (`fit_candidate`: decoding rows, building point-in-time rows, LightGBM) is a pure
-function run off the event loop: in a worker process for the service (`Trainer`; building rows
-is pure Python and in a thread would hold the GIL against request handling), in a thread for
-the API and the CLI.
+The heavy part (`fit_candidate`: reading and decoding the logs, building point-in-time rows,
+LightGBM) runs off the event loop: in a worker process for the service (`Trainer`), which also
+reads the logs itself from the store's address (`LogSource`), and in a thread for the API and
+the CLI. Parsing some 600 000 log entries and building rows is pure Python: on the event loop it
+stalled decisions for seconds, and in a thread it would hold the GIL against them.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from intent.train import TrainResult, evaluate, is_better, train
 from refreshd.core.errors import Conflict
 from refreshd.live.registry import ModelMeta, ModelRegistry, TrainWindow, publish
 from refreshd.store.protocol import LOG_DECISIONS, LOG_EVENTS, Store
+from refreshd.store.redis import RedisStore
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +62,10 @@ WARM_PATIENCE = 10
 WARM_AUC_MARGIN = 0.005
 # A chain with this many trees is not continued (each tree costs every decision ~0.04 µs).
 MAX_WARM_TREES = 1000
-# The worker process trains at a lower priority, so on a busy host requests come first.
-TRAINER_NICE = 10
+# The worker process trains at the lowest priority, so on a busy host requests come first.
+TRAINER_NICE = 19
+# The worker process's own store connection: a read of the logs may take a while.
+LOG_READ_TIMEOUT_S = 30.0
 _decode = msgspec.json.Decoder()
 
 
@@ -77,11 +81,32 @@ class TrainReport(msgspec.Struct):
 
 
 @dataclasses.dataclass(frozen=True)
+class LogSource:
+    """A Redis store's address: a worker process reads the logs itself rather than receive them."""
+
+    url: str | None
+    cluster_nodes: tuple[str, ...]
+
+    async def read(self) -> tuple[list[bytes], list[bytes]]:
+        store = RedisStore(self.url, cluster_nodes=self.cluster_nodes, timeout_s=LOG_READ_TIMEOUT_S)
+        try:
+            return await _read_logs(store)
+        finally:
+            await store.close()
+
+
+async def _read_logs(store: Store) -> tuple[list[bytes], list[bytes]]:
+    decisions = await store.read_log(LOG_DECISIONS, MAX_LOG_ROWS)
+    return decisions, await store.read_log(LOG_EVENTS, MAX_LOG_ROWS)
+
+
+@dataclasses.dataclass(frozen=True)
 class FitJob:
-    """What `fit_candidate` needs, picklable for a worker process."""
+    """What `fit_candidate` needs, picklable for a worker process: the logs or where they are."""
 
     decisions: list[bytes]
     events: list[bytes]
+    logs: LogSource | None
     as_of_ms: int
     min_rows: int
     champion_text: str | None
@@ -114,9 +139,10 @@ def warm_start_unsound(text: str | None, meta: ModelMeta | None) -> str | None:
 
 
 def fit_candidate(job: FitJob) -> Candidate:
-    """Build matured rows from the log blobs, train a candidate, score the champion too."""
-    decisions = [_decode.decode(b) for b in job.decisions]
-    events = EventLog(_decode.decode(b) for b in job.events)
+    """Build matured rows from the logs, train a candidate, score the champion too."""
+    blobs = (job.decisions, job.events) if job.logs is None else asyncio.run(job.logs.read())
+    decisions = [_decode.decode(b) for b in blobs[0]]
+    events = EventLog(_decode.decode(b) for b in blobs[1])
     matured = [d for d in decisions if label_matured(d, job.as_of_ms)]
     mode, init, base_ts = "full", None, job.as_of_ms
     if job.warm and job.champion is not None:
@@ -189,17 +215,17 @@ async def retrain(
     min_rows: int = MIN_TRAIN_ROWS,
     warm: bool = False,
     executor: concurrent.futures.Executor | None = None,
+    logs: LogSource | None = None,
 ) -> TrainReport:
     """Train on the newest matured logs; publish unless the champion is better on the holdout.
 
     `warm` continues the champion when `warm_start_unsound` finds nothing against it.
-    `executor` runs the heavy part (None: a thread).
+    `executor` runs the heavy part (None: a thread); with `logs`, it reads the logs too.
     """
-    decisions = await store.read_log(LOG_DECISIONS, MAX_LOG_ROWS)
-    events = await store.read_log(LOG_EVENTS, MAX_LOG_ROWS)
+    decisions, events = ([], []) if logs is not None else await _read_logs(store)
     text, champion = registry.text, registry.meta
     warm = warm and warm_start_unsound(text, champion) is None
-    job = FitJob(decisions, events, now_ms, min_rows, text, champion, warm)
+    job = FitJob(decisions, events, logs, now_ms, min_rows, text, champion, warm)
     cand = await asyncio.get_running_loop().run_in_executor(executor, fit_candidate, job)
     if cand.warning:
         log.warning("%s", cand.warning)
@@ -272,19 +298,13 @@ class Trainer:
         """Make one candidate (warm unless a full retrain is due) and log what happened."""
         full = self.full_due(registry, now_ms)
         try:
-            report = await retrain(
-                store, registry, now_ms=now_ms, source=source, warm=not full,
-                executor=self._pool(),
-            )  # fmt: skip
+            report = await self.train(store, registry, now_ms=now_ms, source=source, warm=not full)
         except Conflict as exc:
             # Repeated every few minutes while traffic is low: say it once.
             level = logging.DEBUG if exc.message == self._last_skip else logging.INFO
             log.log(level, "%s skipped: %s", source, exc.message)
             self._last_skip = exc.message
             return None
-        except BrokenProcessPool:
-            self._executor = None
-            raise
         self._last_skip = None
         if report.mode == "full":
             self.last_full_ms = now_ms
@@ -292,6 +312,30 @@ class Trainer:
         log.info("%s (%s, %d rows): %s%s", source, report.mode, report.rows, report.reason,
                  f": {model}" if model else "")  # fmt: skip
         return report
+
+    async def train(
+        self,
+        store: Store,
+        registry: ModelRegistry,
+        *,
+        now_ms: int,
+        force: bool = False,
+        source: str = "api",
+        warm: bool = False,
+    ) -> TrainReport:
+        """`retrain` in the training process, which reads the logs itself from a Redis store."""
+        pool = self._pool()
+        logs = None  # the memory store (tests) exists in this process only
+        if pool is not None and isinstance(store, RedisStore):
+            logs = LogSource(store.url, store.cluster_nodes)
+        try:
+            return await retrain(
+                store, registry, now_ms=now_ms, force=force, source=source, warm=warm,
+                executor=pool, logs=logs,
+            )  # fmt: skip
+        except BrokenProcessPool:
+            self._executor = None  # the next run starts a new process
+            raise
 
     def close(self) -> None:
         if self._executor is not None:
