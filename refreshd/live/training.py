@@ -152,8 +152,11 @@ def fit_candidate(job: FitJob) -> Candidate:
         if window is not None:
             matured = [d for d in matured if received_at(d) > window.label_horizon_ts]
     dataset = build_dataset(matured, events)
-    what = "new matured labels" if mode == "warm" else "matured labels"
-    problem = f"not enough {what}: {len(dataset)} rows (need {job.min_rows} with both labels)"
+    what = "newly matured" if mode == "warm" else "matured"
+    problem = (
+        f"not enough training data: {len(dataset)} {what} rows (need {job.min_rows} with both "
+        "labels)"
+    )
     if len(dataset) < job.min_rows or len(set(dataset.y.tolist())) < 2:
         return Candidate(mode, len(dataset), problem=problem)
     try:
