@@ -13,6 +13,11 @@ decision. Labels use every logged event, late or not: they are the future, not f
 the default cap (c) a 30 min gap can never end the session first; (b) matters for longer
 horizons and keeps the definition the same as the session notion used elsewhere.
 
+A label is final only once its window has closed: a decision younger than the horizon would be
+labelled "no click" merely because the click has not happened yet, biasing a model trained on
+fresh logs towards "no". `build_dataset(..., as_of_ms=now)` keeps only the *matured* decisions
+(`label_matured`), which is what a service training on its live logs must pass.
+
 Besides the label, each row keeps what `intent.staleness` needs to measure the value of a
 refresh: whether the decision refreshed, whether it was randomised (`explore` in the log row),
 and `clicks_soon`, the clicks in the first `OUTCOME_WINDOW_S` after the decision (within the
@@ -45,6 +50,8 @@ __all__ = [
     "EventLog",
     "build_dataset",
     "detect_leakage",
+    "label_matured",
+    "received_at",
 ]
 
 # Clicks this soon after a decision are its own doing: the policy's next timer after a "no"
@@ -126,7 +133,8 @@ def _event(row: Row) -> Event:
     )
 
 
-def _received(row: Row) -> int:
+def received_at(row: Row) -> int:
+    """Return when the service received a log row (its server clock)."""
     # A row without receipt time is taken as received when it happened (no lateness known).
     return int(row.get("received_ts", row["ts"]))
 
@@ -142,10 +150,10 @@ class EventLog:
         for r in rows:
             if (batch := r.get("batch_id")) is not None:
                 key = (r["user_id"], batch)
-                first[key] = min(first.get(key, _received(r)), _received(r))
+                first[key] = min(first.get(key, received_at(r)), received_at(r))
         by_user: dict[str, list[tuple[int, int, int, Row]]] = defaultdict(list)
         for i, r in enumerate(rows):
-            rec = _received(r)
+            rec = received_at(r)
             batch = r.get("batch_id")
             if batch is not None and first[(r["user_id"], batch)] != rec:
                 continue
@@ -268,6 +276,17 @@ def _context(row: Row) -> Context:
     )
 
 
+def label_matured(decision: Row, as_of_ms: int, *, horizon_s: int = LABEL_HORIZON_S) -> bool:
+    """Return whether a decision's label is final at `as_of_ms` (the server's clock).
+
+    The window runs `horizon_s` from the decision in the device's clock; counted from the
+    decision's receipt it ends in the server's clock, the one `as_of_ms` is read from, whatever
+    the device's clock offset. A click uploaded after that is missed, as it would be by any
+    cut-off.
+    """
+    return received_at(decision) + horizon_s * 1000 <= as_of_ms
+
+
 def build_dataset(
     decisions: Iterable[Row],
     events: Iterable[Row] | EventLog,
@@ -275,16 +294,24 @@ def build_dataset(
     triggers: frozenset[str] | None = INTENT_TRIGGERS,
     horizon_s: int = LABEL_HORIZON_S,
     session_gap_s: int = SESSION_GAP_S,
+    as_of_ms: int | None = None,
     cutoff_shift_events: int = 0,
 ) -> Dataset:
     """Return point-in-time rows for the decisions whose trigger is in `triggers`.
 
+    With `as_of_ms`, only decisions whose label has matured by then (`label_matured`) are
+    kept; without it every decision is taken as complete (a finished offline log).
     `cutoff_shift_events` > 0 deliberately breaks point-in-time: the features also see the
     next that many events at or after the decision. It exists so the leakage test can show
     that `detect_leakage` catches exactly that bug; never use it for training.
     """
     log = events if isinstance(events, EventLog) else EventLog(events)
-    rows = [d for d in decisions if triggers is None or d["trigger"] in triggers]
+    rows = [
+        d
+        for d in decisions
+        if (triggers is None or d["trigger"] in triggers)
+        and (as_of_ms is None or label_matured(d, as_of_ms, horizon_s=horizon_s))
+    ]
     rows.sort(key=lambda d: (int(d["ts"]), str(d["decision_id"])))
     X = np.empty((len(rows), len(FEATURES)), dtype=np.float64)
     y = np.empty(len(rows), dtype=np.int64)
@@ -351,7 +378,7 @@ def detect_leakage(
         hidden = [
             {**e, "type": _ROTATED[e["type"]]} if int(e["ts"]) >= d_ts else e
             for e in by_user[d["user_id"]]
-            if _received(e) <= d_rec
+            if received_at(e) <= d_rec
         ]
         again = builder([d], hidden)
         if len(again) != 1 or not np.array_equal(again.X[0], full.X[i]):

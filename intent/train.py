@@ -4,6 +4,11 @@ When the training rows include randomised decisions (exploration traffic), the s
 curve (`intent.staleness`) is fitted on them and shipped in the model text, so the decision
 score becomes P(click) × gain(list age). AUC, logloss and calibration always judge the click
 probability itself.
+
+`train(..., init_model=text)` continues boosting from an existing model (LightGBM's
+`init_model`): the new trees fit what that model gets wrong on the new rows, and the result
+is the old trees plus the new ones. That is sound only when both see the same feature columns,
+so it refuses a model of another features version.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import lightgbm as lgb
 import numpy as np
 
 from intent.dataset import Dataset
-from intent.model import IntentModel, with_tags
+from intent.model import IntentModel, ModelMismatch, read_tags, with_tags
 from intent.staleness import AGE_FEATURE, fit_staleness
 
 __all__ = [
@@ -145,11 +150,22 @@ def train(
     seed: int = 0,
     num_boost_round: int = 500,
     early_stopping_rounds: int = 30,
+    init_model: str | None = None,
 ) -> TrainResult:
-    """Train on the earlier rows, stop early on the later `valid_fraction`, and report."""
+    """Train on the earlier rows, stop early on the later `valid_fraction`, and report.
+
+    With `init_model` (a model text of the same features version) the rounds continue that
+    model; its staleness curve is kept when these rows cannot fit a new one.
+    """
     fit, holdout = dataset.split_by_time(valid_fraction)
     if len(set(fit.y.tolist())) < 2:
         raise ValueError("the training rows need both labels")
+    init_tags = read_tags(init_model) if init_model is not None else {}
+    if init_model is not None and init_tags.get("features_version") != dataset.features_version:
+        raise ModelMismatch(
+            f"cannot continue a model of features version {init_tags.get('features_version')} "
+            f"on rows of {dataset.features_version}"
+        )
     threads = 1 if len(fit) < SINGLE_THREAD_ROWS else 2
     p = {**DEFAULT_PARAMS, "num_threads": threads, **(params or {}), "seed": seed}
     names = list(dataset.feature_names)
@@ -162,6 +178,7 @@ def train(
         num_boost_round=num_boost_round,
         valid_sets=[valid_set],
         valid_names=["holdout"],
+        init_model=None if init_model is None else lgb.Booster(model_str=init_model),
         callbacks=[
             lgb.early_stopping(early_stopping_rounds, verbose=False),
             lgb.log_evaluation(0),
@@ -169,7 +186,7 @@ def train(
         ],
     )
     # lgb.train hands back a booster already cut to the best iteration; the history tells how
-    # many rounds actually ran.
+    # many rounds actually ran. With an init model, iterations count its trees too.
     rounds_run = len(history["holdout"][p["metric"]])
     best = booster.best_iteration or booster.current_iteration()
     tags = {"features_version": dataset.features_version}
@@ -180,6 +197,8 @@ def train(
         curve = fit_staleness(age, explored.refreshed, explored.clicks_soon)
     if curve is not None:
         tags["staleness"] = curve.to_text()
+    elif "staleness" in init_tags:
+        tags["staleness"] = init_tags["staleness"]
     text = with_tags(booster.model_to_string(num_iteration=best), **tags)
     metrics = evaluate(text, holdout)
     # Every row, not the holdout alone: the holdout is the last hours of the log, and a live
@@ -195,6 +214,7 @@ def train(
         best_iteration=best,
         rounds_run=rounds_run,
         stopped_early=rounds_run < num_boost_round,
+        warm_started=init_model is not None,
         holdout_from_ts=int(holdout.ts.min()),
         explored_rows=len(explored),
         staleness=None if curve is None else [list(p) for p in curve.points],

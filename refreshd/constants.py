@@ -72,8 +72,13 @@ SWEEP_INTERVAL_S = 5.0
 USER_RATE_PER_S = 20.0
 USER_BURST = 40
 
-# Retrain every 6 h: intent patterns drift over a day; more often mostly re-learns the same.
-RETRAIN_INTERVAL_S = 6 * 3600.0
+# Continue the model on newly matured labels every 2 min: a model then lags the newest decision
+# by at most the label window (10 min) + this interval + a run's duration, inside the window +
+# 5 min target (refreshd_model_freshness_seconds), with a few minutes left for the run.
+RETRAIN_INTERVAL_S = 120.0
+# Train a new model from scratch every 6 h: intent patterns drift over a day, and a chain of
+# warm starts would otherwise only grow.
+FULL_RETRAIN_S = 6 * 3600.0
 # A score later than this is not worth waiting for: decide by the fallback rule (degraded).
 SCORE_TIMEOUT_MS = 25.0
 # Decisions scored in the same event-loop turn share one LightGBM call. Waiting longer for more

@@ -129,6 +129,12 @@ class Metrics:
             registry=r,
         )
         self.model_age.set(float("nan"))
+        # Read at each scrape from the live model's meta and the clock (refreshd.http.app).
+        self.model_freshness = Gauge(
+            "refreshd_model_freshness_seconds",
+            "Now minus the newest matured label the live model learnt from (NaN: none)",
+            registry=r,
+        )
 
     def render(self) -> bytes:
         for update in self.before_render:

@@ -48,6 +48,7 @@ class Settings:
     user_burst: int = C.USER_BURST
     bootstrap_model: bool = True  # train a first model on a synthetic log when none exists
     retrain_interval_s: float = C.RETRAIN_INTERVAL_S  # 0: only on demand
+    full_retrain_s: float = C.FULL_RETRAIN_S  # how often the scheduled retrain starts afresh
     score_timeout_ms: float = C.SCORE_TIMEOUT_MS
     score_batch_wait_ms: float = C.SCORE_BATCH_WAIT_MS
     score_batch_max: int = C.SCORE_BATCH_MAX
@@ -143,6 +144,7 @@ class Settings:
             retrain_interval_s=number(
                 "RETRAIN_INTERVAL_S", C.RETRAIN_INTERVAL_S, 0.0, 30 * 86_400.0
             ),
+            full_retrain_s=number("FULL_RETRAIN_S", C.FULL_RETRAIN_S, 0.0, 30 * 86_400.0),
             score_timeout_ms=number("SCORE_TIMEOUT_MS", C.SCORE_TIMEOUT_MS, 1.0, 10_000.0),
             score_batch_wait_ms=number("SCORE_BATCH_WAIT_MS", C.SCORE_BATCH_WAIT_MS, 0.0, 50.0),
             score_batch_max=integer("SCORE_BATCH_MAX", C.SCORE_BATCH_MAX, 1, 10_000),

@@ -35,6 +35,7 @@ from refreshd.http.keys import (
     SHADOW,
     STORE,
     STORE_HEALTH,
+    TRAINER,
 )
 from refreshd.live.expbook import ExperimentBook
 from refreshd.live.fencebook import FenceBook
@@ -44,7 +45,7 @@ from refreshd.live.rulebook import RuleBook, load_rules_file
 from refreshd.live.service import Service, default_policy
 from refreshd.live.shadow import Shadow
 from refreshd.live.storehealth import StoreHealth, describe_store
-from refreshd.live.training import retrain
+from refreshd.live.training import Trainer, freshness_s
 from refreshd.metrics import Metrics
 from refreshd.settings import Settings
 from refreshd.store.embedded import EmbeddedValkey
@@ -54,8 +55,10 @@ from synth.bootstrap import bootstrap as bootstrap_model
 from synth.catalogue import Catalogue, make_catalogue
 
 log = logging.getLogger(__name__)
-# A training run holds the lease this long at most (a crashed trainer frees it by expiry).
-TRAIN_LEASE_S = 1800
+# A training run holds the lease this long at most: a trainer that crashed (a stopped one
+# releases it) blocks retraining this long. A full retrain of the largest log takes minutes;
+# if one outlasts the lease, a second worker may train alongside, and both face the gate.
+TRAIN_LEASE_S = 600
 
 
 @functools.lru_cache(maxsize=4)
@@ -93,6 +96,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     app[RULEBOOK] = rulebook
     app[EXPERIMENTS] = ExperimentBook()
     app[REGISTRY] = ModelRegistry()
+    app[METRICS].model_freshness.set_function(lambda: freshness_s(app[REGISTRY].meta, app[CLOCK]()))
     app[FENCES] = FenceBook()
     app[POLICY] = PolicyBook(default_policy(settings))
     app[SHADOW] = Shadow(
@@ -169,21 +173,16 @@ async def _locked_retrain(app: web.Application, *, source: str, only_if_missing:
                     # without enough logged traffic starts again from the synthetic log.
                     log.warning("intent model %s was trained on other features (FEATURES_VERSION "
                                 "%s): retraining", current, FEATURES_VERSION)  # fmt: skip
-                    try:
-                        report = await retrain(store, registry, now_ms=now_ms, source="upgrade")
-                        log.info("retrain: %s (%d rows)", report.reason, report.rows)
-                        if not report.published:
-                            current = None
-                    except Conflict as exc:  # not enough logged traffic yet
-                        log.info("retrain skipped: %s", exc)
+                    report = await app[TRAINER].run(store, registry, now_ms=now_ms,
+                                                    source="upgrade")  # fmt: skip
+                    if report is None or not report.published:  # too little logged traffic
                         current = None
                 if current is None:
                     log.info("no usable intent model: training a first one on a synthetic log")
                     result = await asyncio.to_thread(bootstrap_model)
                     await publish(store, result, created_ts=now_ms, source=source)
             else:
-                report = await retrain(store, registry, now_ms=now_ms, source=source)
-                log.info("retrain: %s (%d rows)", report.reason, report.rows)
+                await app[TRAINER].run(store, registry, now_ms=now_ms, source=source)
         finally:
             await store.release_lock("train", owner)
         await registry.refresh(store)
@@ -204,6 +203,7 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
     """Periodic work: pick up configuration changes, sweep due event rules, retrain, and
     measure the live model's calibration."""
     settings = app[SETTINGS]
+    app[TRAINER] = Trainer(full_every_s=settings.full_retrain_s)
     scheduler = AsyncIOScheduler(timezone=datetime.UTC)
 
     async def poll() -> None:
@@ -215,8 +215,18 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
         except StoreUnavailable:
             log.debug("sweep: store unavailable")
 
+    running: set[asyncio.Task[object]] = set()
+
     async def retrain_job() -> None:
-        await _locked_retrain(app, source="retrain", only_if_missing=False)
+        task = asyncio.current_task()
+        assert task is not None
+        running.add(task)
+        try:
+            await _locked_retrain(app, source="retrain", only_if_missing=False)
+        except asyncio.CancelledError:
+            return  # stopping: the lease was released on the way out
+        finally:
+            running.discard(task)
 
     async def calibration_job() -> None:
         try:
@@ -254,6 +264,12 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
         shadowing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await shadowing
+        # Stop a run while the store is still open, so that it releases its lease: a restart
+        # would otherwise find the lease taken and not retrain until it expires.
+        for task in list(running):
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        app[TRAINER].close()
         if bootstrap is not None and not bootstrap.done():
             bootstrap.cancel()
             with contextlib.suppress(asyncio.CancelledError):

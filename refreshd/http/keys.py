@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from refreshd.live.service import Service
     from refreshd.live.shadow import Shadow
     from refreshd.live.storehealth import StoreHealth
+    from refreshd.live.training import Trainer
     from refreshd.metrics import Metrics
     from refreshd.settings import Settings
     from refreshd.store.protocol import Store
@@ -41,3 +42,4 @@ SHADOW: web.AppKey[Shadow] = web.AppKey("shadow")  # this worker's challengers
 FENCES: web.AppKey[FenceBook] = web.AppKey("fences")
 POLICY: web.AppKey[PolicyBook] = web.AppKey("policy")  # app[POLICY].doc: the ladder's document
 CLOCK: web.AppKey[Callable[[], int]] = web.AppKey("clock")
+TRAINER: web.AppKey[Trainer] = web.AppKey("trainer")  # the scheduled retraining (app._jobs_ctx)

@@ -9,11 +9,11 @@ from aiohttp import web
 from refreshd.core.champion import ModelChange
 from refreshd.core.errors import NotFound
 from refreshd.http.codec import json_response, operator, path_id, query_flag, query_int
-from refreshd.http.keys import CLOCK, REGISTRY, STORE
+from refreshd.http.keys import CLOCK, REGISTRY, STORE, TRAINER
 from refreshd.http.routing import Route
 from refreshd.live import champion
 from refreshd.live.registry import ModelMeta
-from refreshd.live.training import TrainReport, retrain
+from refreshd.live.training import TrainReport
 from refreshd.store.protocol import MODEL_HISTORY_MAX
 
 # GET /v1/models/history without `limit`: the last hundred changes.
@@ -60,7 +60,9 @@ def model_version(request: web.Request) -> str:
 
 
 async def train_model(request: web.Request) -> web.Response:
-    report = await retrain(
+    # In the training process, as the scheduled retrain: in a thread it stalled decisions for
+    # seconds (docs/performance.md).
+    report = await request.app[TRAINER].train(
         request.app[STORE],
         request.app[REGISTRY],
         now_ms=request.app[CLOCK](),

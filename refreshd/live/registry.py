@@ -25,6 +25,16 @@ from refreshd.store.protocol import Store
 log = logging.getLogger(__name__)
 
 
+class TrainWindow(msgspec.Struct, kw_only=True):
+    """Which matured labels a model learnt from (refreshd.live.training's freshness reads it)."""
+
+    label_horizon_ts: int  # receipt (server ms) of the newest decision whose label was used
+    from_ts: int  # the oldest and newest decision ts among this run's training rows
+    to_ts: int
+    warm_start_of: str | None = None  # the model these trees continue (LightGBM init_model)
+    base_ts: int  # when the chain's last full retrain ran (its first model's created_ts)
+
+
 class ModelMeta(msgspec.Struct, kw_only=True):
     """What the registry knows about a model version (GET /v1/models)."""
 
@@ -35,6 +45,7 @@ class ModelMeta(msgspec.Struct, kw_only=True):
     feature_names: list[str]
     metrics: dict[str, Any]
     train_rows: int = 0
+    window: TrainWindow | None = None  # None: not trained on the service's logs (bootstrap)
 
 
 def model_version(result: TrainResult, created_ts: int) -> str:
@@ -67,7 +78,13 @@ async def switch_champion(
 
 
 async def publish(
-    store: Store, result: TrainResult, *, created_ts: int, source: str, who: str | None = None
+    store: Store,
+    result: TrainResult,
+    *,
+    created_ts: int,
+    source: str,
+    who: str | None = None,
+    window: TrainWindow | None = None,
 ) -> ModelMeta:
     """Store a trained model and make it current (recorded as `who`, by default `source`)."""
     version = model_version(result, created_ts)
@@ -80,6 +97,7 @@ async def publish(
         metrics={k: v for k, v in result.metrics.items() if k != "calibration"}
         | {"calibration": result.metrics.get("calibration")},
         train_rows=int(result.metrics.get("train_rows", 0)),
+        window=window,
     )
     await store.put_model(version, result.model_text, msgspec.json.encode(meta))
     for attempt in range(_SWITCH_TRIES):  # a publish replaces whichever champion there is

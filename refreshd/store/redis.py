@@ -279,6 +279,7 @@ class RedisStore:
         if (url is None) == (not cluster_nodes):
             raise ValueError("give either a Redis URL or Redis Cluster nodes")
         self.url = url
+        self.cluster_nodes = tuple(cluster_nodes)  # with `url`: enough to connect again elsewhere
         self.timeout_s = timeout_s
         self.log_maxlen = log_maxlen
         self.batch_ttl_s = batch_ttl_s

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from intent_support import T0, MakeRow
 
-from intent.dataset import Dataset, EventLog, build_dataset, detect_leakage
+from intent.dataset import LABEL_HORIZON_S, Dataset, EventLog, build_dataset, detect_leakage
 from intent.events import Event, add_events
 from intent.features import FEATURE_NAMES, Context, compute
 from synth.eventlog import SyntheticLog, generate
@@ -34,6 +34,22 @@ def test_features_see_only_events_before_the_decision(
     ds = build_dataset([make_decision(D, received_ts=D)], events)
     assert _row(ds, "click_count_5m") == 2.0
     assert _row(ds, "since_last_click_s") == 0.001
+
+
+def test_decisions_whose_label_window_is_open_are_not_training_rows(
+    make_decision: MakeRow, make_event_row: MakeRow
+) -> None:
+    # The click comes 6 min after the decision. Five minutes in, the label is still open: a
+    # row then would say "no click" only because the click has not happened yet.
+    decision = make_decision(D, received_ts=D)
+    click = make_event_row("click", D + 6 * MIN)
+    assert build_dataset([decision], [], as_of_ms=D + 5 * MIN).y.tolist() == []
+    assert build_dataset([decision], [], as_of_ms=D + LABEL_HORIZON_S * 1000 - 1).y.tolist() == []
+    assert build_dataset([decision], [click], as_of_ms=D + LABEL_HORIZON_S * 1000).y.tolist() == [1]
+    # Maturity counts from receipt: a device clock 5 min ahead does not make it mature sooner.
+    ahead = make_decision(D + 5 * MIN, received_ts=D)
+    assert len(build_dataset([ahead], [], as_of_ms=D + LABEL_HORIZON_S * 1000 - 1)) == 0
+    assert len(build_dataset([ahead], [], as_of_ms=D + LABEL_HORIZON_S * 1000)) == 1
 
 
 def test_events_received_after_the_decision_are_excluded(

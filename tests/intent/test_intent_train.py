@@ -11,7 +11,7 @@ import pytest
 
 from intent.dataset import Dataset
 from intent.features import FEATURE_NAMES
-from intent.model import IntentModel, read_tags
+from intent.model import IntentModel, ModelMismatch, read_tags, with_features_version
 from intent.train import TrainResult, auc, evaluate, is_better, train
 from synth.bootstrap import bootstrap
 
@@ -134,6 +134,20 @@ def test_training_needs_both_labels(synthetic_dataset: Dataset) -> None:
     ones = synthetic_dataset.take(np.flatnonzero(synthetic_dataset.y == 1))
     with pytest.raises(ValueError, match="both labels"):
         train(ones)
+
+
+def test_a_warm_start_continues_the_model(synthetic_dataset: Dataset, trained: TrainResult) -> None:
+    newest = synthetic_dataset.take(np.argsort(synthetic_dataset.ts)[-2000:])
+    more = train(newest, init_model=trained.model_text, num_boost_round=20)
+    # The champion's trees come first, unchanged; the new ones follow.
+    assert trained.best_iteration < more.best_iteration <= trained.best_iteration + 20
+    assert more.metrics["warm_started"] is True
+    assert more.model_text.count("\nTree=") == more.best_iteration
+    first_tree = trained.model_text.split("\nTree=1\n")[0].split("\nTree=0\n")[1]
+    assert first_tree in more.model_text
+    other = with_features_version(trained.model_text, "f-other")
+    with pytest.raises(ModelMismatch, match="features version"):
+        train(newest, init_model=other)
 
 
 def test_bootstrap_trains_a_loadable_first_model() -> None:
