@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from refreshd.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from intent.train import Fitter
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--force", action="store_true", help="publish even if not better")
     train.add_argument("--data-dir", type=Path, help="embedded Valkey data (default ./var)")
     train.add_argument("--redis-url", help="use this Redis/Valkey")
+    train.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="grow the trees on the Dask cluster whose scheduler is at ADDRESS "
+        "(tcp://host:8786), or on N worker threads started here with local:N (local: one per "
+        "core); needs pip install 'refreshd[distributed]'",
+    )
+    train.add_argument(
+        "--dask-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for the scheduler and a first worker (default 10)",
+    )
     return parser
 
 
@@ -62,7 +83,47 @@ def is_loopback(host: str) -> bool:
         return False  # a name other than localhost: it may resolve anywhere
 
 
-def _train(settings: Settings, force: bool) -> int:
+@contextlib.contextmanager
+def _report_stream(dask: str | None) -> Iterator[TextIO]:
+    """Yield the stream the report goes to; with Dask, fd 1 is stderr until the report is out.
+
+    LightGBM's network code prints its set-up (ports, ranks) with printf from worker threads
+    that never saw `verbose=-1`; with `--dask local:N` those threads are in this process, and
+    stdout must carry the JSON report alone.
+    """
+    if dask is None:
+        yield sys.stdout
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with os.fdopen(os.dup(saved), "w") as report:
+            yield report
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _train(settings: Settings, force: bool, dask: str | None, dask_timeout_s: float) -> int:
+    from intent.train import fit_here
+
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(_report_stream(dask))
+        fitter: Fitter = fit_here
+        if dask is not None:
+            from intent.distributed import DaskFitter, DaskUnavailable, connect
+
+            try:
+                fitter = DaskFitter(stack.enter_context(connect(dask, timeout_s=dask_timeout_s)))
+            except DaskUnavailable as exc:
+                print(f"refreshd train: {exc}", file=sys.stderr)
+                return 2
+        return _train_from_store(settings, force, fitter, out)
+
+
+def _train_from_store(settings: Settings, force: bool, fitter: Fitter, out: TextIO) -> int:
     import asyncio
     import time
 
@@ -87,14 +148,19 @@ def _train(settings: Settings, force: bool) -> int:
             await registry.refresh(store)
             print("training from the store's logs ...", file=sys.stderr)
             report = await retrain(
-                store, registry, now_ms=time.time_ns() // 1_000_000, force=force, source="cli"
+                store,
+                registry,
+                now_ms=time.time_ns() // 1_000_000,
+                force=force,
+                source="cli",
+                fitter=fitter,
             )
         except RefreshdError as exc:
             print(f"refreshd train: {exc.message}", file=sys.stderr)
             return 1
         finally:
             await store.close()
-        print(msgspec.json.format(msgspec.json.encode(report)).decode())
+        print(msgspec.json.format(msgspec.json.encode(report)).decode(), file=out)
         return 0
 
     if settings.redis_url or settings.redis_cluster:
@@ -120,7 +186,10 @@ def main(argv: list[str] | None = None) -> int:
             changes_t["data_dir"] = args.data_dir
         if args.redis_url:
             changes_t["redis_url"] = args.redis_url
-        return _train(settings.replace(**changes_t), args.force)
+        if args.dask_timeout <= 0:
+            print("refreshd: --dask-timeout must be positive", file=sys.stderr)
+            return 2
+        return _train(settings.replace(**changes_t), args.force, args.dask, args.dask_timeout)
     if args.command == "serve":
         changes: dict[str, object] = {}
         if args.host:

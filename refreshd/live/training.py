@@ -9,7 +9,7 @@ from typing import Any
 import msgspec
 
 from intent.dataset import build_dataset
-from intent.train import evaluate, is_better, train
+from intent.train import Fitter, evaluate, fit_here, is_better, train
 from refreshd.core.errors import Conflict
 from refreshd.live.registry import ModelMeta, ModelRegistry, publish
 from refreshd.store.protocol import LOG_DECISIONS, LOG_EVENTS, Store
@@ -40,8 +40,13 @@ async def retrain(
     force: bool = False,
     source: str = "retrain",
     min_rows: int = MIN_TRAIN_ROWS,
+    fitter: Fitter = fit_here,
 ) -> TrainReport:
-    """Train on the newest logs; publish unless the current model is better on the same holdout."""
+    """Train on the newest logs; publish unless the current model is better on the same holdout.
+
+    `fitter` grows the booster (here, or on a Dask cluster: `intent.distributed`); the rows,
+    the holdout and the publish rule are the same whichever it is.
+    """
     decisions = [_decode.decode(b) for b in await store.read_log(LOG_DECISIONS, MAX_LOG_ROWS)]
     events = [_decode.decode(b) for b in await store.read_log(LOG_EVENTS, MAX_LOG_ROWS)]
     dataset = await asyncio.to_thread(build_dataset, decisions, events)
@@ -50,7 +55,7 @@ async def retrain(
             f"not enough training data: {len(dataset)} rows (need {min_rows} with both labels)",
             field=None,
         )
-    result = await asyncio.to_thread(train, dataset)
+    result = await asyncio.to_thread(train, dataset, fitter=fitter)
     _, holdout = dataset.split_by_time(0.2)
     current_metrics = None
     if registry.text is not None:
