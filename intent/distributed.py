@@ -92,13 +92,13 @@ def connect(spec: str, *, timeout_s: float = CONNECT_TIMEOUT_S) -> Iterator[Clie
             stack.enter_context(cluster)
             address: Any = cluster
         else:
-            address = spec
+            address = _checked_address(spec)
         try:
             client = Client(address, timeout=timeout_s, set_as_default=False)
         except (OSError, TimeoutError) as exc:
             raise DaskUnavailable(
                 f"no Dask scheduler answered at {spec} within {timeout_s:g} s ({exc}); "
-                f"start one or pass --dask local:N (needs {INSTALL_HINT})"
+                "start one, or pass --dask local:N to start workers here"
             ) from None
         stack.enter_context(client)
         try:
@@ -108,6 +108,20 @@ def connect(spec: str, *, timeout_s: float = CONNECT_TIMEOUT_S) -> Iterator[Clie
                 f"the Dask scheduler at {spec} has no workers after {timeout_s:g} s"
             ) from None
         yield client
+
+
+def _checked_address(spec: str) -> str:
+    """Return the scheduler address normalised (tcp:// added), or say why it is none."""
+    from distributed.comm import get_address_host_port, normalize_address
+
+    try:
+        address = normalize_address(spec)
+        get_address_host_port(address)  # a host and a port this command can dial
+    except ValueError as exc:
+        raise DaskUnavailable(
+            f"--dask {spec}: {exc}; give a scheduler as tcp://host:port (or tls://), or local:N"
+        ) from None
+    return address
 
 
 class DaskFitter:

@@ -83,6 +83,12 @@ def test_a_bad_local_spec_is_refused(spec: str) -> None:
         parse_local(spec)
 
 
+@pytest.mark.parametrize("spec", ["foo", "http://h:8786", "h:abc"])
+def test_a_malformed_address_is_refused_before_dialling(spec: str) -> None:
+    with pytest.raises(DaskUnavailable, match=r"tcp://host:port"), connect(spec, timeout_s=1):
+        pass
+
+
 def test_a_missing_extra_names_the_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "distributed", None)  # what an import finds uninstalled
     with (
