@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import lightgbm as lgb
 import numpy as np
@@ -27,10 +27,14 @@ from intent.staleness import AGE_FEATURE, fit_staleness
 
 __all__ = [
     "DEFAULT_PARAMS",
+    "Fitted",
+    "Fitter",
     "TrainResult",
     "auc",
     "evaluate",
+    "fit_here",
     "is_better",
+    "logloss",
     "score_quantiles",
     "train",
 ]
@@ -93,10 +97,15 @@ def _average_ranks(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
+def logloss(y: np.ndarray, p: np.ndarray) -> float:
+    """Return the mean binary log loss (LightGBM's `binary_logloss`); NaN for no rows."""
     y = np.asarray(y, dtype=np.float64)
     q = np.clip(p, _EPS, 1 - _EPS)
-    logloss = float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q))) if len(y) else math.nan
+    return float(-np.mean(y * np.log(q) + (1 - y) * np.log(1 - q))) if len(y) else math.nan
+
+
+def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
+    y = np.asarray(y, dtype=np.float64)
     bins = np.minimum((p * CALIBRATION_BINS).astype(np.int64), CALIBRATION_BINS - 1)
     table = []
     for b in range(CALIBRATION_BINS):
@@ -113,7 +122,7 @@ def _metrics(y: np.ndarray, p: np.ndarray) -> dict[str, Any]:
         )
     return {
         "auc": auc(y, p),
-        "logloss": logloss,
+        "logloss": logloss(y, p),
         "rows": len(y),
         "positives": int(y.sum()),
         "base_rate": float(y.mean()) if len(y) else math.nan,
@@ -142,34 +151,48 @@ def evaluate(model_text: str, dataset: Dataset) -> dict[str, Any]:
     return _metrics(dataset.y, model.predict_click(dataset.X))
 
 
-def train(
-    dataset: Dataset,
-    *,
-    params: Mapping[str, Any] | None = None,
-    valid_fraction: float = 0.2,
-    seed: int = 0,
-    num_boost_round: int = 500,
-    early_stopping_rounds: int = 30,
-    init_model: str | None = None,
-) -> TrainResult:
-    """Train on the earlier rows, stop early on the later `valid_fraction`, and report.
+@dataclasses.dataclass(frozen=True, slots=True)
+class Fitted:
+    """A booster as one fitter left it: its best round and how many rounds the run looked at."""
 
-    With `init_model` (a model text of the same features version) the rounds continue that
-    model; its staleness curve is kept when these rows cannot fit a new one.
+    booster: lgb.Booster
+    best_iteration: int
+    rounds_run: int
+    fitted_on: str  # where the trees were grown, for the report: "this machine", "dask ..."
+
+
+class Fitter(Protocol):
+    """Grow a booster on `fit` and pick its round on `holdout` (logloss, early-stopping rule).
+
+    Only this step differs between training here and on a cluster (`intent.distributed`);
+    the split, the parameters, the tags and the report stay in `train`.
     """
-    fit, holdout = dataset.split_by_time(valid_fraction)
-    if len(set(fit.y.tolist())) < 2:
-        raise ValueError("the training rows need both labels")
-    init_tags = read_tags(init_model) if init_model is not None else {}
-    if init_model is not None and init_tags.get("features_version") != dataset.features_version:
-        raise ModelMismatch(
-            f"cannot continue a model of features version {init_tags.get('features_version')} "
-            f"on rows of {dataset.features_version}"
-        )
+
+    def __call__(
+        self,
+        fit: Dataset,
+        holdout: Dataset,
+        params: dict[str, Any],
+        *,
+        num_boost_round: int,
+        early_stopping_rounds: int,
+        init_model: str | None = None,
+    ) -> Fitted: ...
+
+
+def fit_here(
+    fit: Dataset,
+    holdout: Dataset,
+    params: dict[str, Any],
+    *,
+    num_boost_round: int,
+    early_stopping_rounds: int,
+    init_model: str | None = None,
+) -> Fitted:
+    """Grow the booster in this process, stopping once the holdout logloss stops improving."""
     threads = 1 if len(fit) < SINGLE_THREAD_ROWS else 2
-    p = {**DEFAULT_PARAMS, "num_threads": threads, **(params or {}), "seed": seed}
-    names = list(dataset.feature_names)
-    train_set = lgb.Dataset(fit.X, fit.y, feature_name=names, params=p)
+    p = {"num_threads": threads, **params}
+    train_set = lgb.Dataset(fit.X, fit.y, feature_name=list(fit.feature_names), params=p)
     valid_set = lgb.Dataset(holdout.X, holdout.y, reference=train_set, params=p)
     history: dict[str, Any] = {}
     booster = lgb.train(
@@ -189,6 +212,45 @@ def train(
     # many rounds actually ran. With an init model, iterations count its trees too.
     rounds_run = len(history["holdout"][p["metric"]])
     best = booster.best_iteration or booster.current_iteration()
+    return Fitted(booster, best, rounds_run, "this machine")
+
+
+def train(
+    dataset: Dataset,
+    *,
+    params: Mapping[str, Any] | None = None,
+    valid_fraction: float = 0.2,
+    seed: int = 0,
+    num_boost_round: int = 500,
+    early_stopping_rounds: int = 30,
+    init_model: str | None = None,
+    fitter: Fitter = fit_here,
+) -> TrainResult:
+    """Train on the earlier rows, stop early on the later `valid_fraction`, and report.
+
+    With `init_model` (a model text of the same features version) the rounds continue that
+    model; its staleness curve is kept when these rows cannot fit a new one. `fitter` grows the
+    trees (here, or on a Dask cluster: `intent.distributed`).
+    """
+    fit, holdout = dataset.split_by_time(valid_fraction)
+    if len(set(fit.y.tolist())) < 2:
+        raise ValueError("the training rows need both labels")
+    init_tags = read_tags(init_model) if init_model is not None else {}
+    if init_model is not None and init_tags.get("features_version") != dataset.features_version:
+        raise ModelMismatch(
+            f"cannot continue a model of features version {init_tags.get('features_version')} "
+            f"on rows of {dataset.features_version}"
+        )
+    p = {**DEFAULT_PARAMS, **(params or {}), "seed": seed}
+    fitted = fitter(
+        fit,
+        holdout,
+        p,
+        num_boost_round=num_boost_round,
+        early_stopping_rounds=early_stopping_rounds,
+        init_model=init_model,
+    )
+    best = fitted.best_iteration
     tags = {"features_version": dataset.features_version}
     explored = dataset.take(np.flatnonzero(dataset.explored))
     curve = None
@@ -199,7 +261,7 @@ def train(
         tags["staleness"] = curve.to_text()
     elif "staleness" in init_tags:
         tags["staleness"] = init_tags["staleness"]
-    text = with_tags(booster.model_to_string(num_iteration=best), **tags)
+    text = with_tags(fitted.booster.model_to_string(num_iteration=best), **tags)
     metrics = evaluate(text, holdout)
     # Every row, not the holdout alone: the holdout is the last hours of the log, and a live
     # window compared with one time of day would drift by the clock. (`predict` is what the
@@ -212,16 +274,17 @@ def train(
         train_rows=len(fit),
         train_positives=int(fit.y.sum()),
         best_iteration=best,
-        rounds_run=rounds_run,
-        stopped_early=rounds_run < num_boost_round,
+        rounds_run=fitted.rounds_run,
+        stopped_early=fitted.rounds_run < num_boost_round,
         warm_started=init_model is not None,
         holdout_from_ts=int(holdout.ts.min()),
         explored_rows=len(explored),
         staleness=None if curve is None else [list(p) for p in curve.points],
+        fitted_on=fitted.fitted_on,
     )
     return TrainResult(
         model_text=text,
-        feature_names=tuple(names),
+        feature_names=dataset.feature_names,
         features_version=dataset.features_version,
         metrics=metrics,
         best_iteration=best,

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import ipaddress
+import os
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 from refreshd.settings import Settings, SettingsError
 
 if TYPE_CHECKING:
+    from intent.train import Fitter
     from refreshd.store.protocol import Store
 
 
@@ -55,6 +58,20 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--force", action="store_true", help="publish even if not better")
     train.add_argument("--data-dir", type=Path, help="embedded Valkey data (default ./var)")
     train.add_argument("--redis-url", help="use this Redis/Valkey")
+    train.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="grow the trees on the Dask cluster whose scheduler is at ADDRESS "
+        "(tcp://host:8786), or on N worker threads started here with local:N (local: one per "
+        "core); needs pip install 'refreshd[distributed]'",
+    )
+    train.add_argument(
+        "--dask-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for the scheduler and a first worker (default 10)",
+    )
     parity = sub.add_parser(
         "parity",
         help="check the logged feature vectors against a point-in-time rebuild",
@@ -135,25 +152,60 @@ def _with_store(
         embedded.stop()
 
 
-def _train(settings: Settings, force: bool) -> int:
+@contextlib.contextmanager
+def _report_stream(dask: str | None) -> Iterator[TextIO]:
+    """Yield the stream the report goes to; with Dask, fd 1 is stderr until the report is out.
+
+    LightGBM's network code prints its set-up (ports, ranks) with printf from worker threads
+    that never saw `verbose=-1`; with `--dask local:N` those threads are in this process, and
+    stdout must carry the JSON report alone.
+    """
+    if dask is None:
+        yield sys.stdout
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        with os.fdopen(os.dup(saved), "w") as report:
+            yield report
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def _train(settings: Settings, force: bool, dask: str | None, dask_timeout_s: float) -> int:
     import time
 
     import msgspec
 
+    from intent.train import fit_here
     from refreshd.live.registry import ModelRegistry
     from refreshd.live.training import retrain
 
-    async def body(store: Store) -> int:
-        registry = ModelRegistry()
-        await registry.refresh(store)
-        print("training from the store's logs ...", file=sys.stderr)
-        report = await retrain(
-            store, registry, now_ms=time.time_ns() // 1_000_000, force=force, source="cli"
-        )
-        print(msgspec.json.format(msgspec.json.encode(report)).decode())
-        return 0
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(_report_stream(dask))
+        fitter: Fitter = fit_here
+        if dask is not None:
+            from intent.distributed import DaskFitter, DaskUnavailable, connect
 
-    return _with_store(settings, body, command="train", failed=1)
+            try:
+                fitter = DaskFitter(stack.enter_context(connect(dask, timeout_s=dask_timeout_s)))
+            except DaskUnavailable as exc:
+                print(f"refreshd train: {exc}", file=sys.stderr)
+                return 2
+
+        async def body(store: Store) -> int:
+            registry = ModelRegistry()
+            await registry.refresh(store)
+            print("training from the store's logs ...", file=sys.stderr)
+            report = await retrain(store, registry, now_ms=time.time_ns() // 1_000_000,
+                                   force=force, source="cli", fitter=fitter)  # fmt: skip
+            print(msgspec.json.format(msgspec.json.encode(report)).decode(), file=out)
+            return 0
+
+        return _with_store(settings, body, command="train", failed=1)
 
 
 def _parity(settings: Settings, since_ms: int, until_ms: int, out: Path | None) -> int:
@@ -194,7 +246,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.redis_url:
             changes_t["redis_url"] = args.redis_url
         if args.command == "train":
-            return _train(settings.replace(**changes_t), args.force)
+            if args.dask_timeout <= 0:
+                print("refreshd: --dask-timeout must be positive", file=sys.stderr)
+                return 2
+            return _train(settings.replace(**changes_t), args.force, args.dask, args.dask_timeout)
         if args.since >= args.until:
             print(f"refreshd parity: --since ({args.since}) must be before --until "
                   f"({args.until}), in epoch ms", file=sys.stderr)  # fmt: skip

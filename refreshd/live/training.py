@@ -39,7 +39,7 @@ import msgspec
 from intent.dataset import Dataset, EventLog, build_dataset, label_matured, received_at
 from intent.features import FEATURES_VERSION
 from intent.model import read_features_version
-from intent.train import TrainResult, evaluate, is_better, train
+from intent.train import Fitter, TrainResult, evaluate, fit_here, is_better, train
 from refreshd.core.errors import Conflict
 from refreshd.live.registry import ModelMeta, ModelRegistry, TrainWindow, publish
 from refreshd.store.protocol import LOG_DECISIONS, LOG_EVENTS, Store
@@ -112,6 +112,7 @@ class FitJob:
     champion_text: str | None
     champion: ModelMeta | None
     warm: bool  # continue the champion (the caller checked `warm_start_unsound`)
+    fitter: Fitter = fit_here  # picklable for the training process (a function, not a client)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,10 +162,10 @@ def fit_candidate(job: FitJob) -> Candidate:
         return Candidate(mode, len(dataset), problem=problem)
     try:
         if init is None:
-            result = train(dataset)
+            result = train(dataset, fitter=job.fitter)
         else:
             result = train(dataset, init_model=init, num_boost_round=WARM_ROUNDS,
-                           early_stopping_rounds=WARM_PATIENCE)  # fmt: skip
+                           early_stopping_rounds=WARM_PATIENCE, fitter=job.fitter)  # fmt: skip
     except ValueError:  # the earlier rows hold one label only
         return Candidate(mode, len(dataset), problem=problem)
     _, holdout = dataset.split_by_time(HOLDOUT_FRACTION)
@@ -256,16 +257,19 @@ async def retrain(
     warm: bool = False,
     executor: concurrent.futures.Executor | None = None,
     logs: LogSource | None = None,
+    fitter: Fitter = fit_here,
 ) -> TrainReport:
     """Train on the newest matured logs; publish unless the champion is better on the holdout.
 
     `warm` continues the champion when `warm_start_unsound` finds nothing against it.
     `executor` runs the heavy part (None: a thread); with `logs`, it reads the logs too.
+    `fitter` grows the booster (here, or on a Dask cluster: `intent.distributed`); the rows,
+    the holdout and the publish rule are the same whichever it is.
     """
     decisions, events = ([], []) if logs is not None else await _read_logs(store)
     text, champion = registry.text, registry.meta
     warm = warm and warm_start_unsound(text, champion) is None
-    job = FitJob(decisions, events, logs, now_ms, min_rows, text, champion, warm)
+    job = FitJob(decisions, events, logs, now_ms, min_rows, text, champion, warm, fitter)
     cand = await asyncio.get_running_loop().run_in_executor(executor, fit_candidate, job)
     if cand.warning:
         log.warning("%s", cand.warning)

@@ -192,3 +192,54 @@ def test_train_command_publishes_from_the_logs(redis_url: str) -> None:
         report = json.loads(out.stdout)
         assert report["published"] is True
         assert raw.get("model:current").decode() == report["model"]["version"]
+
+
+def test_train_on_a_dask_cluster_publishes_through_the_same_gate(redis_url: str) -> None:
+    import redis as redis_lib
+    from distributed import LocalCluster
+
+    from synth.eventlog import generate
+    from tests.support import raw_xadd
+
+    log = generate(users=120, days=2, seed=3)
+    with (
+        redis_lib.Redis.from_url(redis_url) as raw,
+        LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=False,
+            protocol="tcp",
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+    ):
+        for d in log.decisions:
+            raw_xadd(raw, "log:decisions", d)
+        for e in log.events:
+            raw_xadd(raw, "log:events", e)
+        out = run_cli("train", "--redis-url", redis_url, "--dask", cluster.scheduler_address)
+        assert out.returncode == 0, out.stderr
+        first = json.loads(out.stdout)
+        assert first["published"] is True and first["metrics"]["fitted_on"] == "dask: 2 workers"
+        assert raw.get("model:current").decode() == first["model"]["version"]
+        # local:2 runs the workers in the command itself; LightGBM's network set-up lines go to
+        # stderr and stdout stays the report alone.
+        out = run_cli("train", "--redis-url", redis_url, "--dask", "local:2")
+        assert out.returncode == 0, out.stderr
+        assert "[LightGBM]" in out.stderr
+        second = json.loads(out.stdout)
+    # The published model is judged on the same holdout as the new one, as without Dask.
+    assert second["current_metrics"]["auc"] == first["metrics"]["auc"]
+    assert second["published"] is (second["metrics"]["auc"] >= first["metrics"]["auc"])
+
+
+def test_train_on_dask_without_the_extra_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from refreshd.cli import main
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # what an import finds uninstalled
+    assert main(["train", "--redis-url", "redis://127.0.0.1:1", "--dask", "local:2"]) == 2
+    out, err = capfd.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith("refreshd train: ") and "pip install 'refreshd[distributed]'" in err
