@@ -113,6 +113,7 @@ def all_routes() -> tuple[Route, ...]:
     from refreshd.http import geofences as geofences_api
     from refreshd.http import models as models_api
     from refreshd.http import policy as policy_api
+    from refreshd.http import replay as replay_api
     from refreshd.http import triggers as triggers_api
 
     return (
@@ -123,6 +124,7 @@ def all_routes() -> tuple[Route, ...]:
         + policy_api.ROUTES
         + models_api.ROUTES
         + decisions_api.ROUTES
+        + replay_api.ROUTES
         + dedupe_api.ROUTES
     )
 
