@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from refreshd.settings import Settings, SettingsError
+
+if TYPE_CHECKING:
+    from refreshd.store.protocol import Store
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +54,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--force", action="store_true", help="publish even if not better")
     train.add_argument("--data-dir", type=Path, help="embedded Valkey data (default ./var)")
     train.add_argument("--redis-url", help="use this Redis/Valkey")
+    replay = sub.add_parser(
+        "replay",
+        help="re-run a window of logged decisions, or try a candidate model or threshold on it",
+        description="Replay the decisions with since <= ts < until (epoch ms; at most "
+        "10000) with the model, policy and configuration of their time, and report how many "
+        "reproduce. With --model or --threshold, also report what the candidate flips and its "
+        "estimated click change (from the exploration decisions). Prints the JSON report; "
+        "--out DIR also writes report.json, report.md and replay.png. The store is found as "
+        "for `refreshd train`.",
+    )
+    replay.add_argument("--since", type=int, required=True, help="window start, epoch ms")
+    replay.add_argument("--until", type=int, required=True, help="window end, epoch ms")
+    replay.add_argument("--model", help="candidate model version (from GET /v1/models)")
+    replay.add_argument("--threshold", type=float, help="candidate intent threshold in [0, 1]")
+    replay.add_argument("--out", type=Path, help="write the report files into this directory")
+    replay.add_argument("--data-dir", type=Path, help="embedded Valkey data (default ./var)")
+    replay.add_argument("--redis-url", help="use this Redis/Valkey")
     return parser
 
 
@@ -62,15 +84,10 @@ def is_loopback(host: str) -> bool:
         return False  # a name other than localhost: it may resolve anywhere
 
 
-def _train(settings: Settings, force: bool) -> int:
+def _with_store(settings: Settings, job: Callable[[Store], Awaitable[int]]) -> int:
+    """Run `job` against the configured store, or the embedded Valkey in DATA_DIR."""
     import asyncio
-    import time
 
-    import msgspec
-
-    from refreshd.core.errors import RefreshdError
-    from refreshd.live.registry import ModelRegistry
-    from refreshd.live.training import retrain
     from refreshd.store.embedded import EmbeddedValkey
     from refreshd.store.redis import RedisStore
 
@@ -82,20 +99,10 @@ def _train(settings: Settings, force: bool) -> int:
             ack_replicas=settings.ack_replicas,
             ack_timeout_ms=settings.ack_timeout_ms,
         )
-        registry = ModelRegistry()
         try:
-            await registry.refresh(store)
-            print("training from the store's logs ...", file=sys.stderr)
-            report = await retrain(
-                store, registry, now_ms=time.time_ns() // 1_000_000, force=force, source="cli"
-            )
-        except RefreshdError as exc:
-            print(f"refreshd train: {exc.message}", file=sys.stderr)
-            return 1
+            return await job(store)
         finally:
             await store.close()
-        print(msgspec.json.format(msgspec.json.encode(report)).decode())
-        return 0
 
     if settings.redis_url or settings.redis_cluster:
         return asyncio.run(run(settings.redis_url))
@@ -107,6 +114,59 @@ def _train(settings: Settings, force: bool) -> int:
         embedded.stop()
 
 
+def _now_ms() -> int:
+    import time
+
+    return time.time_ns() // 1_000_000
+
+
+def _train(settings: Settings, force: bool) -> int:
+    import msgspec
+
+    from refreshd.core.errors import RefreshdError
+    from refreshd.live.registry import ModelRegistry
+    from refreshd.live.training import retrain
+
+    async def job(store: Store) -> int:
+        registry = ModelRegistry()
+        try:
+            await registry.refresh(store)
+            print("training from the store's logs ...", file=sys.stderr)
+            report = await retrain(store, registry, now_ms=_now_ms(), force=force, source="cli")
+        except RefreshdError as exc:
+            print(f"refreshd train: {exc.message}", file=sys.stderr)
+            return 1
+        print(msgspec.json.format(msgspec.json.encode(report)).decode())
+        return 0
+
+    return _with_store(settings, job)
+
+
+def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    import msgspec
+
+    from refreshd.core.errors import RefreshdError, StoreUnavailable
+    from refreshd.live.replay import run_replay
+    from refreshd.live.replayfiles import write_report
+
+    async def job(store: Store) -> int:
+        try:
+            report = await run_replay(store, settings, since=args.since, until=args.until,
+                                      now_ms=_now_ms(), model=args.model,
+                                      threshold=args.threshold)  # fmt: skip
+        except RefreshdError as exc:
+            where = f" ({exc.field})" if exc.field else ""
+            print(f"refreshd replay: {exc.message}{where}", file=sys.stderr)
+            return 1 if isinstance(exc, StoreUnavailable) else 2  # 2: a bad argument
+        print(msgspec.json.format(msgspec.json.encode(report)).decode())
+        if args.out is not None:
+            for path in write_report(report, args.out):
+                print(f"wrote {path}", file=sys.stderr)
+        return 0
+
+    return _with_store(settings, job)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -114,13 +174,16 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"refreshd: {exc}", file=sys.stderr)
         return 2
-    if args.command == "train":
+    if args.command in ("train", "replay"):
         changes_t: dict[str, object] = {}
         if args.data_dir:
             changes_t["data_dir"] = args.data_dir
         if args.redis_url:
             changes_t["redis_url"] = args.redis_url
-        return _train(settings.replace(**changes_t), args.force)
+        settings = settings.replace(**changes_t)
+        if args.command == "train":
+            return _train(settings, args.force)
+        return _replay(settings, args)
     if args.command == "serve":
         changes: dict[str, object] = {}
         if args.host:
