@@ -250,7 +250,22 @@ class EventLog:
         u = self._users.get(user_id)
         if u is None:
             return 0
+        end = self.session_end(user_id, ts, horizon_s=horizon_s, session_gap_s=session_gap_s)
+        return bisect_left(u.clicks, end) - bisect_left(u.clicks, ts) if end > ts else 0
+
+    def session_end(
+        self,
+        user_id: str,
+        ts: int,
+        *,
+        horizon_s: int = LABEL_HORIZON_S,
+        session_gap_s: int = SESSION_GAP_S,
+    ) -> int:
+        """Return when the label's session after `ts` ends (module docstring)."""
         end = ts + horizon_s * 1000
+        u = self._users.get(user_id)
+        if u is None:
+            return end
         b = bisect_left(u.backgrounds, ts)
         if b < len(u.backgrounds):
             end = min(end, u.backgrounds[b])
@@ -259,8 +274,14 @@ class EventLog:
         while j < n and u.ts[j] < end and u.ts[j] - last <= gap_ms:
             last = u.ts[j]
             j += 1
-        end = min(end, last + gap_ms)
-        return bisect_left(u.clicks, end) - bisect_left(u.clicks, ts) if end > ts else 0
+        return min(end, last + gap_ms)
+
+    def clicks_between(self, since: int, until: int) -> int:
+        """Return every user's clicks with `since <= ts < until`."""
+        return sum(
+            bisect_left(u.clicks, until) - bisect_left(u.clicks, since)
+            for u in self._users.values()
+        )
 
 
 def _context(row: Row) -> Context:

@@ -86,6 +86,24 @@ def build_parser() -> argparse.ArgumentParser:
     parity.add_argument("--out", type=Path, help="write parity.json and parity.md here")
     parity.add_argument("--data-dir", type=Path, help="embedded Valkey data (default ./var)")
     parity.add_argument("--redis-url", help="use this Redis/Valkey")
+    replay = sub.add_parser(
+        "replay",
+        help="re-run a window of logged decisions, or try a candidate model or threshold on it",
+        description="Replay the decisions with SINCE <= ts < UNTIL (at most 10000; "
+        "ISO-8601, no offset meaning UTC, or epoch milliseconds) with the model, policy and "
+        "configuration of their time, and report how many "
+        "reproduce. With --model or --threshold, also report what the candidate flips and its "
+        "estimated click change (from the exploration decisions). Prints the JSON report; "
+        "--out DIR also writes report.json, report.md and replay.png. The store is found as "
+        "for `refreshd train`.",
+    )
+    replay.add_argument("--since", type=parse_time, required=True, help="window start")
+    replay.add_argument("--until", type=parse_time, required=True, help="window end (excluded)")
+    replay.add_argument("--model", help="candidate model version (from GET /v1/models)")
+    replay.add_argument("--threshold", type=float, help="candidate intent threshold in [0, 1]")
+    replay.add_argument("--out", type=Path, help="write the report files into this directory")
+    replay.add_argument("--data-dir", type=Path, help="embedded Valkey data (default ./var)")
+    replay.add_argument("--redis-url", help="use this Redis/Valkey")
     return parser
 
 
@@ -232,6 +250,33 @@ def _parity(settings: Settings, since_ms: int, until_ms: int, out: Path | None) 
     return _with_store(settings, body, command="parity", failed=3)
 
 
+def _replay(settings: Settings, args: argparse.Namespace) -> int:
+    import time
+
+    import msgspec
+
+    from refreshd.core.errors import RefreshdError, StoreUnavailable
+    from refreshd.live.replay import run_replay
+    from refreshd.live.replayfiles import write_report
+
+    async def body(store: Store) -> int:
+        try:
+            report = await run_replay(store, settings, since=args.since, until=args.until,
+                                      now_ms=time.time_ns() // 1_000_000, model=args.model,
+                                      threshold=args.threshold)  # fmt: skip
+        except RefreshdError as exc:
+            where = f" ({exc.field})" if exc.field else ""
+            print(f"refreshd replay: {exc.message}{where}", file=sys.stderr)
+            return 1 if isinstance(exc, StoreUnavailable) else 2  # 2: a bad argument
+        print(msgspec.json.format(msgspec.json.encode(report)).decode())
+        if args.out is not None:
+            for path in write_report(report, args.out):
+                print(f"wrote {path}", file=sys.stderr)
+        return 0
+
+    return _with_store(settings, body, command="replay", failed=1)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -239,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"refreshd: {exc}", file=sys.stderr)
         return 2
-    if args.command in ("train", "parity"):
+    if args.command in ("train", "parity", "replay"):
         changes_t: dict[str, object] = {}
         if args.data_dir:
             changes_t["data_dir"] = args.data_dir
@@ -250,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
                 print("refreshd: --dask-timeout must be positive", file=sys.stderr)
                 return 2
             return _train(settings.replace(**changes_t), args.force, args.dask, args.dask_timeout)
+        if args.command == "replay":
+            return _replay(settings.replace(**changes_t), args)
         if args.since >= args.until:
             print(f"refreshd parity: --since ({args.since}) must be before --until "
                   f"({args.until}), in epoch ms", file=sys.stderr)  # fmt: skip

@@ -36,6 +36,11 @@ MAX_ACKS = 100
 
 # Capped logs: ~1 M entries is a few days of training data for a mid-size app in < 1 GiB.
 LOG_MAXLEN = 1_000_000
+# Policy documents kept by version for replay: a policy changes a few times a day at most, so
+# 1000 versions outlive the decision log (a few days) by far, in well under a megabyte.
+POLICY_HISTORY = 1000
+# Most decisions one replay re-runs: a few seconds of CPU and memory for one request.
+REPLAY_MAX_DECISIONS = 10_000
 # Decision ids kept per user for `GET /v1/users/{id}/decisions` (the rows stay in the log).
 USER_DECISIONS_KEPT = 20
 

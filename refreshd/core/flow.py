@@ -64,6 +64,7 @@ __all__ = [
     "events",
     "finish_decide",
     "location",
+    "opportunity",
     "prepare_decide",
     "sweep",
 ]
@@ -93,6 +94,10 @@ class Config:
     fences: FenceIndex | None = None
     policy: PolicyDoc = DEFAULT_POLICY
     versions: ConfigVersions = NO_VERSIONS
+    # The model the service scores with now (None: none loaded). Exploration decisions log it
+    # (`serving_model`): their own answer needs no score, but a counterfactual replay asks
+    # what that model would have decided.
+    model_version: str | None = None
     # What the service always keeps and the simulator may skip where nothing reads it: log rows
     # of decisions and events (training, audit), the feature vector in each decision row (the
     # online/offline parity check; the simulator's training set recomputes features from the
@@ -155,6 +160,7 @@ class DecisionLog(msgspec.Struct, kw_only=True, omit_defaults=True):
     feature_ages: list[float | None] | None = None  # s since each feature's newest event
     explore: bool = False  # a randomised intent decision (exploration traffic)
     propensity: float | None = None  # P(this answer) under the logging policy, when randomised
+    serving_model: str | None = None  # explore rows: the model that would have scored them
     next_check_s: int | None = None
     degraded_reasons: list[str] = msgspec.field(default_factory=list)
     directives: list[str] = msgspec.field(default_factory=list)  # ids delivered with it
@@ -292,24 +298,21 @@ def prepare_decide(
     if geo is not None:
         state = msgspec.structs.replace(state, geo=geo.new_geo_state)
     chosen = choose(cfg.experiments, req.user_id)
-    explore: float | None = None
     params: VariantParams | None = None
+    experiment: tuple[str, str] | None = None
     if chosen is not None:
         exp_id, exp_cfg, assignment = chosen
         variant = assignment.variant or ""
         params = next(v.params for v in exp_cfg.variants if v.key == variant)
-        ladder, experiment = ladder_for(cfg.policy, params), (exp_id, variant)
-    else:
-        ladder, experiment = ladder_for(cfg.policy), None
-        node = ladder.intent
-        if node is not None and node.explore_share > 0:
-            explore = _explore_draw(node, req)
-    opp = Opportunity(
-        state=state,
-        req=req,
-        directives=p.unacked() + p.new,
+        experiment = (exp_id, variant)
+    ladder, opp = opportunity(
+        state,
+        req,
+        p.unacked() + p.new,
         geo_refresh=geo is not None and geo.refresh,
-        explore=explore,
+        policy=cfg.policy,
+        params=params,
+        in_experiment=experiment is not None,
     )
     decided = walk(ladder, opp, None)
     needs = decided is None
@@ -345,6 +348,33 @@ def prepare_decide(
         zone,
         decided,
     )
+
+
+def opportunity(
+    state: UserState,
+    req: DecideRequest,
+    directives: Sequence[Directive],
+    *,
+    geo_refresh: bool,
+    policy: PolicyDoc,
+    params: VariantParams | None,
+    in_experiment: bool,
+) -> tuple[Ladder, Opportunity]:
+    """Compile the ladder and build the opportunity it walks: one function for the decide
+    flow and for a replay of its log row, so both walk the same ladder over the same inputs.
+
+    Users outside experiments may be exploration traffic (the intent node's `explore_share`);
+    an experiment's users never are, so its arms stay comparable.
+    """
+    ladder = ladder_for(policy, params)
+    explore = None
+    node = ladder.intent
+    if not in_experiment and node is not None and node.explore_share > 0:
+        explore = _explore_draw(node, req)
+    opp = Opportunity(
+        state=state, req=req, directives=directives, geo_refresh=geo_refresh, explore=explore
+    )
+    return ladder, opp
 
 
 def _explore_draw(node: IntentNode, req: DecideRequest) -> float | None:
@@ -490,6 +520,7 @@ def _decision_log(plan: DecidePlan, d: Decision, delivered: Sequence[Directive])
         feature_ages=_ages(plan) if logged is not None else None,
         explore=d.explore,
         propensity=propensity,
+        serving_model=cfg.model_version if d.explore else None,
         next_check_s=d.next_check_s,
         degraded_reasons=list(d.degraded_reasons),
         directives=[x.id for x in delivered],

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 import msgspec
 
+from refreshd import constants as C
 from refreshd.core.policy import (
     Node,
     PolicyDoc,
@@ -52,5 +53,6 @@ RESOURCE: ConfigResource[PolicyDoc] = ConfigResource(
     get_summary="The policy document every worker decides with (the default until one is PUT)",
     request_doc=PolicyPut,
     item_doc=PolicyOut,
+    history=C.POLICY_HISTORY,  # a replay decides with the document of the decision's time
 )
 ROUTES: tuple[Route, ...] = RESOURCE.routes()

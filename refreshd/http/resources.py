@@ -128,6 +128,8 @@ class ConfigResource(Generic[T]):
     # the settings).
     default: Callable[[web.Application], T] | None = None
     max_id_len: int = C.ID_MAX_LEN
+    # Keep this many past versions of the items by version (`Store.get_config_at`; replay).
+    history: int = 0
     content_types: tuple[str, ...] = ("application/json",)
 
     def routes(self) -> tuple[Route, ...]:
@@ -233,7 +235,9 @@ class ConfigResource(Generic[T]):
         blob = msgspec.json.encode(doc)
         store = request.app[STORE]
         if self.check is None:
-            result = await store.put_config(self.kind, item_id, blob, expected.version)
+            result = await store.put_config(
+                self.kind, item_id, blob, expected.version, history=self.history
+            )
         else:
             result = await self._checked_put(store, item_id, item, blob, expected.version)
         if result.status == "conflict":
@@ -254,7 +258,7 @@ class ConfigResource(Generic[T]):
                 return ConfigWrite("conflict", current)
             if stored is not None:
                 self.check(self.parse(item_id, msgspec.json.decode(stored[1])), item)
-            result = await store.put_config(self.kind, item_id, blob, current)
+            result = await store.put_config(self.kind, item_id, blob, current, history=self.history)
             if result.status == "ok" or expected is not None:
                 break
         return result

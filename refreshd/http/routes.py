@@ -114,6 +114,7 @@ def all_routes() -> tuple[Route, ...]:
     from refreshd.http import geofences as geofences_api
     from refreshd.http import models as models_api
     from refreshd.http import policy as policy_api
+    from refreshd.http import replay as replay_api
     from refreshd.http import shadow as shadow_api
     from refreshd.http import triggers as triggers_api
 
@@ -127,6 +128,7 @@ def all_routes() -> tuple[Route, ...]:
         + decisions_api.ROUTES
         + features_api.ROUTES
         + shadow_api.ROUTES
+        + replay_api.ROUTES
         + dedupe_api.ROUTES
     )
 

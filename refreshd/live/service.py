@@ -132,6 +132,7 @@ class Service:
                 fences=max(self.fences.version, 0),
                 policy=max(self.policies.version, 0) if self.policies is not None else 0,
             ),
+            model_version=self.registry.version,
         )
 
     async def transact(

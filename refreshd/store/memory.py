@@ -38,6 +38,7 @@ class MemoryStore:
         self.config: dict[str, dict[str, bytes]] = {}
         self.config_versions: dict[str, int] = {}
         self.config_log: dict[str, dict[str, int]] = {}
+        self.config_history: dict[str, dict[int, bytes]] = {}
         self.due: dict[str, int] = {}
         self.stats: dict[str, dict[str, int]] = {}
         self.locks: dict[str, str] = {}
@@ -181,13 +182,27 @@ class MemoryStore:
         return self.config_versions[kind]
 
     async def put_config(
-        self, kind: str, item_id: str, blob: bytes, expected: int | None = None
+        self,
+        kind: str,
+        item_id: str,
+        blob: bytes,
+        expected: int | None = None,
+        *,
+        history: int = 0,
     ) -> ConfigWrite:
         current = self._item_version(kind, item_id)
         if expected is not None and expected != current:
             return ConfigWrite("conflict", current)
         self.config.setdefault(kind, {})[item_id] = blob
-        return ConfigWrite("ok", self._bump(kind, item_id))
+        version = self._bump(kind, item_id)
+        if history > 0:
+            kept = self.config_history.setdefault(kind, {})
+            kept[version] = blob
+            kept.pop(version - history, None)
+        return ConfigWrite("ok", version)
+
+    async def get_config_at(self, kind: str, version: int) -> bytes | None:
+        return self.config_history.get(kind, {}).get(version)
 
     async def delete_config(
         self, kind: str, item_id: str, expected: int | None = None

@@ -53,6 +53,11 @@ def config_log_key(kind: str) -> str:
     return f"cfg:{{{kind}}}:log"
 
 
+def config_history_key(kind: str) -> str:
+    """Hash: version → the item blob written under it (kinds written with `history`)."""
+    return f"cfg:{{{kind}}}:hist"
+
+
 def model_key(version: str) -> str:
     return f"model:{version}"
 
@@ -268,13 +273,25 @@ class Store(Protocol):
         ...
 
     async def put_config(
-        self, kind: str, item_id: str, blob: bytes, expected: int | None = None
+        self,
+        kind: str,
+        item_id: str,
+        blob: bytes,
+        expected: int | None = None,
+        *,
+        history: int = 0,
     ) -> ConfigWrite:
         """Store one configuration item (a rule, a fence, an experiment, the policy).
 
         With `expected`, only if the item is still at that version (0: it does not exist),
-        checked and written atomically; without it, unconditionally.
+        checked and written atomically; without it, unconditionally. With `history` > 0 the
+        same step also keeps the blob under its new version and forgets the one written
+        `history` versions earlier (`get_config_at`).
         """
+        ...
+
+    async def get_config_at(self, kind: str, version: int) -> bytes | None:
+        """Return the blob a write with `history` stored under `version`, None if not kept."""
         ...
 
     async def delete_config(

@@ -47,6 +47,7 @@ from refreshd.store.protocol import (
     ConfigWrite,
     all_tags,
     batch_key,
+    config_history_key,
     config_key,
     config_log_key,
     config_version_key,
@@ -170,6 +171,11 @@ end
 local v = redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[3], v, ARGV[1])
+local keep = tonumber(ARGV[4])
+if keep > 0 then
+  redis.call('HSET', KEYS[4], v, ARGV[2])
+  redis.call('HDEL', KEYS[4], v - keep)
+end
 return {'ok', v}
 """
 )
@@ -586,13 +592,24 @@ class RedisStore:
         return await self._call(run)
 
     async def put_config(
-        self, kind: str, item_id: str, blob: bytes, expected: int | None = None
+        self,
+        kind: str,
+        item_id: str,
+        blob: bytes,
+        expected: int | None = None,
+        *,
+        history: int = 0,
     ) -> ConfigWrite:
-        keys, args = _config_keys(kind), [item_id, blob, _expected_arg(expected)]
+        keys = [*_config_keys(kind), config_history_key(kind)]
+        args = [item_id, blob, _expected_arg(expected), int(history)]
         raw = await self._call(
             lambda: self._run(PUT_CONFIG, keys, args, write=True), self._write_timeout_s
         )
         return _config_write(raw)
+
+    async def get_config_at(self, kind: str, version: int) -> bytes | None:
+        raw: Any = await self._call(lambda: self.redis.hget(config_history_key(kind), version))
+        return None if raw is None else bytes(raw)
 
     async def delete_config(
         self, kind: str, item_id: str, expected: int | None = None

@@ -96,8 +96,13 @@ EVENT_TYPES = [
 ]
 
 
-def _requests(t0: int) -> list[tuple[int, str, dict[str, Any]]]:
-    """Return (server time, kind, body) for the whole sequence; acks are filled in later."""
+def _requests(
+    t0: int, n: int = REQUESTS, weights: tuple[int, int, int] = (4, 4, 2)
+) -> list[tuple[int, str, dict[str, Any]]]:
+    """Return (server time, kind, body) for the whole sequence; acks are filled in later.
+
+    `n` requests, of kinds events / decide / location in proportion to `weights`.
+    """
     rng = random.Random(16)
     visit = random.Random(17)  # the visit facts, on their own stream: the sequence is unchanged
     pos = {
@@ -108,7 +113,7 @@ def _requests(t0: int) -> list[tuple[int, str, dict[str, Any]]]:
     now = t0
     batches: dict[str, int] = {}
     steps: dict[str, int] = {}
-    for _ in range(REQUESTS):
+    for _ in range(n):
         now += rng.randint(1_000, 20_000)
         uid = f"u{rng.randrange(USERS)}"
         lat, lng = pos[uid]
@@ -121,7 +126,7 @@ def _requests(t0: int) -> list[tuple[int, str, dict[str, Any]]]:
             inside = (steps[uid] // 8) % 2 == 0
             lat = CENTRE[0] + rng.gauss(0, 0.0003)
             lng = CENTRE[1] + (rng.gauss(0, 0.0003) if inside else 0.012)
-        kind = rng.choices(["events", "decide", "location"], weights=[4, 4, 2])[0]
+        kind = rng.choices(["events", "decide", "location"], weights=weights)[0]
         if kind == "events":
             n = batches.get(uid, 0)
             if n and rng.random() < 0.05:  # a retried batch: accepted once

@@ -243,3 +243,32 @@ def test_train_on_dask_without_the_extra_says_what_to_install(
     out, err = capfd.readouterr()
     assert out == "" and err.count("\n") == 1
     assert err.startswith("refreshd train: ") and "pip install 'refreshd[distributed]'" in err
+
+
+def test_replay_command_writes_the_report_files(redis_url: str, tmp_path: Path) -> None:
+    import redis as redis_lib
+
+    from synth.eventlog import generate
+    from tests.support import raw_xadd
+
+    log = generate(users=20, days=1, seed=3)
+    with redis_lib.Redis.from_url(redis_url) as raw:
+        for d in log.decisions:
+            raw_xadd(raw, "log:decisions", d)
+        for e in log.events:
+            raw_xadd(raw, "log:events", e)
+    since = min(d["ts"] for d in log.decisions)
+    until = max(d["ts"] for d in log.decisions) + 1
+    window = ("--since", str(since), "--until", str(until), "--redis-url", redis_url)
+    out = run_cli("replay", *window, "--threshold", "0.3", "--out", str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["decisions"] == len(log.decisions)
+    assert report["candidate"] == {"model": None, "threshold": 0.3}
+    assert json.loads((tmp_path / "report.json").read_text()) == report
+    assert (tmp_path / "report.md").read_text().startswith("# refreshd replay")
+    assert (tmp_path / "replay.png").stat().st_size > 1000
+    bad = run_cli("replay", "--since", str(until), "--until", str(since), "--redis-url", redis_url)
+    assert bad.returncode == 2 and "(until)" in bad.stderr
+    missing = run_cli("replay", *window, "--model", "m-nope")
+    assert missing.returncode == 2 and "no model" in missing.stderr

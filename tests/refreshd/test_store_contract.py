@@ -164,6 +164,21 @@ async def test_config_items_are_versioned(store: Store) -> None:
     assert await store.get_config("fences") == (0, {})
 
 
+async def test_a_write_with_history_keeps_the_newest_versions(store: Store) -> None:
+    """Each write keeps its blob under its version; the one `history` writes back is dropped."""
+    versions = [
+        (await store.put_config("policy", "default", b"doc%d" % i, history=3)).version
+        for i in range(5)
+    ]
+    assert versions == [1, 2, 3, 4, 5]
+    kept = [await store.get_config_at("policy", v) for v in range(7)]
+    assert kept == [None, None, None, b"doc2", b"doc3", b"doc4", None]
+    failed = await store.put_config("policy", "default", b"late", expected=1, history=3)
+    assert failed.status == "conflict" and await store.get_config_at("policy", 6) is None
+    await store.put_config("rules", "r1", b"one")  # without history nothing is kept
+    assert await store.get_config_at("rules", 1) is None
+
+
 async def test_config_changes_since_a_version(store: Store) -> None:
     """A reader that saw version v reads only what changed after it, deletions as None."""
     await store.put_config("fences", "a", b"a1")
