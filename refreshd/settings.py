@@ -54,6 +54,9 @@ class Settings:
     user_cache_size: int = C.USER_CACHE_SIZE  # users cached per worker (0: none)
     config_poll_s: float = C.CONFIG_POLL_S
     sweep_interval_s: float = C.SWEEP_INTERVAL_S
+    # An OSM-style tile URL template (`https://…/{z}/{x}/{y}.png`) the console's fence map
+    # draws under the fences; None: a local metric projection, nothing fetched.
+    console_tiles: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -112,6 +115,14 @@ class Settings:
         log_level = (get("LOG_LEVEL") or "INFO").upper()
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"REFRESHD_LOG_LEVEL={log_level!r} is not a log level")
+        tiles = get("CONSOLE_TILES")
+        if tiles is not None and (
+            not tiles.startswith(("https://", "http://"))
+            or not all(k in tiles for k in ("{z}", "{x}", "{y}"))
+        ):
+            raise SettingsError(
+                "REFRESHD_CONSOLE_TILES must be an http(s) URL template with {z}, {x} and {y}"
+            )
         return cls(
             host=get("HOST") or C.DEFAULT_HOST,
             port=integer("PORT", C.DEFAULT_PORT, 0, 65535),
@@ -146,6 +157,7 @@ class Settings:
             config_poll_s=number("CONFIG_POLL_S", C.CONFIG_POLL_S, 0.1, 60.0),
             sweep_interval_s=number("SWEEP_INTERVAL_S", C.SWEEP_INTERVAL_S, 0.1, 3600.0),
             catalogue_seed=integer("CATALOGUE_SEED", 0, 0, 2**31 - 1),
+            console_tiles=tiles,
         )
 
     def replace(self, **changes: object) -> Settings:
