@@ -156,6 +156,7 @@ def _graticule(view: MapView) -> list[str]:
         out.append(f'<line x1="0" x2="{view.width}" y1="{y[0]:.1f}" y2="{y[0]:.1f}"/>')
         out.append(f'<text x="4" y="{y[0] - 3:.1f}">{lat:.{_decimals(step)}f}°</text>')
         lat += step
+    step = _nice((lng_b - lng_a) / 6)  # meridians: labels about 150 px apart
     lng = math.ceil(lng_a / step) * step
     while lng <= lng_b:
         x, _ = view.xy(np.array([lng]), np.array([view.lat0]))
