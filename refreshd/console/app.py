@@ -36,11 +36,13 @@ async def root(request: web.Request) -> web.Response:
     raise web.HTTPFound(PREFIX)
 
 
-async def login_form(request: web.Request, error: str | None = None) -> web.Response:
+async def login_form(
+    request: web.Request, error: str | None = None, nxt: str | None = None
+) -> web.Response:
     token = request.config_dict[SETTINGS].admin_token
     if token is None:
         raise web.HTTPSeeOther(PREFIX)
-    nxt = request.query.get("next", PREFIX)
+    nxt = nxt or request.query.get("next", PREFIX)
     return page(
         request,
         "login.html",
@@ -54,9 +56,9 @@ async def login(request: web.Request) -> web.Response:
     data = await form(request)
     if token is None:
         raise web.HTTPSeeOther(PREFIX)
-    if not hmac.compare_digest(data.get("token", "").encode(), token.encode()):
-        return await login_form(request, "That is not the admin token.")
     nxt = data.get("next", PREFIX)
+    if not hmac.compare_digest(data.get("token", "").encode(), token.encode()):
+        return await login_form(request, "That is not the admin token.", nxt)
     response = web.HTTPSeeOther(nxt if serves(nxt.split("?")[0]) else PREFIX)
     auth.set_session(response, request, token)
     raise response
