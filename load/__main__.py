@@ -31,6 +31,7 @@ MICRO = (
     "bench_triggers",
     "bench_dedupe",
     "bench_experiments",
+    "bench_console",
 )
 
 
