@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-fast fuzz lint bench clean
+.PHONY: install run test test-fast fuzz lint bench chromium clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,13 @@ install: $(STAMP)  ## create .venv and install refreshd with its test tools
 run: $(STAMP)  ## start the service on 127.0.0.1:8080 with the embedded Valkey (data in ./var)
 	$(BIN)/refreshd serve
 
-test: $(STAMP)  ## run the whole suite (slow simulations included)
+chromium:  ## the system Chromium the console's browser tests drive (installed when missing and possible)
+	@.ci/chromium
+
+test: $(STAMP) chromium  ## run the whole suite (slow simulations included)
 	$(BIN)/python -m pytest
 
-test-fast: $(STAMP)  ## the suite without runs marked slow
+test-fast: $(STAMP) chromium  ## the suite without runs marked slow
 	$(BIN)/python -m pytest -m 'not slow'
 
 fuzz: $(STAMP)  ## fuzz every route from /openapi.json with a large budget (REFRESHD_FUZZ_EXAMPLES, default 500), and stateful runs through its links (REFRESHD_FUZZ_STATEFUL, default 200)

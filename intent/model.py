@@ -201,6 +201,12 @@ class IntentModel:
             return p
         return p * curve.gain(X[:, self._age_col])
 
+    def importance(self) -> dict[str, float]:
+        """Each feature's share of the model's total split gain (what the console draws)."""
+        gains = self._booster.feature_importance(importance_type="gain")
+        total = float(gains.sum()) or 1.0
+        return {n: float(g) / total for n, g in zip(self.feature_names, gains, strict=True)}
+
     def predict_click(self, X: np.ndarray) -> np.ndarray:
         """Return click-intent probabilities for the rows of X."""
         X = np.asarray(X, dtype=np.float64)

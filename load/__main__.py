@@ -34,6 +34,7 @@ MICRO = (
     "bench_experiments",
     "bench_parity",
     "bench_monitor",
+    "bench_console",
 )
 
 

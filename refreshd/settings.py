@@ -59,6 +59,9 @@ class Settings:
     sweep_interval_s: float = C.SWEEP_INTERVAL_S
     psi_window: int = C.PSI_WINDOW  # recent scores per model version the PSI gauge reads
     calibration_interval_s: float = C.CALIBRATION_INTERVAL_S  # 0: no calibration gauge
+    # An OSM-style tile URL template (`https://…/{z}/{x}/{y}.png`) the console's fence map
+    # draws under the fences; None: a local metric projection, nothing fetched.
+    console_tiles: str | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -117,6 +120,14 @@ class Settings:
         log_level = (get("LOG_LEVEL") or "INFO").upper()
         if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise SettingsError(f"REFRESHD_LOG_LEVEL={log_level!r} is not a log level")
+        tiles = get("CONSOLE_TILES")
+        if tiles is not None and (
+            not tiles.startswith(("https://", "http://"))
+            or not all(k in tiles for k in ("{z}", "{x}", "{y}"))
+        ):
+            raise SettingsError(
+                "REFRESHD_CONSOLE_TILES must be an http(s) URL template with {z}, {x} and {y}"
+            )
         return cls(
             host=get("HOST") or C.DEFAULT_HOST,
             port=integer("PORT", C.DEFAULT_PORT, 0, 65535),
@@ -158,6 +169,7 @@ class Settings:
             calibration_interval_s=number(
                 "CALIBRATION_INTERVAL_S", C.CALIBRATION_INTERVAL_S, 0.0, 86_400.0
             ),
+            console_tiles=tiles,
         )
 
     def replace(self, **changes: object) -> Settings:

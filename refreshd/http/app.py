@@ -17,6 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from intent.features import FEATURES_VERSION
 from intent.model import read_features_version
 from refreshd import constants as C
+from refreshd.console.app import add_console
 from refreshd.core.errors import Conflict, StoreUnavailable
 from refreshd.http import middleware
 from refreshd.http import routes as api
@@ -303,4 +304,5 @@ def create_app(
     app.cleanup_ctx.append(_store_ctx)
     app.cleanup_ctx.append(_jobs_ctx)
     api.add_routes(app, settings.admin_token)
+    add_console(app)  # HTML pages at /console, outside the JSON route table
     return app

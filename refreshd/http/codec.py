@@ -71,7 +71,11 @@ def path_id(
     request: web.Request, what: str, *, max_len: int = C.ID_MAX_LEN, name: str = "id"
 ) -> str:
     """Return the `{id}` (or `{name}`) of the path, or a 422 naming it when it cannot be a key."""
-    item_id = request.match_info[name]
+    return valid_id(request.match_info[name], what, max_len=max_len, name=name)
+
+
+def valid_id(item_id: str, what: str, *, max_len: int = C.ID_MAX_LEN, name: str = "id") -> str:
+    """Return `item_id`, or a 422 naming `name` when it cannot be a key."""
     if len(item_id) > max_len or not _SAFE_ID.match(item_id):
         raise InvalidValue(
             f"{what} {name} must be 1–{max_len} characters of A–Z a–z 0–9 . _ : @ -", field=name
@@ -122,7 +126,12 @@ async def read_any_json(
     """Decode a JSON body without a schema (the caller validates and names bad fields)."""
     if request.content_type not in types:
         raise UnsupportedMediaType(f"expected Content-Type {' or '.join(types)}")
+    return decode_any(await request.read())
+
+
+def decode_any(raw: bytes | str) -> Any:
+    """Decode JSON without a schema, or raise MalformedJSON (a 400)."""
     try:
-        return msgspec.json.decode(await request.read())
+        return msgspec.json.decode(raw)
     except (msgspec.DecodeError, UnicodeDecodeError):
         raise MalformedJSON("body is not valid JSON") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -12,12 +13,13 @@ from refreshd import constants as C
 from refreshd.core.errors import Conflict, InvalidValue
 from refreshd.core.experiments import ExperimentConfig, assign, experiment_to_json, parse_experiment
 from refreshd.core.exposure import stats_key
-from refreshd.core.expstats import Report, build_report, stats_from_fields
+from refreshd.core.expstats import Report, VariantStats, build_report, stats_from_fields
 from refreshd.http.codec import json_response
 from refreshd.http.keys import EXPERIMENTS, STORE
 from refreshd.http.resources import ConfigResource, ExpectedVersion
 from refreshd.http.routing import Route
 from refreshd.live.expbook import KIND
+from refreshd.store.protocol import Store
 
 _ID = re.compile(C.ID_PATTERN)
 # Changing these of an experiment that has run moves users between variants and corrupts
@@ -92,25 +94,42 @@ async def _stored(request: web.Request, exp_id: str) -> ExperimentConfig:
     return parse_experiment(exp_id, blob)
 
 
-async def assignment(request: web.Request) -> web.Response:
-    exp_id = RESOURCE.item_id(request)
-    user_id = request.query.get("user_id", "")
+def checked_user_id(user_id: str) -> str:
+    """Return `user_id` if it is a valid user id, else a 422 naming `user_id`."""
     if not user_id or len(user_id) > C.ID_MAX_LEN or not _ID.match(user_id):
         raise InvalidValue(
             "user_id is required: 1–128 characters of A–Z a–z 0–9 . _ : @ -", field="user_id"
         )
+    return user_id
+
+
+async def assignment(request: web.Request) -> web.Response:
+    exp_id = RESOURCE.item_id(request)
+    user_id = checked_user_id(request.query.get("user_id", ""))
     cfg = await _stored(request, exp_id)
     a = assign(exp_id, cfg, user_id)
     return json_response(AssignmentOut(a.in_experiment, a.variant, a.hash))
 
 
+async def variant_stats(
+    store: Store, experiments: Sequence[tuple[str, ExperimentConfig]]
+) -> list[dict[str, VariantStats]]:
+    """Read the arms' statistics of several experiments in one store call (variant → stats)."""
+    keys = [stats_key(eid, v.key) for eid, cfg in experiments for v in cfg.variants]
+    rows = iter(await store.read_stats(keys))
+    return [{v.key: stats_from_fields(next(rows)) for v in cfg.variants} for _, cfg in experiments]
+
+
+async def experiment_report(store: Store, exp_id: str, cfg: ExperimentConfig) -> Report:
+    """The report of one experiment: what the report route serves and the console draws."""
+    (stats,) = await variant_stats(store, [(exp_id, cfg)])
+    return build_report(exp_id, cfg, stats)
+
+
 async def report(request: web.Request) -> web.Response:
     exp_id = RESOURCE.item_id(request)
     cfg = await _stored(request, exp_id)
-    keys = [stats_key(exp_id, v.key) for v in cfg.variants]
-    rows = await request.app[STORE].read_stats(keys)
-    stats = {v.key: stats_from_fields(row) for v, row in zip(cfg.variants, rows, strict=True)}
-    return json_response(build_report(exp_id, cfg, stats))
+    return json_response(await experiment_report(request.app[STORE], exp_id, cfg))
 
 
 ROUTES: tuple[Route, ...] = (

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Generic, TypeVar
 
 import msgspec
@@ -24,7 +24,7 @@ from msgspec import Meta
 
 from refreshd import constants as C
 from refreshd.core.errors import Conflict, InvalidValue, NotFound
-from refreshd.http.codec import json_response, path_id, read_any_json
+from refreshd.http.codec import json_response, path_id, read_any_json, valid_id
 from refreshd.http.keys import STORE
 from refreshd.http.routing import BODY_ERRORS, IF_MATCH_PATTERN, Route
 from refreshd.store.protocol import ConfigWrite, Store
@@ -32,6 +32,9 @@ from refreshd.store.protocol import ConfigWrite, Store
 __all__ = ["ConfigResource", "Expected", "ExpectedVersion", "Item", "expected_version"]
 
 T = TypeVar("T")
+# Where a kind finds the store and its book: the application, or a request's `config_dict`
+# (a sub-application's handler, such as the console's, sees its parent's keys through it).
+Config = Mapping[Any, Any]
 _IF_MATCH = re.compile(IF_MATCH_PATTERN)
 # A write checked against the stored item (an experiment's frozen fields) expects the version
 # it read; when another write slips in between it reads and checks again, this many times.
@@ -126,7 +129,7 @@ class ConfigResource(Generic[T]):
     single: str | None = None  # the one item id of a single-item kind (no list, no delete)
     # A single-item kind's item before it is first written (from the app: it may depend on
     # the settings).
-    default: Callable[[web.Application], T] | None = None
+    default: Callable[[Config], T] | None = None
     max_id_len: int = C.ID_MAX_LEN
     # Keep this many past versions of the items by version (`Store.get_config_at`; replay).
     history: int = 0
@@ -193,6 +196,10 @@ class ConfigResource(Generic[T]):
     def item_id(self, request: web.Request) -> str:
         return self.single or path_id(request, self.what, max_len=self.max_id_len)
 
+    def valid_id(self, item_id: str) -> str:
+        """An item id given outside the path (a console form), checked as the path's is."""
+        return self.single or valid_id(item_id, self.what, max_len=self.max_id_len)
+
     def _missing(self, item_id: str) -> NotFound:
         return NotFound(f"no {self.what} {item_id!r}", field="id")
 
@@ -207,9 +214,13 @@ class ConfigResource(Generic[T]):
         body = self.item_body(item_id, doc, version)
         return json_response(body, headers={"ETag": f'"{version}"'})
 
+    async def items(self, store: Store) -> tuple[int, list[Item]]:
+        """Return (kind version, every item by id): the list route's data (and the console's)."""
+        version, items = await store.get_config_items(self.kind)
+        return version, [Item(i, self.load(i, blob), v) for i, (v, blob) in sorted(items.items())]
+
     async def list_items(self, request: web.Request) -> web.Response:
-        version, items = await request.app[STORE].get_config_items(self.kind)
-        out = [Item(i, self.load(i, blob), v) for i, (v, blob) in sorted(items.items())]
+        version, out = await self.items(request.app[STORE])
         if self.list_body is not None:
             return json_response(self.list_body(version, out))
         assert self.list_doc is not None
@@ -217,23 +228,32 @@ class ConfigResource(Generic[T]):
             self.list_doc(version, [self.item_body(i.id, i.doc, i.version) for i in out])
         )
 
-    async def get_item(self, request: web.Request) -> web.Response:
-        item_id = self.item_id(request)
-        stored = await request.app[STORE].get_config_item(self.kind, item_id)
+    async def get(self, app: Config, item_id: str) -> Item:
+        """Return one item (a single-item kind's default, version 0, before its first write)."""
+        stored = await app[STORE].get_config_item(self.kind, item_id)
         if stored is not None:
-            return self._respond(item_id, self.load(item_id, stored[1]), stored[0])
+            return Item(item_id, self.load(item_id, stored[1]), stored[0])
         if self.default is None:
             raise self._missing(item_id)
-        return self._respond(item_id, self.to_json(self.default(request.app)), 0)
+        return Item(item_id, self.to_json(self.default(app)), 0)
 
-    async def put_item(self, request: web.Request) -> web.Response:
-        item_id = self.item_id(request)
-        body = await read_any_json(request, types=self.content_types)
-        expected = expected_version(request, body)
+    async def get_item(self, request: web.Request) -> web.Response:
+        item = await self.get(request.config_dict, self.item_id(request))
+        return self._respond(item.id, item.doc, item.version)
+
+    async def write(
+        self, app: Config, item_id: str, body: Any, expected: Expected | None = None
+    ) -> Item:
+        """Validate `body` and store it as item `item_id`; refresh this worker's copy.
+
+        The one write path of a kind: the PUT route and the console both call it, so both
+        validate and answer alike (a 422 naming the field, a 409 on a version mismatch).
+        """
+        expected = expected or Expected()
         item = self.parse(item_id, body)
         doc = self.to_json(item)
         blob = msgspec.json.encode(doc)
-        store = request.app[STORE]
+        store = app[STORE]
         if self.check is None:
             result = await store.put_config(
                 self.kind, item_id, blob, expected.version, history=self.history
@@ -242,8 +262,15 @@ class ConfigResource(Generic[T]):
             result = await self._checked_put(store, item_id, item, blob, expected.version)
         if result.status == "conflict":
             raise expected.conflict(self.what, item_id, result.version)
-        await request.app[self.book].refresh(store)
-        return self._respond(item_id, doc, result.version)
+        await app[self.book].refresh(store)
+        return Item(item_id, doc, result.version)
+
+    async def put_item(self, request: web.Request) -> web.Response:
+        item_id = self.item_id(request)
+        body = await read_any_json(request, types=self.content_types)
+        expected = expected_version(request, body)
+        item = await self.write(request.config_dict, item_id, body, expected)
+        return self._respond(item.id, item.doc, item.version)
 
     async def _checked_put(
         self, store: Store, item_id: str, item: T, blob: bytes, expected: int | None
@@ -263,14 +290,18 @@ class ConfigResource(Generic[T]):
                 break
         return result
 
-    async def delete_item(self, request: web.Request) -> web.Response:
-        item_id = self.item_id(request)
-        expected = expected_version(request)
-        store = request.app[STORE]
+    async def delete(self, app: Config, item_id: str, expected: Expected | None = None) -> None:
+        """Delete item `item_id` (404 if missing, 409 on a version mismatch); refresh the copy."""
+        expected = expected or Expected()
+        store = app[STORE]
         result = await store.delete_config(self.kind, item_id, expected.version)
         if result is None:
             raise self._missing(item_id)
         if result.status == "conflict":
             raise expected.conflict(self.what, item_id, result.version)
-        await request.app[self.book].refresh(store)
+        await app[self.book].refresh(store)
+
+    async def delete_item(self, request: web.Request) -> web.Response:
+        item_id = self.item_id(request)
+        await self.delete(request.config_dict, item_id, expected_version(request))
         return web.Response(status=204)
