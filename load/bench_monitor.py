@@ -1,6 +1,6 @@
 """What model monitoring costs: per decision, per scrape, per calibration run, in one run.
 
-Per decision: `Monitor.scored` + `Monitor.decided` on real feature vectors (the synthetic log's,
+Per decision: `Monitor.scored` + `aged` + `decided` on real feature vectors (the synthetic log's,
 with their real share of missing values) against the one labelled counter increment a decision
 cost before (`labels(reason, refresh).inc()`). Per scrape: the PSI of a full window. Per
 calibration run: decoding the logs' JSON rows and `refreshd.live.calibration.measure` on them,
@@ -39,6 +39,8 @@ def run(users: int = 300, days: int = 3, seed: int = 0) -> dict[str, Any]:
     model = IntentModel.from_text(result.model_text, version="bench")
     vectors = [list(map(float, row)) for row in dataset.X]
     scores = model.predict(dataset.X).tolist()
+    # Ages as the flow logs them: a tenth of a second, None for a missing feature.
+    ages = [[None if x == MISSING else round(abs(x) * 60.0, 1) for x in v] for v in vectors]
     answer = DecideResponse("d", True, "intent", 0.5, 0.3, None, "bench", 60, [], False, [])
 
     metrics, registry = Metrics(), ModelRegistry()
@@ -53,8 +55,9 @@ def run(users: int = 300, days: int = 3, seed: int = 0) -> dict[str, Any]:
     )
     monitor = Monitor(metrics, registry, lambda: now, window=C.PSI_WINDOW)
     t0 = time.perf_counter()
-    for v, s in zip(vectors, scores, strict=True):
+    for v, s, a in zip(vectors, scores, ages, strict=True):
         monitor.scored(v, s, "bench")
+        monitor.aged(a)
         monitor.decided(answer)
     monitor_us = (time.perf_counter() - t0) / len(vectors) * 1e6
     before = Counter("bench_decisions", "the counter before", ["reason", "refresh"], registry=None)

@@ -1,15 +1,17 @@
-"""Model monitoring in the worker: score drift, missing features, model age, calibration.
+"""Model monitoring in the worker: score drift, missing features, feature ages, calibration.
 
-Per decision the service makes two calls, ~3.5 µs together (`python -m load.bench_monitor`).
+Per decision the service makes three calls, ~3.5 µs together (`python -m load.bench_monitor`).
 `scored` (the model answered) keeps a reference to the feature vector, whose missing values
 are counted with numpy for a batch of vectors at once (every `MISSING_BATCH` vectors and
 before each scrape), and appends the score to a bounded window of this worker's recent scores
-for that model version. `decided` counts the answer by reason, outcome, node and degraded,
-through counter children resolved once per label combination. The gauges that summarise the
-window are computed before each scrape (`update`), not per decision: the PSI of the window
-against the training scores the model carries (`score_quantiles` in its metrics, recorded by
-`intent.train`), and the live model's age. The calibration gauge comes from a scheduled job
-(`calibrate`, `refreshd.live.calibration`). docs/operations.md lists the metrics and alerts.
+for that model version. `aged` keeps the logged feature ages for
+`refreshd_feature_age_seconds`, observed in batches the same way. `decided` counts the answer
+by reason, outcome, node and degraded, through counter children resolved once per label
+combination. The gauges that summarise the window are computed before each scrape
+(`update`), not per decision: the PSI of the window against the training scores the model
+carries (`score_quantiles` in its metrics, recorded by `intent.train`), and the live model's
+age. The calibration gauge comes from a scheduled job (`calibrate`,
+`refreshd.live.calibration`). docs/operations.md lists the metrics and alerts.
 """
 
 from __future__ import annotations
@@ -67,6 +69,7 @@ class Monitor:
         self.windows: dict[str, collections.deque[float]] = {}
         self._missing = [metrics.feature_missing.labels(name) for name in FEATURE_NAMES]
         self._vectors: list[Sequence[float]] = []
+        self._ages: list[Sequence[float | None]] = []
         self._decisions: dict[tuple[str, bool, bool], Counter] = {}
         self._psi_versions: set[str] = set()
         self._calibrated: set[str] = set()
@@ -84,6 +87,20 @@ class Monitor:
         if window is None:
             window = self._new_window(version)
         window.append(score)
+
+    def aged(self, ages: Sequence[float | None]) -> None:
+        """Hold a logged decision's feature ages for the age histogram (counted in batches)."""
+        if len(ages) != len(self.metrics.feature_age.features):
+            return  # another features version's vector (a rolling upgrade)
+        self._ages.append(ages)
+        if len(self._ages) >= MISSING_BATCH:
+            self.count_ages()
+
+    def count_ages(self) -> None:
+        """Add the held age vectors to `refreshd_feature_age_seconds`."""
+        ages, self._ages = self._ages, []
+        if ages:
+            self.metrics.feature_age.add(np.array(ages, dtype=np.float64))  # None → NaN
 
     def decided(self, answer: DecideResponse) -> None:
         """Count a decision by reason, outcome, node and degraded, and its degraded causes."""
@@ -130,8 +147,9 @@ class Monitor:
         return {meta.version: psi(reference, window)}
 
     def update(self) -> None:
-        """Count held vectors; set the gauges: PSI per version, the live model's age."""
+        """Count held vectors and ages; set the gauges: PSI per version, the live model's age."""
         self.count_missing()
+        self.count_ages()
         values = self.psi()
         _set_labelled(self.metrics.score_psi, values, self._psi_versions)
         meta = self.registry.meta

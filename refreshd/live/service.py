@@ -248,6 +248,8 @@ class Service:
                 answer.decision_id = result.decision_ids[0]
                 for row in outcome.effects.decision_logs:  # written without it: the id is its place
                     row.decision_id = answer.decision_id
+                    if row.feature_ages is not None:
+                        self.monitor.aged(row.feature_ages)
                 self.shadow.offer(outcome.effects.decision_logs)  # queued, never awaited
             except StoreUnavailable:  # counted by transact as a load or commit error
                 # Not logged, so not to be looked up: an id that says so.

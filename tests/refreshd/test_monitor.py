@@ -96,6 +96,25 @@ def test_missing_features_are_counted_per_feature_and_per_scored_vector() -> Non
     assert scrape(metrics, "refreshd_feature_missing_total", feature=FEATURE_NAMES[1]) == 0
 
 
+def test_feature_ages_fill_cumulative_buckets_per_feature() -> None:
+    monitor, metrics, _, _ = make_monitor()
+    n = len(FEATURE_NAMES)
+    young: list[float | None] = [5.0] * n
+    old: list[float | None] = [7200.0] * n
+    young[1] = old[1] = None  # a context feature: never observed
+    monitor.aged(young)
+    monitor.aged(old)
+    monitor.aged([1.0] * (n - 1))  # another features version's vector: ignored
+    name, feature = "refreshd_feature_age_seconds", FEATURE_NAMES[0]
+    assert scrape(metrics, f"{name}_count", feature=feature) == 2
+    assert scrape(metrics, f"{name}_sum", feature=feature) == 7205.0
+    assert scrape(metrics, f"{name}_bucket", feature=feature, le="10.0") == 1
+    assert scrape(metrics, f"{name}_bucket", feature=feature, le="3600.0") == 1
+    assert scrape(metrics, f"{name}_bucket", feature=feature, le="21600.0") == 2
+    assert scrape(metrics, f"{name}_bucket", feature=feature, le="+Inf") == 2
+    assert scrape(metrics, f"{name}_count", feature=FEATURE_NAMES[1]) is None
+
+
 def test_the_score_window_is_bounded_and_old_versions_are_dropped() -> None:
     monitor, *_ = make_monitor(window=100)
     for i in range(250):
@@ -165,6 +184,10 @@ async def test_psi_crosses_the_alert_threshold_when_the_cohort_shifts(
 
     answers = await replay(service, clock, like)
     assert sum(a.model_version == version for a in answers) >= 800  # the window is full
+    # Logged decisions' feature ages were observed (the age histogram, from the log rows).
+    counts = [scrape(metrics, "refreshd_feature_age_seconds_count", feature=f) or 0
+              for f in FEATURE_NAMES]  # fmt: skip
+    assert 0 < max(counts) <= len(answers)
     stable = scrape(metrics, "refreshd_score_psi", model_version=version)
     answers = await replay(service, clock, shifted)
     assert sum(a.model_version == version for a in answers) >= 800  # ... of the new cohort
