@@ -519,13 +519,24 @@ class RedisStore:
         entries: Any = await self._call(
             partial(self.redis.lrange, user_decisions_key(uid), 0, max(limit, 1) - 1)
         )
-        out: list[bytes] = []
-        for raw in entries:  # the log may have dropped the oldest: skip what it no longer has
-            entry = bytes(raw).decode()
-            got: Any = await self._call(partial(self.redis.xrange, key, entry, entry, count=1))
-            if got:
-                out.append(with_decision_id(bytes(got[0][1][b"d"]), decision_id(tag, entry)))
-        return out
+        ids = [bytes(raw).decode() for raw in entries]
+        if not ids:
+            return []
+
+        async def run() -> list[Any]:
+            # One round trip: every entry lives in the user's shard, so one node answers all.
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for entry in ids:
+                    pipe.xrange(key, entry, entry, count=1)
+                return list(await pipe.execute())
+
+        found: list[Any] = await self._call(run)
+        # The log may have dropped the oldest: skip what it no longer has.
+        return [
+            with_decision_id(bytes(got[0][1][b"d"]), decision_id(tag, entry))
+            for entry, got in zip(ids, found, strict=True)
+            if got
+        ]
 
     async def append_log(
         self, stream: str, rows: Sequence[tuple[str, bytes]], maxlen: int, ttl_s: int
