@@ -20,7 +20,9 @@ Assignment rules, in GrowthBook's order:
   lowering coverage shrinks every range without moving any user to another variant.
 
 Changing weights, seed or hash version of a running experiment reassigns users; the shell
-should treat that as a new experiment (GrowthBook bumps a bucket version for the same reason).
+refuses it unless the experiment is sticky: then exposed users keep their recorded variant
+(GrowthBook sticky bucketing) until `bucket_version` changes, and only new users see the new
+weights.
 """
 
 from __future__ import annotations
@@ -151,19 +153,23 @@ class ExperimentConfig(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown
     metrics: list[Metric] = msgspec.field(default_factory=lambda: list(METRICS))
     status: Status = "draft"
     stats: StatsConfig = msgspec.field(default_factory=StatsConfig)
-    # Stored and validated; evaluating guardrails and sticky bucketing are not implemented yet.
+    # Metrics that must not get worse: the report flags an arm whose CI excludes 0 the bad way.
     guardrails: list[GuardrailMetric] = msgspec.field(default_factory=list)
+    # GrowthBook sticky bucketing: an exposed user keeps their variant when weights or coverage
+    # change; a new bucket_version voids every record (users go where hashing puts them).
     sticky: bool = False
     bucket_version: Annotated[int, Meta(ge=0, le=2**31 - 1)] = 0
 
 
 class Assignment(msgspec.Struct, frozen=True):
-    """Where a user falls: `hash` is the bucket hash when one was computed, else None."""
+    """Where a user falls: `hash` is the bucket hash when one was computed, else None;
+    `sticky` says the variant came from the user's sticky record, not from hashing."""
 
     in_experiment: bool
     variant: str | None = None
     hash: float | None = None
     variation_id: int | None = None
+    sticky: bool = False
 
 
 _PATH = re.compile(r" - at `\$\.?(?P<path>[^`]*)`$")
@@ -320,10 +326,21 @@ def choose_variation(n: float, ranges: list[tuple[float, float]]) -> int:
 _OUT = Assignment(in_experiment=False)
 
 
-def assign(exp_id: str, cfg: ExperimentConfig, user_id: str) -> Assignment:
-    """Return the user's assignment; deterministic, and identical to GrowthBook's."""
+def assign(
+    exp_id: str, cfg: ExperimentConfig, user_id: str, sticky: tuple[str, int] | None = None
+) -> Assignment:
+    """Return the user's assignment; deterministic, and identical to GrowthBook's.
+
+    `sticky` is the user's record in this experiment, (variant, bucket version), if any. With
+    `cfg.sticky` a record of the current bucket version whose variant still exists wins over
+    namespace, coverage and hashing, as GrowthBook's sticky bucket does.
+    """
     if cfg.status != "running" or not user_id:
         return _OUT
+    if cfg.sticky and sticky is not None and sticky[1] == cfg.bucket_version:
+        for i, v in enumerate(cfg.variants):
+            if v.key == sticky[0]:
+                return Assignment(in_experiment=True, variant=v.key, variation_id=i, sticky=True)
     if cfg.namespace is not None and not in_namespace(user_id, cfg.namespace):
         return _OUT
     n = gb_hash(cfg.seed or exp_id, user_id, cfg.hash_version)

@@ -28,6 +28,7 @@ __all__ = [
     "record_decision",
     "record_events",
     "stats_key",
+    "sticky_record",
 ]
 
 
@@ -39,15 +40,27 @@ def stats_key(exp_id: str, variant: str) -> str:
     return f"exp:{exp_id}:v:{variant}"
 
 
+def sticky_record(exp_state: Mapping[str, ExpUser], exp_id: str) -> tuple[str, int] | None:
+    """Return the user's (variant, bucket version) in the experiment, None if never exposed."""
+    eu = exp_state.get(exp_id)
+    return None if eu is None else (eu.variant, eu.bucket_version)
+
+
 def choose(
-    experiments: Mapping[str, ExperimentConfig], user_id: str
+    experiments: Mapping[str, ExperimentConfig],
+    user_id: str,
+    exp_state: Mapping[str, ExpUser] | None = None,
 ) -> tuple[str, ExperimentConfig, Assignment] | None:
-    """Return the experiment (id, config, assignment) that shapes this user's decisions."""
+    """Return the experiment (id, config, assignment) that shapes this user's decisions.
+
+    `exp_state` is the user's experiment records: a sticky experiment keeps them where their
+    record says.
+    """
     for exp_id in sorted(experiments):
         cfg = experiments[exp_id]
         if cfg.status != "running":
             continue
-        a = assign(exp_id, cfg, user_id)
+        a = assign(exp_id, cfg, user_id, sticky_record(exp_state, exp_id) if exp_state else None)
         if a.in_experiment and a.variant is not None:
             return exp_id, cfg, a
     return None
@@ -62,20 +75,24 @@ def record_decision(
     *,
     history: Sequence[DayActivity] = (),
     lookback_days: int = MAX_CUPED_LOOKBACK_DAYS,
+    bucket_version: int = 0,
 ) -> tuple[dict[str, ExpUser], list[Increment]]:
     """Return the user's experiment state and stats increments after one decision.
 
     `history` is the user's daily activity; at first exposure the `lookback_days` before it
-    become the user's covariate.
+    become the user's covariate. The record keeps the experiment's `bucket_version`.
     """
     state = dict(exp_state)
     current = state.get(exp_id)
     if current is None or current.variant != variant:
-        # First exposure (or the experiment was redefined and moved the user): count anew.
+        # First exposure (or a new bucket version moved the user): count anew.
         pre = pre_period(history, ts, lookback_days)
-        current, old = ExpUser(variant=variant, exposed_ts=ts, pre=pre), None
+        current = ExpUser(variant=variant, exposed_ts=ts, pre=pre, bucket_version=bucket_version)
+        old = None
     else:
         old = current.totals
+        if current.bucket_version != bucket_version:
+            current = msgspec.structs.replace(current, bucket_version=bucket_version)
     new = msgspec.structs.replace(
         current.totals, refreshes=current.totals.refreshes + (1 if refreshed else 0)
     )

@@ -297,7 +297,7 @@ def prepare_decide(
     geo = _decide_fix(state, req, cfg)
     if geo is not None:
         state = msgspec.structs.replace(state, geo=geo.new_geo_state)
-    chosen = choose(cfg.experiments, req.user_id)
+    chosen = choose(cfg.experiments, req.user_id, state.exp)
     params: VariantParams | None = None
     experiment: tuple[str, str] | None = None
     if chosen is not None:
@@ -411,6 +411,7 @@ def finish_decide(plan: DecidePlan, scored: Scored | None) -> Outcome[DecideResp
             decision.refresh,
             history=state.daily,
             lookback_days=plan.cfg.experiments[exp_id].stats.cuped_lookback_days,
+            bucket_version=plan.cfg.experiments[exp_id].bucket_version,
         )
         state = msgspec.structs.replace(state, exp=exp_state)
         exposure = Exposure(exp_id, variant)

@@ -19,6 +19,9 @@ class ExpUser(msgspec.Struct, kw_only=True):
     exposed_ts: int
     totals: UserTotals = msgspec.field(default_factory=UserTotals)
     pre: UserTotals | None = None
+    # The experiment's bucket version when the variant was recorded: with sticky bucketing the
+    # record decides the variant only while the experiment is still at this version.
+    bucket_version: int = 0
 
 
 class UserState(msgspec.Struct, kw_only=True):

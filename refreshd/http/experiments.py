@@ -12,10 +12,10 @@ from aiohttp import web
 from refreshd import constants as C
 from refreshd.core.errors import Conflict, InvalidValue
 from refreshd.core.experiments import ExperimentConfig, assign, experiment_to_json, parse_experiment
-from refreshd.core.exposure import stats_key
+from refreshd.core.exposure import stats_key, sticky_record
 from refreshd.core.expstats import Report, VariantStats, build_report, stats_from_fields
 from refreshd.http.codec import json_response
-from refreshd.http.keys import EXPERIMENTS, STORE
+from refreshd.http.keys import CLOCK, EXPERIMENTS, STORE
 from refreshd.http.resources import ConfigResource, ExpectedVersion
 from refreshd.http.routing import Route
 from refreshd.live.expbook import KIND
@@ -42,6 +42,8 @@ class AssignmentOut(msgspec.Struct):
     in_experiment: bool
     variant: str | None
     hash: float | None
+    # GrowthBook's `stickyBucketUsed`: the variant is the user's sticky record, not the hash's.
+    sticky_bucket_used: bool = False
 
 
 class ExperimentPut(ExperimentConfig, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -50,10 +52,18 @@ class ExperimentPut(ExperimentConfig, frozen=True, kw_only=True, forbid_unknown_
     version: ExpectedVersion = None
 
 
+# What a sticky experiment may change while it runs: exposed users keep their recorded variant
+# (and with a new bucket_version go where hashing with the new weights puts them).
+STICKY_MAY_CHANGE = ("weights", "namespace")
+
+
 def _keep_buckets(old: ExperimentConfig, new: ExperimentConfig) -> None:
     if old.status == "draft":
         return
+    sticky = old.sticky and new.sticky
     for name in FROZEN_ONCE_STARTED:
+        if sticky and name in STICKY_MAY_CHANGE:
+            continue
         if getattr(old, name) != getattr(new, name):
             raise Conflict(
                 f"{name} of an experiment that has started cannot change; create a new one",
@@ -107,8 +117,12 @@ async def assignment(request: web.Request) -> web.Response:
     exp_id = RESOURCE.item_id(request)
     user_id = checked_user_id(request.query.get("user_id", ""))
     cfg = await _stored(request, exp_id)
-    a = assign(exp_id, cfg, user_id)
-    return json_response(AssignmentOut(a.in_experiment, a.variant, a.hash))
+    record = None
+    if cfg.sticky and cfg.status == "running":
+        state, _ = await request.app[STORE].load_user(user_id, request.app[CLOCK]())
+        record = sticky_record(state.exp, exp_id)
+    a = assign(exp_id, cfg, user_id, record)
+    return json_response(AssignmentOut(a.in_experiment, a.variant, a.hash, a.sticky))
 
 
 async def variant_stats(

@@ -46,7 +46,12 @@ async def test_crud_and_assignment(make_client: MakeClient) -> None:
             await client.get("/v1/experiments/thr/assignment", params={"user_id": uid})
         ).json()
         expected = assign("thr", cfg, uid)
-        assert a == {"in_experiment": True, "variant": expected.variant, "hash": expected.hash}
+        assert a == {
+            "in_experiment": True,
+            "variant": expected.variant,
+            "hash": expected.hash,
+            "sticky_bucket_used": False,
+        }
     assert (await client.get("/v1/experiments/nope")).status == 404
     assert (await client.get("/v1/experiments/thr/assignment")).status == 422
 
@@ -78,6 +83,77 @@ async def test_started_experiment_cannot_change_its_buckets(make_client: MakeCli
     assert (
         await put(client, "thr", {**EXP, "status": "stopped"})
     ).status == 200  # status may change
+
+
+async def arms(client: TestClient, users: list[str], ts: int) -> dict[str, str]:
+    """Decide once for each user; return the variant each decision ran under."""
+    out = {}
+    for uid in users:
+        resp = await client.post("/v1/decide", json={"user_id": uid, "ts": ts, "trigger": "open"})
+        body = await resp.json()
+        assert resp.status == 200, body
+        out[uid] = body["experiment"]["variant"]
+    return out
+
+
+async def assignments(client: TestClient, users: list[str]) -> dict[str, tuple[str, bool]]:
+    out = {}
+    for uid in users:
+        got = await (
+            await client.get("/v1/experiments/thr/assignment", params={"user_id": uid})
+        ).json()
+        out[uid] = (got["variant"], got["sticky_bucket_used"])
+    return out
+
+
+async def test_sticky_users_keep_their_arm_when_weights_change(make_client: MakeClient) -> None:
+    client = await make_client()
+    sticky = {**EXP, "sticky": True}
+    assert (await put(client, "thr", sticky)).status == 200
+    early = [f"e{i}" for i in range(120)]
+    first = await arms(client, early, now_ms() - 60_000)
+    assert set(first.values()) == {"control", "t30"}
+    # 50/50 → 90/10 while running: allowed for a sticky experiment, and no exposed user moves.
+    heavy = {**sticky, "weights": [0.9, 0.1]}
+    assert (await put(client, "thr", heavy)).status == 200, "weights of a sticky experiment"
+    again = await arms(client, early, now_ms())
+    assert again == first
+    assert await assignments(client, early) == {u: (v, True) for u, v in first.items()}
+    hashed = {u: assign("thr", parse_experiment("thr", heavy), u).variant for u in early}
+    assert hashed != first  # the new weights would have moved some of them
+    # Users exposed after the change are hashed with the new weights.
+    late = [f"l{i}" for i in range(120)]
+    new_cfg = parse_experiment("thr", heavy)
+    assert await arms(client, late, now_ms()) == {
+        u: assign("thr", new_cfg, u).variant for u in late
+    }
+    # A new bucket version voids every record: everyone goes where fresh hashing says.
+    bumped = {**heavy, "bucket_version": 1}
+    assert (await put(client, "thr", bumped)).status == 200
+    assert await assignments(client, early) == {u: (v, False) for u, v in hashed.items()}
+    assert await arms(client, early, now_ms() + 1_000) == hashed
+    assert await assignments(client, early) == {u: (v, True) for u, v in hashed.items()}
+
+
+async def test_a_sticky_record_does_not_outlive_a_stopped_experiment(
+    make_client: MakeClient,
+) -> None:
+    client = await make_client()
+    assert (await put(client, "thr", {**EXP, "sticky": True})).status == 200
+    await arms(client, ["s1"], now_ms())
+    assert (await put(client, "thr", {**EXP, "sticky": True, "status": "stopped"})).status == 200
+    got = await (await client.get("/v1/experiments/thr/assignment?user_id=s1")).json()
+    assert got == {
+        "in_experiment": False,
+        "variant": None,
+        "hash": None,
+        "sticky_bucket_used": False,
+    }
+    # Turning stickiness off (with the weights unchanged) leaves plain hashing.
+    resp = await put(client, "thr", {**EXP, "weights": [0.9, 0.1], "sticky": True})
+    assert resp.status == 200
+    resp = await put(client, "thr", {**EXP, "weights": [0.5, 0.5], "sticky": False})
+    assert resp.status == 409 and (await resp.json())["error"]["field"] == "weights"
 
 
 async def drive(clients: list[TestClient], users: list[str], rng: random.Random) -> None:
