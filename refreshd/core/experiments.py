@@ -63,11 +63,11 @@ Metric = Literal["refresh_requests", "clicks", "converted", "pvctr", "uvctr"]
 # Report order; definitions in refreshd.expstats.
 METRICS: tuple[Metric, ...] = get_args(Metric)
 Status = Literal["draft", "running", "stopped"]
-# What a guardrail may watch: the experiment metrics and the service's own health signals
-# (evaluating them is not done here; the names are validated and stored).
+# What a guardrail may watch: the experiment metrics and the service's own costs (definitions
+# in refreshd.core.expstats).
 GuardrailMetric = Literal[
     "refresh_requests", "clicks", "converted", "pvctr", "uvctr",
-    "location_fixes", "decision_latency_ms",
+    "location_fixes", "decision_latency_ms", "error_responses",
 ]  # fmt: skip
 GUARDRAIL_METRICS: tuple[str, ...] = get_args(GuardrailMetric)
 

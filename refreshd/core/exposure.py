@@ -18,7 +18,7 @@ import msgspec
 from intent.events import Event
 from refreshd.core.activity import DayActivity, pre_period
 from refreshd.core.experiments import MAX_CUPED_LOOKBACK_DAYS, Assignment, ExperimentConfig, assign
-from refreshd.core.expstats import UserTotals, delta_fields
+from refreshd.core.expstats import delta_fields
 from refreshd.core.state import ExpUser
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "choose",
     "record_decision",
     "record_events",
+    "record_fix",
     "stats_key",
     "sticky_record",
 ]
@@ -101,6 +102,23 @@ def record_decision(
     return state, [(stats_key(exp_id, variant), fields)] if fields else []
 
 
+def record_fix(
+    exp_state: Mapping[str, ExpUser], ts: int, running: Mapping[str, ExperimentConfig]
+) -> tuple[dict[str, ExpUser], list[Increment]]:
+    """Return the user's experiment state and stats increments after one location fix (the
+    `location_fixes` guardrail counts fixes taken at or after exposure)."""
+    state = dict(exp_state)
+    incs: list[Increment] = []
+    for exp_id, eu in exp_state.items():
+        cfg = running.get(exp_id)
+        if cfg is None or cfg.status != "running" or ts < eu.exposed_ts:
+            continue
+        new = msgspec.structs.replace(eu.totals, fixes=eu.totals.fixes + 1)
+        state[exp_id] = msgspec.structs.replace(eu, totals=new)
+        incs.append((stats_key(exp_id, eu.variant), delta_fields(eu.totals, new, eu.pre)))
+    return state, incs
+
+
 def record_events(
     exp_state: Mapping[str, ExpUser],
     events: Iterable[Event],
@@ -118,10 +136,8 @@ def record_events(
         views = sum(1 for e in events if e.type == "impression" and e.ts >= eu.exposed_ts)
         if not clicks and not views:
             continue
-        new = UserTotals(
-            refreshes=eu.totals.refreshes,
-            clicks=eu.totals.clicks + clicks,
-            impressions=eu.totals.impressions + views,
+        new = msgspec.structs.replace(
+            eu.totals, clicks=eu.totals.clicks + clicks, impressions=eu.totals.impressions + views
         )
         state[exp_id] = msgspec.structs.replace(eu, totals=new)
         fields = delta_fields(eu.totals, new, eu.pre)

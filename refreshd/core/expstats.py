@@ -24,6 +24,14 @@ switched on later. The adjusted statistic is gbstats' `RegressionAdjustedStatist
 pooled over the baseline and the arm (`compute_theta`); when theta is 0 (no variance in either
 period) gbstats, and so this report, falls back to the unadjusted statistic.
 
+Guardrails (`cfg.guardrails`) are metrics that must not get worse. Besides the five above they
+may watch `location_fixes` (per user: the fixes posted after exposure, kept like the other
+totals) and two per-request signals the shell measures and adds in batches:
+`decision_latency_ms` (server time of each decision, kept in µs) and `error_responses` (0/1
+per device request). Those two are means over requests, not users: `REQUEST_METRICS`, stored as
+n, Σv, Σv². A guardrail is breached when its CI excludes 0 in the bad direction (up for the
+inverse metrics, down for the others).
+
 The statistics are gbstats' (GrowthBook's engine, v0.8): count metrics are
 `SampleMeanStatistic`, binomials `ProportionStatistic` (variance p(1−p)), ratios
 `RatioStatistic` (delta method); the tests are in `refreshd.core.abtest`, the power figures in
@@ -58,11 +66,15 @@ __all__ = [
     "CUPED_METRICS",
     "INVERSE_METRICS",
     "MOMENTS",
+    "REQUEST_METRICS",
     "SPECS",
     "SRM_THRESHOLD",
+    "USER_METRICS",
+    "Guardrail",
     "MetricResult",
     "MetricSpec",
     "Moments",
+    "Observations",
     "Report",
     "Summary",
     "UserTotals",
@@ -74,6 +86,7 @@ __all__ = [
     "compare",
     "cuped_pair",
     "delta_fields",
+    "observation_fields",
     "pooled_theta",
     "srm_p_value",
     "stats_from_fields",
@@ -104,10 +117,20 @@ SPECS: dict[str, MetricSpec] = {
     "converted": MetricSpec("binomial"),
     "pvctr": MetricSpec("count", "count"),
     "uvctr": MetricSpec("binomial", "binomial"),
+    # Guardrails only: fewer is better for all three.
+    "location_fixes": MetricSpec("count", inverse=True),
+    "decision_latency_ms": MetricSpec("count", inverse=True),
+    "error_responses": MetricSpec("binomial", inverse=True),
 }
 INVERSE_METRICS = frozenset(m for m, s in SPECS.items() if s.inverse)
+# The per-user metrics the store keeps moments of: the report's, and the fixes guardrail.
+USER_METRICS: tuple[str, ...] = (*METRICS, "location_fixes")
+# Per-request guardrails: observed by the shell, one value per request.
+REQUEST_METRICS: tuple[str, ...] = ("decision_latency_ms", "error_responses")
 # The metrics CUPED adjusts (the covariate is the metric itself before exposure).
-CUPED_METRICS = frozenset(m for m, s in SPECS.items() if s.denominator is None)
+CUPED_METRICS = frozenset(m for m in METRICS if SPECS[m].denominator is None)
+# Latency is kept in integer microseconds (HINCRBY); the report speaks milliseconds.
+_LATENCY_SCALE = 1000.0
 MOMENTS = ("sum_x", "sum_x2", "sum_y", "sum_y2", "sum_xy", "sum_c", "sum_c2", "sum_xc")
 
 
@@ -117,6 +140,7 @@ class UserTotals(msgspec.Struct, frozen=True, kw_only=True):
     refreshes: int = 0
     clicks: int = 0
     impressions: int = 0
+    fixes: int = 0  # location fixes (a guardrail: a policy must not make the device poll GPS)
 
 
 class Moments(msgspec.Struct, frozen=True, kw_only=True):
@@ -133,13 +157,31 @@ class Moments(msgspec.Struct, frozen=True, kw_only=True):
     sum_xc: int = 0
 
 
+class Observations(msgspec.Struct, frozen=True, kw_only=True):
+    """n, Σv, Σv² of a per-request guardrail (latency in µs; an error is 1, a success 0)."""
+
+    n: int = 0
+    sum: int = 0
+    sum2: int = 0
+
+
 def _zero_metrics() -> dict[str, Moments]:
-    return {m: Moments() for m in METRICS}
+    return {m: Moments() for m in USER_METRICS}
+
+
+def _zero_requests() -> dict[str, Observations]:
+    return {m: Observations() for m in REQUEST_METRICS}
 
 
 class VariantStats(msgspec.Struct, frozen=True, kw_only=True):
     users: int = 0
     metrics: dict[str, Moments] = msgspec.field(default_factory=_zero_metrics)
+    requests: dict[str, Observations] = msgspec.field(default_factory=_zero_requests)
+
+
+def observation_fields(metric: str, value: int) -> dict[str, int]:
+    """Return the stats increments of one observation of a per-request guardrail."""
+    return {f"{metric}.n": 1, f"{metric}.sum": value, f"{metric}.sum2": value * value}
 
 
 _NO_PRE = UserTotals()
@@ -157,6 +199,7 @@ def user_values(t: UserTotals, pre: UserTotals | None = None) -> dict[str, tuple
         "converted": (clicked, 0, int(p.clicks > 0)),
         "pvctr": (t.clicks, t.impressions, 0),
         "uvctr": (clicked * saw, saw, 0),
+        "location_fixes": (t.fixes, 0, 0),
     }
 
 
@@ -188,6 +231,8 @@ def stats_to_fields(s: VariantStats) -> dict[str, int]:
     for m, mo in s.metrics.items():
         for name in MOMENTS:
             out[f"{m}.{name}"] = getattr(mo, name)
+    for m, ob in s.requests.items():
+        out |= {f"{m}.n": ob.n, f"{m}.sum": ob.sum, f"{m}.sum2": ob.sum2}
     return out
 
 
@@ -197,9 +242,15 @@ def stats_from_fields(
     """Return stats from the flat form (e.g. a Redis HGETALL); missing fields are 0."""
     flat = {(k.decode() if isinstance(k, bytes) else k): int(v) for k, v in fields.items()}
     metrics: dict[str, Moments] = {
-        m: Moments(**{name: flat.get(f"{m}.{name}", 0) for name in MOMENTS}) for m in METRICS
+        m: Moments(**{name: flat.get(f"{m}.{name}", 0) for name in MOMENTS}) for m in USER_METRICS
     }
-    return VariantStats(users=flat.get("users", 0), metrics=metrics)
+    requests = {
+        m: Observations(
+            n=flat.get(f"{m}.n", 0), sum=flat.get(f"{m}.sum", 0), sum2=flat.get(f"{m}.sum2", 0)
+        )
+        for m in REQUEST_METRICS
+    }
+    return VariantStats(users=flat.get("users", 0), metrics=metrics, requests=requests)
 
 
 def apply_delta(
@@ -316,6 +367,16 @@ def _variance_reduction(plain: tuple[Summary, Summary], cup: tuple[Summary, Summ
     return 1 - relative_variance(*cup) / before if before > 0 else 0.0
 
 
+class Guardrail(msgspec.Struct):
+    """One guardrail metric of one treatment arm against the baseline."""
+
+    metric: str
+    variant: str
+    relative_change: float | None
+    ci: list[float] | None
+    breached: bool
+
+
 class VariantReport(msgspec.Struct):
     key: str
     users: int
@@ -331,6 +392,7 @@ class Report(msgspec.Struct):
     variants: list[VariantReport]
     power: dict[str, PowerResult] = msgspec.field(default_factory=dict)
     stats: StatsConfig = msgspec.field(default_factory=StatsConfig)
+    guardrails: list[Guardrail] = msgspec.field(default_factory=list)
 
 
 def _compare_arm(
@@ -394,4 +456,39 @@ def build_report(exp_id: str, cfg: ExperimentConfig, stats: Mapping[str, Variant
             tested.append(r)
         power[m] = _power(spec, cuped, settings, parts)
     apply_correction(tested, settings.correction, settings.alpha)
-    return Report(exp_id, srm_p, srm_p < SRM_THRESHOLD, variants, power, settings)
+    guards = [
+        _guardrail(g, cfg.variants[i].key, per[0], per[i], settings)
+        for g in cfg.guardrails
+        for i in range(1, len(per))
+    ]
+    return Report(exp_id, srm_p, srm_p < SRM_THRESHOLD, variants, power, settings, guards)
+
+
+def _observed(metric: str, ob: Observations) -> Summary:
+    """A per-request guardrail as a sample mean over requests (latency in ms)."""
+    scale = _LATENCY_SCALE if metric == "decision_latency_ms" else 1.0
+    spec = SPECS[metric]
+    if spec.numerator == "binomial":
+        mean, var = _mean_var("binomial", ob.n, ob.sum, ob.sum2)
+    else:
+        mean, var = _mean_var("count", ob.n, ob.sum, ob.sum2)
+        mean, var = mean / scale, var / scale**2
+    return Summary(ob.n, mean if ob.n > 0 else None, var)
+
+
+def _summary_of(metric: str, s: VariantStats) -> Summary:
+    if metric in REQUEST_METRICS:
+        return _observed(metric, s.requests.get(metric) or Observations())
+    return summarize(SPECS[metric], s.users, s.metrics.get(metric) or Moments())
+
+
+def _guardrail(
+    metric: str, variant: str, base: VariantStats, arm: VariantStats, stats: StatsConfig
+) -> Guardrail:
+    """Compare the arm with the baseline on a guardrail, with the experiment's engine (no
+    CUPED, no correction: a guardrail is a warning, and corrections would make it deafer)."""
+    inverse = SPECS[metric].inverse
+    r = compare(_summary_of(metric, base), _summary_of(metric, arm), inverse=inverse, stats=stats)
+    ci = r.ci
+    breached = ci is not None and (ci[0] > 0 if inverse else ci[1] < 0)
+    return Guardrail(metric, variant, r.relative_lift, ci, breached)

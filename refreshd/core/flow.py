@@ -30,7 +30,7 @@ from refreshd.core.activity import add_clicks, add_decision
 from refreshd.core.directives import Pending, settle
 from refreshd.core.errors import InvalidValue
 from refreshd.core.experiments import ExperimentConfig, VariantParams
-from refreshd.core.exposure import Increment, choose, record_decision, record_events
+from refreshd.core.exposure import Increment, choose, record_decision, record_events, record_fix
 from refreshd.core.ladder import Decision, Opportunity, Scored, walk
 from refreshd.core.matcher import MatchResult, advance, feed, next_deadline
 from refreshd.core.messages import (
@@ -564,17 +564,19 @@ def location(
     if res.reclaim_cards:
         p.add("reclaim_cards", now_ms, source="geo", payload={"cards": list(res.reclaim_cards)})
     refresh = res.refresh and not res.ignored
+    exp_state, incs = record_fix(state.exp, req.ts, cfg.experiments) if state.exp else ({}, [])
     state = msgspec.structs.replace(
         state,
         version=state.version + 1,
         geo=res.new_geo_state,
         match=matched.state,
+        exp=exp_state,
         last_refresh_ts=max(req.ts, state.last_refresh_ts or 0)
         if refresh
         else state.last_refresh_ts,
         refreshes=state.refreshes + (1 if refresh else 0),
     )
-    effects = _effects(state, p, cfg, matched)
+    effects = _effects(state, p, cfg, matched, stat_incrs=incs)
     answer = LocationResponse(
         transitions=[TransitionOut(t.fence_id, t.type, t.ts_ms) for t in res.transitions],
         zone=int(res.zone),

@@ -19,13 +19,14 @@ from intent.model import read_features_version
 from refreshd import constants as C
 from refreshd.console.app import add_console
 from refreshd.core.errors import Conflict, StoreUnavailable
-from refreshd.http import middleware
+from refreshd.http import guardrails, middleware
 from refreshd.http import routes as api
 from refreshd.http.keys import (
     CATALOGUE,
     CLOCK,
     EXPERIMENTS,
     FENCES,
+    GUARDRAILS,
     METRICS,
     POLICY,
     REGISTRY,
@@ -40,6 +41,7 @@ from refreshd.http.keys import (
 )
 from refreshd.live.expbook import ExperimentBook
 from refreshd.live.fencebook import FenceBook
+from refreshd.live.guardrails import GuardrailMeter
 from refreshd.live.policybook import PolicyBook
 from refreshd.live.registry import ModelRegistry, publish
 from refreshd.live.rulebook import RuleBook, load_rules_file
@@ -96,6 +98,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     rulebook = RuleBook()
     app[RULEBOOK] = rulebook
     app[EXPERIMENTS] = ExperimentBook()
+    app[GUARDRAILS] = GuardrailMeter()
     app[REGISTRY] = ModelRegistry()
     app[METRICS].model_freshness.set_function(lambda: freshness_s(app[REGISTRY].meta, app[CLOCK]()))
     app[FENCES] = FenceBook()
@@ -209,6 +212,7 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
 
     async def poll() -> None:
         await _checked_load_config(app)
+        await app[GUARDRAILS].flush(app[STORE])
 
     async def sweep() -> None:
         try:
@@ -262,6 +266,7 @@ async def _jobs_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         scheduler.shutdown(wait=False)
+        await app[GUARDRAILS].flush(app[STORE])  # the store closes after this context
         shadowing.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await shadowing
@@ -292,6 +297,7 @@ def create_app(
         middlewares=[
             middleware.request_id,
             middleware.metrics,
+            guardrails.guardrails,
             middleware.errors,
             middleware.bounds,
         ],

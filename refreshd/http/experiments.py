@@ -15,10 +15,11 @@ from refreshd.core.experiments import ExperimentConfig, assign, experiment_to_js
 from refreshd.core.exposure import stats_key, sticky_record
 from refreshd.core.expstats import Report, VariantStats, build_report, stats_from_fields
 from refreshd.http.codec import json_response
-from refreshd.http.keys import CLOCK, EXPERIMENTS, STORE
+from refreshd.http.keys import CLOCK, EXPERIMENTS, GUARDRAILS, STORE
 from refreshd.http.resources import ConfigResource, ExpectedVersion
 from refreshd.http.routing import Route
 from refreshd.live.expbook import KIND
+from refreshd.live.guardrails import GuardrailMeter
 from refreshd.store.protocol import Store
 
 _ID = re.compile(C.ID_PATTERN)
@@ -134,8 +135,16 @@ async def variant_stats(
     return [{v.key: stats_from_fields(next(rows)) for v in cfg.variants} for _, cfg in experiments]
 
 
-async def experiment_report(store: Store, exp_id: str, cfg: ExperimentConfig) -> Report:
-    """The report of one experiment: what the report route serves and the console draws."""
+async def experiment_report(
+    store: Store, exp_id: str, cfg: ExperimentConfig, meter: GuardrailMeter | None = None
+) -> Report:
+    """The report of one experiment: what the report route serves and the console draws.
+
+    With this worker's guardrail `meter`, its sums are added first, so that the report counts
+    every request this worker has answered.
+    """
+    if meter is not None:
+        await meter.flush(store)
     (stats,) = await variant_stats(store, [(exp_id, cfg)])
     return build_report(exp_id, cfg, stats)
 
@@ -143,7 +152,8 @@ async def experiment_report(store: Store, exp_id: str, cfg: ExperimentConfig) ->
 async def report(request: web.Request) -> web.Response:
     exp_id = RESOURCE.item_id(request)
     cfg = await _stored(request, exp_id)
-    return json_response(await experiment_report(request.app[STORE], exp_id, cfg))
+    app = request.app
+    return json_response(await experiment_report(app[STORE], exp_id, cfg, app[GUARDRAILS]))
 
 
 ROUTES: tuple[Route, ...] = (

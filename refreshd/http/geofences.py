@@ -11,6 +11,7 @@ from geo import GeometryError, parse_feature
 from refreshd.core import messages as S
 from refreshd.core.errors import InvalidValue
 from refreshd.http.codec import json_response, read_json
+from refreshd.http.guardrails import DEVICE_USER
 from refreshd.http.keys import FENCES, SERVICE
 from refreshd.http.resources import ConfigResource, ExpectedVersion
 from refreshd.http.routing import BODY_ERRORS, Route
@@ -77,6 +78,7 @@ RESOURCE: ConfigResource[dict[str, Any]] = ConfigResource(
 
 async def location(request: web.Request) -> web.Response:
     req = await read_json(request, S.LocationRequest)
+    request[DEVICE_USER] = req.user_id
     return json_response(await request.app[SERVICE].location(req))
 
 

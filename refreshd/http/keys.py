@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from refreshd.core.rules import Rule
     from refreshd.live.expbook import ExperimentBook
     from refreshd.live.fencebook import FenceBook
+    from refreshd.live.guardrails import GuardrailMeter
     from refreshd.live.policybook import PolicyBook
     from refreshd.live.registry import ModelRegistry
     from refreshd.live.rulebook import RuleBook
@@ -37,6 +38,7 @@ CATALOGUE: web.AppKey[Catalogue] = web.AppKey("catalogue")
 RULEBOOK: web.AppKey[RuleBook] = web.AppKey("rulebook")
 RULES_FILE: web.AppKey[dict[str, Rule]] = web.AppKey("rules_file")
 EXPERIMENTS: web.AppKey[ExperimentBook] = web.AppKey("experiments")
+GUARDRAILS: web.AppKey[GuardrailMeter] = web.AppKey("guardrails")  # per-request guardrail sums
 REGISTRY: web.AppKey[ModelRegistry] = web.AppKey("registry")
 SHADOW: web.AppKey[Shadow] = web.AppKey("shadow")  # this worker's challengers
 FENCES: web.AppKey[FenceBook] = web.AppKey("fences")

@@ -7,6 +7,7 @@ from aiohttp import web
 from refreshd import constants as C
 from refreshd.core import messages as S
 from refreshd.http.codec import json_response, read_json
+from refreshd.http.guardrails import DECISION_ARM, DEVICE_USER
 from refreshd.http.keys import METRICS, REGISTRY, SERVICE, SETTINGS, STORE
 from refreshd.http.middleware import require_token
 from refreshd.http.openapi import spec
@@ -15,11 +16,16 @@ from refreshd.http.routing import BODY_ERRORS, Route
 
 async def decide(request: web.Request) -> web.Response:
     req = await read_json(request, S.DecideRequest)
-    return json_response(await request.app[SERVICE].decide(req))
+    request[DEVICE_USER] = req.user_id
+    answer = await request.app[SERVICE].decide(req)
+    if answer.experiment is not None:
+        request[DECISION_ARM] = (answer.experiment.id, answer.experiment.variant)
+    return json_response(answer)
 
 
 async def events(request: web.Request) -> web.Response:
     req = await read_json(request, S.EventsRequest)
+    request[DEVICE_USER] = req.user_id
     return json_response(await request.app[SERVICE].events(req))
 
 

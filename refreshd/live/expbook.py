@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from refreshd.core.experiments import ExperimentConfig, ExperimentError, parse_experiment
+from refreshd.core.expstats import REQUEST_METRICS
 from refreshd.live.configbook import reload_if_changed
 from refreshd.store.protocol import Store
 
@@ -18,6 +19,9 @@ class ExperimentBook:
     def __init__(self) -> None:
         self.version = -1
         self.experiments: dict[str, ExperimentConfig] = {}
+        # The running experiments with a per-request guardrail: what the HTTP shell measures
+        # for (most requests find none and cost nothing more).
+        self.guarded: dict[str, ExperimentConfig] = {}
 
     async def refresh(self, store: Store) -> bool:
         """Reload the experiments if their version changed; return whether it did."""
@@ -27,6 +31,11 @@ class ExperimentBook:
         if loaded is None:
             return False
         self.version, self.experiments = loaded
+        self.guarded = {
+            exp_id: cfg
+            for exp_id, cfg in self.experiments.items()
+            if cfg.status == "running" and any(g in REQUEST_METRICS for g in cfg.guardrails)
+        }
         running = sum(1 for e in self.experiments.values() if e.status == "running")
         log.info(
             "experiments v%d: %d experiments, %d running",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict, deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import msgspec
 
@@ -239,6 +239,12 @@ class MemoryStore:
 
     async def read_stats(self, keys: Sequence[str]) -> list[dict[str, int]]:
         return [dict(self.stats.get(k, {})) for k in keys]
+
+    async def add_stats(self, incrs: Sequence[tuple[str, Mapping[str, int]]]) -> None:
+        for key, fields in incrs:
+            row = self.stats.setdefault(key, {})
+            for name, inc in fields.items():
+                row[name] = row.get(name, 0) + inc
 
     async def try_lock(self, name: str, owner: str, ttl_s: int) -> bool:
         if name in self.locks:

@@ -330,6 +330,11 @@ class Store(Protocol):
         """Return the integer fields of each statistics hash ({} when absent)."""
         ...
 
+    async def add_stats(self, incrs: Sequence[tuple[str, Mapping[str, int]]]) -> None:
+        """Add integer increments to statistics hashes, outside any user's commit (counters
+        the shell measures, such as request latency per experiment arm)."""
+        ...
+
     async def try_lock(self, name: str, owner: str, ttl_s: int) -> bool:
         """Take a named lease if free (so one worker of many trains); it expires after ttl_s."""
         ...

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
@@ -698,6 +698,21 @@ class RedisStore:
             return out
 
         return await self._call(run)
+
+    async def add_stats(self, incrs: Sequence[tuple[str, Mapping[str, int]]]) -> None:
+        if not incrs:
+            return
+
+        async def run() -> None:
+            # Any shard will do (read_stats sums them all): spread by the key's own hash.
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key, fields in incrs:
+                    sharded = shard_key(key, shard_tag(key))
+                    for name, inc in fields.items():
+                        pipe.hincrby(sharded, name, inc)
+                await pipe.execute()
+
+        await self._call(run, self._write_timeout_s)
 
     async def try_lock(self, name: str, owner: str, ttl_s: int) -> bool:
         return bool(

@@ -27,6 +27,9 @@ EXP = {
 }
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 async def put(client: TestClient, exp_id: str, body: dict[str, Any]) -> Any:
     return await client.put(f"/v1/experiments/{exp_id}", json=body)
 
@@ -362,3 +365,48 @@ async def test_cuped_covariates_equal_the_pre_period_in_the_logs(
     clicks = report["variants"][1]["metrics"]["clicks"]
     assert clicks["cuped"] is not None and "theta" in clicks["cuped"]
     assert set(report["power"]["clicks"]) == {"power", "mde", "effect", "users_per_arm"}
+
+
+async def test_guardrails_flag_an_arm_whose_devices_take_twice_the_fixes(
+    make_client: MakeClient,
+) -> None:
+    client = await make_client()
+    body = {**EXP, "guardrails": ["location_fixes", "decision_latency_ms", "error_responses"]}
+    assert (await put(client, "thr", body)).status == 200
+    users = [f"g{i}" for i in range(160)]
+    t = now_ms() - 120_000
+    arm_of = await arms(client, users, t)
+    rng = random.Random(3)
+    requests = {"control": len([u for u in users if arm_of[u] == "control"])}
+    requests["t30"] = len(users) - requests["control"]  # one decision each so far
+    errors = {"control": 0, "t30": 0}
+    for uid in users:
+        n = rng.randint(1, 3) * (2 if arm_of[uid] == "t30" else 1)
+        for k in range(n):
+            fix = {"user_id": uid, "ts": t + 1_000 * (k + 1), "lat": 48.0, "lng": 2.0,
+                   "accuracy_m": 10.0}  # fmt: skip
+            assert (await client.post("/v1/location", json=fix)).status == 200
+        requests[arm_of[uid]] += n
+        if rng.random() < 0.3:  # a refused fix counts as an error response of the user's arm
+            bad = {"user_id": uid, "ts": t, "lat": 91.0, "lng": 2.0, "accuracy_m": 10.0}
+            assert (await client.post("/v1/location", json=bad)).status == 422
+            errors[arm_of[uid]] += 1
+            requests[arm_of[uid]] += 1
+    # Requests that name no valid user count for nobody.
+    assert (await client.post("/v1/location", data=b"{", headers=JSON)).status == 400
+    report = await (await client.get("/v1/experiments/thr/report")).json()
+    got = {g["metric"]: g for g in report["guardrails"]}
+    assert set(got) == {"location_fixes", "decision_latency_ms", "error_responses"}
+    assert all(g["variant"] == "t30" for g in got.values())
+    fixes = got["location_fixes"]
+    assert fixes["breached"] is True and fixes["ci"][0] > 0
+    assert fixes["relative_change"] == pytest.approx(1.0, abs=0.35)
+    assert got["decision_latency_ms"]["relative_change"] is not None
+    # Every device request of the users counted, an error as 1: the error shares are exact.
+    share = {arm: errors[arm] / requests[arm] for arm in errors}
+    expected = share["t30"] / share["control"] - 1
+    assert got["error_responses"]["relative_change"] == pytest.approx(expected, rel=1e-9)
+    # The existing fields are all still there.
+    assert list(report["variants"][1]["metrics"]) == [
+        "refresh_requests", "clicks", "converted", "pvctr", "uvctr",
+    ]  # fmt: skip

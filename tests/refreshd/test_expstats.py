@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,6 +25,7 @@ from refreshd.core.expstats import (
     build_report,
     compare,
     delta_fields,
+    observation_fields,
     srm_p_value,
     stats_from_fields,
     stats_from_users,
@@ -158,7 +160,10 @@ def test_report_shape_matches_design() -> None:
     ]
     stats = {"v0": stats_from_users(users), "v1": stats_from_users(users[1:] + users[:2])}
     doc = no_nan(build_report("exp", make_config(), stats))
-    assert set(doc) == {"experiment", "srm_p", "srm_warning", "variants", "power", "stats"}
+    assert set(doc) == {
+        "experiment", "srm_p", "srm_warning", "variants", "power", "stats", "guardrails",
+    }  # fmt: skip
+    assert doc["guardrails"] == []  # none configured
     assert doc["stats"]["engine"] == "frequentist" and doc["stats"]["correction"] is None
     assert doc["experiment"] == "exp"
     assert [v["key"] for v in doc["variants"]] == ["v0", "v1"]
@@ -315,3 +320,63 @@ def test_report_is_always_finite_json(a: list[UserTotals], b: list[UserTotals]) 
                 assert 0.0 <= m["chance_to_win"] <= 1.0
                 lo, hi = m["ci"]
                 assert lo <= m["relative_lift"] <= hi
+
+
+# --- guardrails ---
+
+
+def test_an_arm_that_doubles_location_fixes_breaches_the_guardrail() -> None:
+    rng = np.random.default_rng(7)
+    fixes = rng.poisson(6, size=(2, 400))
+    stats = {
+        "v0": stats_from_users([UserTotals(fixes=int(f)) for f in fixes[0]]),
+        "v1": stats_from_users([UserTotals(fixes=2 * int(f)) for f in fixes[1]]),
+    }
+    cfg = make_config(guardrails=["location_fixes", "clicks"])
+    doc = no_nan(build_report("exp", cfg, stats))
+    by_metric = {g["metric"]: g for g in doc["guardrails"]}
+    fixes_g = by_metric["location_fixes"]
+    assert fixes_g["variant"] == "v1" and fixes_g["breached"] is True
+    assert fixes_g["ci"][0] > 0 and fixes_g["relative_change"] == pytest.approx(1.0, abs=0.15)
+    # No clicks at all: no interval, nothing breached.
+    assert by_metric["clicks"]["ci"] is None and by_metric["clicks"]["breached"] is False
+
+
+def test_a_guardrail_breaches_only_in_its_bad_direction() -> None:
+    rng = np.random.default_rng(8)
+    clicks = rng.poisson(4, size=(2, 400))
+    fewer = {
+        "v0": stats_from_users([UserTotals(clicks=int(c), fixes=int(c)) for c in clicks[0]]),
+        "v1": stats_from_users(
+            [UserTotals(clicks=int(c) // 2, fixes=int(c) // 2) for c in clicks[1]]
+        ),
+    }
+    doc = no_nan(build_report("exp", make_config(guardrails=["clicks", "location_fixes"]), fewer))
+    breached = {g["metric"]: g["breached"] for g in doc["guardrails"]}
+    # Half the clicks is worse (clicks should rise); half the fixes is better (they should not).
+    assert breached == {"clicks": True, "location_fixes": False}
+
+
+def test_per_request_guardrails_compare_means_over_requests() -> None:
+    def arm(latencies_us: list[int], errors: list[int]) -> VariantStats:
+        fields: dict[str, int] = {"users": 10}
+        for v in latencies_us:
+            for k, inc in observation_fields("decision_latency_ms", v).items():
+                fields[k] = fields.get(k, 0) + inc
+        for v in errors:
+            for k, inc in observation_fields("error_responses", v).items():
+                fields[k] = fields.get(k, 0) + inc
+        return stats_from_fields(fields)
+
+    rng = np.random.default_rng(9)
+    base = arm([int(x) for x in rng.normal(2000, 300, 500)], [0] * 490 + [1] * 10)
+    slow = arm([int(x) for x in rng.normal(3000, 300, 500)], [0] * 495 + [1] * 5)
+    cfg = make_config(guardrails=["decision_latency_ms", "error_responses"])
+    doc = no_nan(build_report("exp", cfg, {"v0": base, "v1": slow}))
+    by_metric = {g["metric"]: g for g in doc["guardrails"]}
+    assert by_metric["decision_latency_ms"]["breached"] is True
+    assert by_metric["decision_latency_ms"]["relative_change"] == pytest.approx(0.5, abs=0.05)
+    assert by_metric["error_responses"]["breached"] is False  # fewer errors
+    assert by_metric["error_responses"]["relative_change"] == pytest.approx(-0.5)
+    # The sums survive the store's flat form.
+    assert stats_from_fields(stats_to_fields(slow)) == slow
