@@ -31,6 +31,7 @@ from refreshd.core.directives import Pending, settle
 from refreshd.core.errors import InvalidValue
 from refreshd.core.experiments import ExperimentConfig, VariantParams
 from refreshd.core.exposure import Increment, choose, record_decision, record_events, record_fix
+from refreshd.core.holdouts import GENERAL, held_out
 from refreshd.core.ladder import Decision, Opportunity, Scored, walk
 from refreshd.core.matcher import MatchResult, advance, feed, next_deadline
 from refreshd.core.messages import (
@@ -91,6 +92,9 @@ class Config:
 
     rules: RuleSet
     experiments: Mapping[str, ExperimentConfig] = dataclasses.field(default_factory=dict)
+    # The running holdouts, as the experiments they are counted as (`holdouts.as_experiment`),
+    # by `holdouts.holdout_key`.
+    holdouts: Mapping[str, ExperimentConfig] = dataclasses.field(default_factory=dict)
     fences: FenceIndex | None = None
     policy: PolicyDoc = DEFAULT_POLICY
     versions: ConfigVersions = NO_VERSIONS
@@ -297,7 +301,9 @@ def prepare_decide(
     geo = _decide_fix(state, req, cfg)
     if geo is not None:
         state = msgspec.structs.replace(state, geo=geo.new_geo_state)
-    chosen = choose(cfg.experiments, req.user_id, state.exp)
+    # A held-out user is in no experiment: the holdout's arm (the fixed rule) decides.
+    held = held_out(cfg.holdouts, req.user_id) if cfg.holdouts else None
+    chosen = held or choose(cfg.experiments, req.user_id, state.exp)
     params: VariantParams | None = None
     experiment: tuple[str, str] | None = None
     if chosen is not None:
@@ -391,6 +397,11 @@ def _decide_fix(state: UserState, req: DecideRequest, cfg: Config) -> LocateResu
     return None if result.ignored else result
 
 
+def _tracked(cfg: Config) -> Mapping[str, ExperimentConfig]:
+    """Every experiment a user's totals count in: the experiments and the holdouts."""
+    return {**cfg.experiments, **cfg.holdouts} if cfg.holdouts else cfg.experiments
+
+
 def finish_decide(plan: DecidePlan, scored: Scored | None) -> Outcome[DecideResponse]:
     """Complete the decision with the model's answer (None: no score was needed)."""
     decision = plan.decided
@@ -401,20 +412,29 @@ def finish_decide(plan: DecidePlan, scored: Scored | None) -> Outcome[DecideResp
     state = _after_decision(state, plan.ladder, req.ts, decision.refresh)
     incs: list[Increment] = []
     exposure = None
-    if plan.experiment is not None:
-        exp_id, variant = plan.experiment
-        exp_state, incs = record_decision(
+    arms = [plan.experiment] if plan.experiment is not None else []
+    if plan.cfg.holdouts and (
+        plan.experiment is None or plan.experiment[0] not in plan.cfg.holdouts
+    ):
+        # Everyone not held out is each holdout's general group.
+        arms += [(key, GENERAL) for key in sorted(plan.cfg.holdouts)]
+    tracked = _tracked(plan.cfg)
+    for exp_id, variant in arms:
+        exp_cfg = tracked[exp_id]
+        exp_state, more = record_decision(
             state.exp,
             exp_id,
             variant,
             req.ts,
             decision.refresh,
             history=state.daily,
-            lookback_days=plan.cfg.experiments[exp_id].stats.cuped_lookback_days,
-            bucket_version=plan.cfg.experiments[exp_id].bucket_version,
+            lookback_days=exp_cfg.stats.cuped_lookback_days,
+            bucket_version=exp_cfg.bucket_version,
         )
+        incs += more
         state = msgspec.structs.replace(state, exp=exp_state)
-        exposure = Exposure(exp_id, variant)
+    if plan.experiment is not None:
+        exposure = Exposure(*plan.experiment)
     state = msgspec.structs.replace(state, version=plan.expected_version + 1)
     effects = _effects(state, plan.pending, plan.cfg, plan.matched, stat_incrs=incs)
     if plan.cfg.logs:
@@ -564,7 +584,7 @@ def location(
     if res.reclaim_cards:
         p.add("reclaim_cards", now_ms, source="geo", payload={"cards": list(res.reclaim_cards)})
     refresh = res.refresh and not res.ignored
-    exp_state, incs = record_fix(state.exp, req.ts, cfg.experiments) if state.exp else ({}, [])
+    exp_state, incs = record_fix(state.exp, req.ts, _tracked(cfg)) if state.exp else ({}, [])
     state = msgspec.structs.replace(
         state,
         version=state.version + 1,
@@ -605,7 +625,7 @@ def events(
     batch = req.events
     latest = max(e.ts for e in batch)
     matched = feed(cfg.rules, state.match, batch, now_ms)
-    exp_state, incs = record_events(state.exp, batch, cfg.experiments) if state.exp else ({}, [])
+    exp_state, incs = record_events(state.exp, batch, _tracked(cfg)) if state.exp else ({}, [])
     p.fire(matched.fired, now_ms)
     state = msgspec.structs.replace(
         state,

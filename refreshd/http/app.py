@@ -27,6 +27,7 @@ from refreshd.http.keys import (
     EXPERIMENTS,
     FENCES,
     GUARDRAILS,
+    HOLDOUTS,
     METRICS,
     POLICY,
     REGISTRY,
@@ -42,6 +43,7 @@ from refreshd.http.keys import (
 from refreshd.live.expbook import ExperimentBook
 from refreshd.live.fencebook import FenceBook
 from refreshd.live.guardrails import GuardrailMeter
+from refreshd.live.holdoutbook import HoldoutBook
 from refreshd.live.policybook import PolicyBook
 from refreshd.live.registry import ModelRegistry, publish
 from refreshd.live.rulebook import RuleBook, load_rules_file
@@ -98,6 +100,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
     rulebook = RuleBook()
     app[RULEBOOK] = rulebook
     app[EXPERIMENTS] = ExperimentBook()
+    app[HOLDOUTS] = HoldoutBook()
     app[GUARDRAILS] = GuardrailMeter()
     app[REGISTRY] = ModelRegistry()
     app[METRICS].model_freshness.set_function(lambda: freshness_s(app[REGISTRY].meta, app[CLOCK]()))
@@ -119,6 +122,7 @@ async def _store_ctx(app: web.Application) -> AsyncIterator[None]:
         app[FENCES],
         app[POLICY],
         app[SHADOW],
+        app[HOLDOUTS],
     )
     if await store.ping():
         app[STORE_HEALTH].ok()  # "store connected" before what is loaded from it
@@ -144,7 +148,7 @@ async def _load_config(app: web.Application) -> None:
     await app[REGISTRY].refresh(store)
     await app[SHADOW].refresh(store)
     await app[FENCES].refresh(store)
-    await app[EXPERIMENTS].refresh(store)
+    await app[HOLDOUTS].refresh(store)
     await app[POLICY].refresh(store)
 
 

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from refreshd.live.expbook import ExperimentBook
     from refreshd.live.fencebook import FenceBook
     from refreshd.live.guardrails import GuardrailMeter
+    from refreshd.live.holdoutbook import HoldoutBook
     from refreshd.live.policybook import PolicyBook
     from refreshd.live.registry import ModelRegistry
     from refreshd.live.rulebook import RuleBook
@@ -38,6 +39,7 @@ CATALOGUE: web.AppKey[Catalogue] = web.AppKey("catalogue")
 RULEBOOK: web.AppKey[RuleBook] = web.AppKey("rulebook")
 RULES_FILE: web.AppKey[dict[str, Rule]] = web.AppKey("rules_file")
 EXPERIMENTS: web.AppKey[ExperimentBook] = web.AppKey("experiments")
+HOLDOUTS: web.AppKey[HoldoutBook] = web.AppKey("holdouts")
 GUARDRAILS: web.AppKey[GuardrailMeter] = web.AppKey("guardrails")  # per-request guardrail sums
 REGISTRY: web.AppKey[ModelRegistry] = web.AppKey("registry")
 SHADOW: web.AppKey[Shadow] = web.AppKey("shadow")  # this worker's challengers

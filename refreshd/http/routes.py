@@ -118,6 +118,7 @@ def all_routes() -> tuple[Route, ...]:
     from refreshd.http import experiments as experiments_api
     from refreshd.http import features as features_api
     from refreshd.http import geofences as geofences_api
+    from refreshd.http import holdouts as holdouts_api
     from refreshd.http import models as models_api
     from refreshd.http import policy as policy_api
     from refreshd.http import replay as replay_api
@@ -129,6 +130,7 @@ def all_routes() -> tuple[Route, ...]:
         + geofences_api.ROUTES
         + triggers_api.ROUTES
         + experiments_api.ROUTES
+        + holdouts_api.ROUTES
         + policy_api.ROUTES
         + models_api.ROUTES
         + decisions_api.ROUTES

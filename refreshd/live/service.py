@@ -36,6 +36,7 @@ from refreshd.core.ratelimit import RateLimiter
 from refreshd.live.batcher import MicroBatcher, ScoringUnavailable
 from refreshd.live.expbook import ExperimentBook
 from refreshd.live.fencebook import FenceBook
+from refreshd.live.holdoutbook import HoldoutBook
 from refreshd.live.locks import KeyedLock
 from refreshd.live.monitor import Monitor
 from refreshd.live.registry import ModelRegistry
@@ -90,6 +91,7 @@ class Service:
         fences: FenceBook | None = None,
         policies: PolicySource | None = None,
         shadow: Shadow | None = None,
+        holdouts: HoldoutBook | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -104,6 +106,7 @@ class Service:
         self.fences = fences or FenceBook()
         self.policies = policies
         self.shadow = shadow or Shadow(metrics)
+        self.holdouts = holdouts or HoldoutBook()
         self.default_policy = default_policy(settings)
         self.batcher = MicroBatcher(
             lambda: self.registry.model,
@@ -124,6 +127,7 @@ class Service:
         return flow.Config(
             rules=self.rulebook.ruleset,
             experiments=self.experiments.experiments,
+            holdouts=self.holdouts.running,
             fences=self.fences.index,
             policy=self.policy,
             versions=flow.ConfigVersions(
