@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args
 
 import msgspec
 from msgspec import Meta
@@ -51,6 +51,7 @@ __all__ = [
     "assign",
     "bucket_ranges",
     "choose_variation",
+    "decode_body",
     "experiment_to_json",
     "fnv1a32",
     "gb_hash",
@@ -83,6 +84,7 @@ MAX_SEED_LEN = 256
 # The pre-period CUPED can look back over: the per-user daily activity the state keeps.
 MAX_CUPED_LOOKBACK_DAYS = 7
 
+T = TypeVar("T")
 Key = Annotated[str, Meta(min_length=1, max_length=64, pattern=C.ID_PATTERN)]
 Unit = Annotated[float, Meta(ge=0.0, le=1.0)]
 
@@ -189,17 +191,22 @@ def parse_experiment(exp_id: str, raw: bytes | str | Mapping[str, Any]) -> Exper
     `raw` is the JSON body or an already decoded object; undecodable bytes raise
     `MalformedJSON` (400) instead, as every other endpoint does.
     """
-    try:
-        if isinstance(raw, bytes | str):
-            cfg = msgspec.json.decode(raw, type=ExperimentConfig)
-        else:
-            cfg = msgspec.convert(raw, ExperimentConfig)
-    except msgspec.ValidationError as e:
-        raise ExperimentError(f"experiment {exp_id}: {e}", field_of(str(e))) from None
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        raise MalformedJSON("body is not valid JSON") from None
+    cfg = decode_body("experiment", exp_id, raw, ExperimentConfig)
     _check(cfg)
     return cfg
+
+
+def decode_body(what: str, item_id: str, raw: bytes | str | Mapping[str, Any], typ: type[T]) -> T:
+    """Decode a body (JSON or already decoded) into `typ`: `ExperimentError` naming the field
+    for a bad value, `MalformedJSON` for bytes that are not JSON."""
+    try:
+        if isinstance(raw, bytes | str):
+            return msgspec.json.decode(raw, type=typ)
+        return msgspec.convert(raw, typ)
+    except msgspec.ValidationError as e:
+        raise ExperimentError(f"{what} {item_id}: {e}", field_of(str(e))) from None
+    except (msgspec.DecodeError, UnicodeDecodeError):
+        raise MalformedJSON("body is not valid JSON") from None
 
 
 def _check(cfg: ExperimentConfig) -> None:

@@ -22,13 +22,11 @@ from typing import Annotated, Any
 import msgspec
 from msgspec import Meta
 
-from refreshd.core.errors import MalformedJSON
 from refreshd.core.experiments import (
     MAX_SEED_LEN,
     METRICS,
     Assignment,
     ExperimentConfig,
-    ExperimentError,
     GuardrailMetric,
     Metric,
     StatsConfig,
@@ -36,7 +34,7 @@ from refreshd.core.experiments import (
     Variant,
     VariantParams,
     assign,
-    field_of,
+    decode_body,
     parse_experiment,
 )
 
@@ -76,15 +74,7 @@ def holdout_key(holdout_id: str) -> str:
 
 def parse_holdout(holdout_id: str, raw: bytes | str | Mapping[str, Any]) -> HoldoutConfig:
     """Validate a holdout body, or raise `ExperimentError` (a 422 naming the field)."""
-    try:
-        if isinstance(raw, bytes | str):
-            cfg = msgspec.json.decode(raw, type=HoldoutConfig)
-        else:
-            cfg = msgspec.convert(raw, HoldoutConfig)
-    except msgspec.ValidationError as e:
-        raise ExperimentError(f"holdout {holdout_id}: {e}", field_of(str(e))) from None
-    except (msgspec.DecodeError, UnicodeDecodeError):
-        raise MalformedJSON("body is not valid JSON") from None
+    cfg = decode_body("holdout", holdout_id, raw, HoldoutConfig)
     # The report's checks (repeats, at least one metric) are the experiments'.
     as_experiment(holdout_id, cfg)
     return cfg
