@@ -145,6 +145,7 @@ def run_fast(
                                reference_key=ref_key, record_users=keep, progress=prog.advance,
                                warm_policy=ref_policy)  # fmt: skip
             if label == "time arms" and exp is not None:
+                prog.set_stage(f"experiment, users {lo}-{min(users, lo + CHUNK)}")
                 exp.chunk(worlds, carries, progress=prog.advance)
             if label == "time arms":
                 for b in built:

@@ -29,7 +29,7 @@ from intent.train import TrainResult
 from refreshd.core.experiments import parse_experiment
 from refreshd.core.exposure import stats_key
 from refreshd.core.rules import RuleSet, default_rules
-from tests.client_sim.sim_support import SCENARIOS, small
+from tests.client_sim.sim_support import SCENARIOS, small, tiny_scenario_file
 
 USERS, HOURS, SEED = 300, 12, 3
 BODY: dict[str, Any] = {
@@ -86,8 +86,12 @@ def test_the_report_counts_what_the_devices_saw(
 def test_the_paired_truth_sits_next_to_the_ab_estimate(
     ran: tuple[ExperimentRun, ExperimentResult],
 ) -> None:
-    _, res = ran
+    run, res = ran
     assert res.paired is not None and set(res.paired) == {"t20"}
+    # Each paired pass puts every user on its arm: the users the A/B split, all of them.
+    exposed = sum(v["users"] for v in res.report["variants"])
+    for key in ("control", "t20"):
+        assert sum(int(m[:, 0].sum()) for m in run.truth[key]) == exposed
     truth = res.paired["t20"]
     assert set(truth) == set(res.cfg.metrics)
     # Every user on both arms, paired: a far narrower interval than the A/B's ~100 users per
@@ -112,12 +116,7 @@ def _pct(x: float) -> str:
 def test_cli_runs_the_experiment_and_prints_its_report(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    scenario = tmp_path / "tiny.toml"
-    text = (SCENARIOS / "travellers.toml").read_text()
-    text = text.replace("train_users = 1000", "train_users = 100").replace(
-        "users = 250", "users = 3").replace("users = 250", "users = 6").replace(
-        "bootstrap = 400", "bootstrap = 60")  # fmt: skip
-    scenario.write_text(text)
+    scenario = tiny_scenario_file(tmp_path)
     exp = tmp_path / "thr-cli.json"
     exp.write_text(json.dumps(BODY))
     out = tmp_path / "out"
