@@ -37,6 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
         "and actual intent, the list's true staleness) to show what such knowledge would be "
         "worth next to the learned policy; never a shippable policy",
     )
+    run.add_argument(
+        "--experiment",
+        type=Path,
+        metavar="FILE.json",
+        help="also run this threshold experiment (a PUT /v1/experiments/{id} body, status "
+        "running) and print its report next to the simulator's paired comparison of its arms",
+    )
+    run.add_argument(
+        "--experiment-id", help="the experiment's id (default: the file name without .json)"
+    )
     sweep = sub.add_parser(
         "sweep",
         help="run a scenario at several values of world parameters and report the time "
@@ -98,17 +108,35 @@ def main(argv: list[str] | None = None) -> int:
         print("refresh-sim: --bounds needs --mode fast (it reads the simulated ground truth)",
               file=sys.stderr)  # fmt: skip
         return 2
+    experiment = None
+    if args.experiment is not None:
+        from client_sim.experiment import ExperimentFileError, load_experiment
+
+        try:
+            experiment = load_experiment(args.experiment, args.experiment_id)
+        except ExperimentFileError as exc:
+            print(f"refresh-sim: {exc}", file=sys.stderr)
+            return 2
+    elif args.experiment_id is not None:
+        print("refresh-sim: --experiment-id needs --experiment", file=sys.stderr)
+        return 2
     t_start = time.perf_counter()
     if args.mode == "http":
         from client_sim.http_mode import run_http_cli
 
-        return run_http_cli(sc, args)
+        return run_http_cli(sc, args, experiment)
     from client_sim.fast import run_fast
     from client_sim.report import write_report
 
     prog = Progress(1, enabled=not args.quiet)
     result = run_fast(
-        sc, users=args.users, hours=args.hours, seed=args.seed, progress=prog, bounds=args.bounds
+        sc,
+        users=args.users,
+        hours=args.hours,
+        seed=args.seed,
+        progress=prog,
+        bounds=args.bounds,
+        experiment=experiment,
     )
     prog.set_stage("report")
     metrics = write_report(result, args.out)
@@ -122,6 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     head = metrics.get("time.refresh_requests_per_user", {})
     print(f"time: refresh requests {head.get('relative_change')} at the reference click PV "
           f"(CI {head.get('ci')})", file=sys.stderr)  # fmt: skip
+    if result.experiment is not None:
+        from client_sim.experiment import experiment_text
+
+        print(experiment_text(result.experiment), end="")
     return 0
 
 

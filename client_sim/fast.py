@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from client_sim.device import UserWorld, build_world
+from client_sim.experiment import ExperimentResult, ExperimentRun
 from client_sim.mobility import HOUR_MS, Plan
 from client_sim.places import PlaceSet, build_places
 from client_sim.population import EVAL
@@ -35,6 +36,7 @@ from client_sim.stats import Boot
 from client_sim.sync import SyncUser, sync_user
 from client_sim.timeexp import (
     HEURISTICS,
+    WARMUP_MS,
     Arm,
     TimeResult,
     fixed_arm,
@@ -44,13 +46,12 @@ from client_sim.timeexp import (
     run_arms,
 )
 from client_sim.training import Trained, train_model
+from refreshd.core.experiments import ExperimentConfig
 from refreshd.core.rules import RuleSet, default_rules
 from synth.catalogue import make_catalogue
 
 __all__ = ["CHUNK", "FastResult", "extend_arms", "run_fast"]
 
-# Evaluation users arrive with a day of history under the production rule (timeexp.run_arms).
-WARMUP_MS = 24 * HOUR_MS
 # Users per chunk: enough rows per scoring batch, small enough that states stay in memory.
 CHUNK = 1000
 # Extension steps, tried in order, two per round, at most EXTEND_ROUNDS rounds.
@@ -79,6 +80,7 @@ class FastResult:
     sync: list[SyncUser]
     screens: list[ScreensUser]
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    experiment: ExperimentResult | None = None  # with `--experiment` (client_sim.experiment)
 
 
 def run_fast(
@@ -89,10 +91,13 @@ def run_fast(
     seed: int,
     progress: Progress | None = None,
     bounds: bool = False,
+    experiment: tuple[str, ExperimentConfig] | None = None,
 ) -> FastResult:
     """Run every comparison of the scenario for `users` users over `hours` hours.
 
-    `bounds` adds the diagnostic arms that read the ground truth (`client_sim.timeexp`).
+    `bounds` adds the diagnostic arms that read the ground truth (`client_sim.timeexp`);
+    `experiment` (id, config) also runs that threshold experiment on the same users, from the
+    same warm-up, with its paired comparison (`client_sim.experiment`).
     """
     places = build_places(sc.places)
     rules = RuleSet(default_rules())
@@ -108,11 +113,16 @@ def run_fast(
     prog.set_stage("training (exploration)")
     trained = train_model(sc, places, rules, seed=seed, users=n_train, progress=prog.advance)
     arms = make_arms(sc, trained.thresholds, bounds=bounds)
+    exp = None
+    if experiment is not None:
+        exp = ExperimentRun(sc, *experiment, rules, trained.model, seed=seed)
     ref_key = f"fixed_{sc.time.reference_interval_min:g}m"
     ref_policy = next(a for a in arms if a.key == ref_key).policy
     result = TimeResult(list(arms), {})
     kept: dict[int, tuple[UserWorld, Plan]] = {}
     prog.total = n_train + users * (len(arms) + 2) + n_space + n_dedupe
+    if exp is not None:
+        prog.total += users * exp.passes
 
     def time_pass(pass_arms: list[Arm], label: str) -> None:
         for lo in range(0, users, CHUNK):
@@ -130,9 +140,13 @@ def run_fast(
             # generations spares every later collection from rescanning them. Reference
             # counting still frees them when the chunk is dropped.
             gc.freeze()
-            run_arms(sc, [b.world for b in built], pass_arms, rules, trained.model, result,
-                     reference_key=ref_key, record_users=keep, progress=prog.advance,
-                     warm_policy=ref_policy)  # fmt: skip
+            worlds = [b.world for b in built]
+            carries = run_arms(sc, worlds, pass_arms, rules, trained.model, result,
+                               reference_key=ref_key, record_users=keep, progress=prog.advance,
+                               warm_policy=ref_policy)  # fmt: skip
+            if label == "time arms" and exp is not None:
+                prog.set_stage(f"experiment, users {lo}-{min(users, lo + CHUNK)}")
+                exp.chunk(worlds, carries, progress=prog.advance)
             if label == "time arms":
                 for b in built:
                     if b.world.user.index < keep:
@@ -167,7 +181,8 @@ def run_fast(
         screens.append(screens_user(sc, catalogue, world.user.uid, plan, result.reference[i]))
         prog.advance()
     return FastResult(sc, users, hours, seed, places, trained, result.arms, ref_key, result,
-                      space, sync, screens)  # fmt: skip
+                      space, sync, screens,
+                      experiment=exp.result() if exp is not None else None)  # fmt: skip
 
 
 _KIND_ORDER = ("fixed", "intent", *HEURISTICS, "bound_prior", "bound_signal", "bound_visit")

@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import os
 import time
 import urllib.parse
 from collections.abc import Awaitable, Callable
@@ -37,6 +38,7 @@ import msgspec
 
 from client_sim.behaviour import clicks, freshness
 from client_sim.device import Built, build_world
+from client_sim.experiment import DEVICE_COUNTS, ExperimentResult, experiment_json, experiment_text
 from client_sim.mobility import HOUR_MS
 from client_sim.places import build_places
 from client_sim.population import EVAL
@@ -45,6 +47,7 @@ from client_sim.sessions import U_CLICK, U_ITEM
 from intent.events import Event, add_events
 from intent.features import Context, compute
 from intent.model import IntentModel
+from refreshd.core.experiments import ExperimentConfig, experiment_to_json
 
 __all__ = [
     "EdgeModels",
@@ -94,6 +97,9 @@ class HttpStats:
     edge_agree: int = 0  # ... with exactly the same score
     model_downloads: int = 0
     location_refreshes: int = 0  # fixes the service answered with refresh: true
+    # With an experiment: what the devices saw per variant since the service first put them
+    # in it (client_sim.experiment.DEVICE_COUNTS), to set next to its report.
+    arms: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
     def count(self, path: str) -> None:
         self.requests[path] = self.requests.get(path, 0) + 1
@@ -124,7 +130,7 @@ class HttpDevice:
 
     def __init__(
         self, built: Built, sc: Scenario, post: Post, stats: HttpStats, shift: int,
-        edge: EdgeModels | None = None,
+        edge: EdgeModels | None = None, experiment: str | None = None,
     ) -> None:  # fmt: skip
         self.b = built
         self.sc = sc
@@ -142,6 +148,12 @@ class HttpDevice:
         self.known: list[Event] = []
         self.zone: int | None = None
         self.last_refresh_ts: int | None = None
+        self.experiment = experiment
+        self.arm: dict[str, int] | None = None  # this device's variant's tally, once exposed
+
+    def _tally(self, what: str, n: int = 1) -> None:
+        if self.arm is not None:
+            self.arm[what] += n
 
     async def call(self, path: str, body: dict[str, Any]) -> Any:
         for attempt in range(RETRIES + 1):
@@ -191,6 +203,15 @@ class HttpDevice:
         resp = await self.call("/v1/decide", self._ack(body))
         if resp is None:
             return None
+        exp = resp.get("experiment") or {}
+        if self.experiment is not None and exp.get("id") == self.experiment:
+            if self.arm is None:  # exposed: the service counts this user from now on
+                self.arm = self.stats.arms.setdefault(
+                    exp["variant"], dict.fromkeys(DEVICE_COUNTS, 0)
+                )
+                self.arm["users"] += 1
+            self._tally("decides")
+            self._tally("refreshes", int(bool(resp.get("refresh"))))
         version, score = resp.get("model_version"), resp.get("score")
         # An exploration decision's score is the service's coin, not a model's: nothing to compare.
         if self.edge is not None and version not in (None, "explore") and score is not None:
@@ -243,6 +264,7 @@ class HttpDevice:
                         self.stats.refreshes += 1
                         screen_ts = ts
                         self.events.append({"type": "impression", "ts": ts + 300, "slot": "feed"})
+                        self._tally("impressions")
                     self.events.append({"type": view.trigger, "ts": ts})
                 age = 8 * HOUR_MS if screen_ts is None else ts - screen_ts
                 n = clicks(  # the HTTP device does not model the fold: every view is in the feed
@@ -253,6 +275,7 @@ s.latent, freshness(age, 0.0, self.sc.clicks), float(s.u[k][U_CLICK]),
                                         "item_id": f"i{int(s.u[k][U_ITEM] * 1e4) + j:05d}",
                                         "slot": "feed"})  # fmt: skip
                 self.stats.clicks += n
+                self._tally("clicks", n)
             if s.payment_ts is not None:
                 self.events.append({"type": "payment", "ts": s.payment_ts + self.shift,
                                     "value": s.payment_value})  # fmt: skip
@@ -265,10 +288,12 @@ s.latent, freshness(age, 0.0, self.sc.clicks), float(s.u[k][U_CLICK]),
 
 
 async def run_devices(sc: Scenario, post: Post, *, users: int, hours: float, seed: int,
-                      now_ms: int, get: Get | None = None) -> HttpStats:  # fmt: skip
+                      now_ms: int, get: Get | None = None,
+                      experiment: str | None = None) -> HttpStats:  # fmt: skip
     """Run `users` devices over the last `hours` hours; return what happened.
 
-    With `get`, devices also score with the downloaded model (edge scoring) and compare.
+    With `get`, devices also score with the downloaded model (edge scoring) and compare. With
+    `experiment` (an id the service runs), devices tally what they saw per variant (`arms`).
     """
     places = build_places(sc.places)
     stats = HttpStats(devices=min(users, MAX_DEVICES))
@@ -280,7 +305,7 @@ async def run_devices(sc: Scenario, post: Post, *, users: int, hours: float, see
         b = build_world(sc, places, seed=seed, cohort=EVAL, index=i, t0=t0, t1=t0 + 24 * HOUR_MS)
         first = b.world.sessions[b.world.first_eval].start if b.world.sessions else t0
         shift = (now_ms - span + 10_000) - first  # the first visit opens as the run starts
-        devices.append(HttpDevice(b, sc, post, stats, shift, edge))
+        devices.append(HttpDevice(b, sc, post, stats, shift, edge, experiment))
     await asyncio.gather(*(d.run(now_ms) for d in devices))
     return stats
 
@@ -311,13 +336,31 @@ def _metrics(stats: HttpStats) -> dict[str, Any]:
     }
 
 
-def run_http_cli(sc: Scenario, args: argparse.Namespace) -> int:
-    """Run HTTP mode for the CLI; write report.json and report.md."""
+# After the PUT, the service's other workers see the experiment within one config poll (1 s).
+CONFIG_SETTLE_S = 2.0
+
+
+class ExperimentRefused(RuntimeError):
+    """The service did not take the experiment (the message has its answer)."""
+
+
+def run_http_cli(
+    sc: Scenario, args: argparse.Namespace, experiment: tuple[str, ExperimentConfig] | None = None
+) -> int:
+    """Run HTTP mode for the CLI; write report.json and report.md.
+
+    With `experiment` (id, config), PUT it first, and afterwards GET its report and print it
+    next to the devices' own per-arm totals (HTTP mode has no paired run).
+    """
     import sys
 
     import aiohttp
 
-    async def go(url: str) -> HttpStats:
+    # A service with REFRESHD_ADMIN_TOKEN set wants it on the experiment routes.
+    token = os.environ.get("REFRESHD_ADMIN_TOKEN")
+    admin = {"Authorization": f"Bearer {token}"} if token else {}
+
+    async def go(url: str) -> tuple[HttpStats, dict[str, Any] | None]:
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(timeout=timeout) as session:
 
@@ -329,30 +372,55 @@ def run_http_cli(sc: Scenario, args: argparse.Namespace) -> int:
                 async with session.get(url + path) as resp:
                     return resp.status, await resp.text(), resp.headers.get("X-Model-Version")
 
+            exp_path = None
+            if experiment is not None:
+                exp_path = f"{url}/v1/experiments/{experiment[0]}"
+                body = experiment_to_json(experiment[1])
+                async with session.put(exp_path, json=body, headers=admin) as resp:
+                    if resp.status != 200:
+                        raise ExperimentRefused(
+                            f"PUT {exp_path}: {resp.status} {await resp.text()}"
+                        )
+                await asyncio.sleep(CONFIG_SETTLE_S)
             now = int(time.time() * 1000)
-            return await run_devices(sc, post, users=args.users, hours=args.hours,
-                                     seed=args.seed, now_ms=now, get=get)  # fmt: skip
+            stats = await run_devices(sc, post, users=args.users, hours=args.hours,
+                                      seed=args.seed, now_ms=now, get=get,
+                                      experiment=experiment[0] if experiment else None)  # fmt: skip
+            report = None
+            if exp_path is not None:
+                async with session.get(exp_path + "/report", headers=admin) as resp:
+                    if resp.status != 200:
+                        raise ExperimentRefused(f"GET {exp_path}/report: {resp.status}")
+                    report = await resp.json()
+            return stats, report
 
     try:
         if args.url:
-            stats = asyncio.run(go(check_loopback(args.url)))
+            stats, report = asyncio.run(go(check_loopback(args.url)))
         else:
             from load.servers import refreshd
 
             with refreshd() as (url, _pid):
-                stats = asyncio.run(go(url))
-    except NotLoopback as exc:
+                stats, report = asyncio.run(go(url))
+    except (NotLoopback, ExperimentRefused) as exc:
         print(f"refresh-sim: {exc}", file=sys.stderr)
         return 2
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
     doc = {"scenario": sc.name, "users": stats.devices, "hours": args.hours, "seed": args.seed,
            "metrics": _metrics(stats)}  # fmt: skip
-    (out / "report.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     lines = [f"# refresh-sim HTTP run: {sc.name}", "", "| metric | value |", "|---|---|"]
     lines += [f"| `{k}` | {v['policy']} |" for k, v in sorted(doc["metrics"].items())]
     lines += ["", f"requests by endpoint: {json.dumps(stats.requests, sort_keys=True)}", ""]
+    result = None
+    if experiment is not None and report is not None:
+        result = ExperimentResult(experiment[0], experiment[1], report, stats.arms, mode="http")
+        doc["experiment"] = experiment_json(result)
+        lines += [*experiment_text(result).splitlines(), ""]
+    (out / "report.json").write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
     (out / "report.md").write_text("\n".join(lines))
     print(f"refresh-sim: {sum(stats.requests.values())} requests, {stats.errors} errors; "
           f"report in {out}/", file=sys.stderr)  # fmt: skip
+    if result is not None:
+        print(experiment_text(result), end="")
     return 1 if stats.errors else 0

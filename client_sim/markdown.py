@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
+from client_sim.experiment import experiment_lines
 from client_sim.fast import FastResult
 from client_sim.stats import Metric
 from client_sim.targets import TARGETS
@@ -300,4 +301,6 @@ def render_markdown(
         "",
     ]
     lines += [f"![{p}]({p})" for p in plots if p != "pareto.png"]
+    if r.experiment is not None:
+        lines += ["", *experiment_lines(r.experiment)]
     return "\n".join(lines) + "\n"

@@ -1,7 +1,8 @@
 """Turn a fast-mode run into metrics with CIs, report.json, report.md and PNG plots.
 
 report.json has exactly the shape docs/simulator.md documents: `{"scenario", "users", "hours",
-"seed", "metrics": {name: {"baseline", "policy", "relative_change", "ci"}}}`, keys sorted, floats
+"seed", "metrics": {name: {"baseline", "policy", "relative_change", "ci"}}}` (and `experiment`
+with `--experiment`, `client_sim.experiment`), keys sorted, floats
 rounded to 6 significant digits, and nothing run-dependent (no timestamps, no timings), so a
 seed reproduces it byte for byte.
 
@@ -29,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from client_sim.experiment import experiment_json
 from client_sim.fast import FastResult
 from client_sim.stats import (
     Boot,
@@ -309,6 +311,8 @@ def build_metrics(r: FastResult) -> dict[str, Metric]:
 def report_json(r: FastResult, metrics: dict[str, Metric]) -> str:
     doc = {"scenario": r.scenario.name, "users": r.users, "hours": round_sig(r.hours),
            "seed": r.seed, "headline": headline(r, metrics), "metrics": metrics}  # fmt: skip
+    if r.experiment is not None:
+        doc["experiment"] = experiment_json(r.experiment)
     return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 

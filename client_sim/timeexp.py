@@ -41,6 +41,7 @@ import numpy as np
 
 from client_sim.cloud import Cloud
 from client_sim.device import ArmStats, Carry, UserWorld, run_device
+from client_sim.mobility import HOUR_MS
 from client_sim.scenario import Scenario
 from refreshd.core.policy import PolicyDoc, standard_policy
 from refreshd.core.rules import RuleSet
@@ -50,6 +51,7 @@ __all__ = [
     "COUNTS",
     "HEURISTICS",
     "POLICY_KINDS",
+    "WARMUP_MS",
     "Arm",
     "Predictor",
     "TimeResult",
@@ -59,9 +61,12 @@ __all__ = [
     "intent_arm",
     "make_arms",
     "run_arms",
+    "warm_up",
 ]
 
 R = TypeVar("R")
+# Evaluation users arrive with a day of history under the production rule (`warm_up`).
+WARMUP_MS = 24 * HOUR_MS
 
 
 class Predictor(Protocol):
@@ -222,8 +227,9 @@ def run_arms(
     record_users: int,
     progress: Callable[[int], None] | None = None,
     warm_policy: PolicyDoc | None = None,
-) -> None:
-    """Run every arm on one chunk of users and append their counts to `result`.
+) -> list[Carry]:
+    """Run every arm on one chunk of users and append their counts to `result`; return where
+    the warm-up left each user (a threshold experiment starts from the same place).
 
     Users first live the warm-up day under the reference (production) policy, so every arm
     starts from the same realistic history (a service keeps 24 h of events) rather than from
@@ -233,10 +239,7 @@ def run_arms(
     ref = next((a for a in arms if a.key == reference_key), None)
     policy = ref.policy if ref is not None else warm_policy
     assert policy is not None, "the warm-up needs the reference policy"
-    carries: list[Carry] = []
-    warm = Cloud(policy, rules, window=True)  # the arms' features read its history
-    drive([run_device(sc, w, warm, score_mode="none", warmup=True, carry_out=carries)
-           for w in worlds], None)  # fmt: skip
+    carries = warm_up(sc, worlds, policy, rules)
     for arm in arms:
         version = predictor.version if predictor is not None else None
         cloud = Cloud(
@@ -261,3 +264,15 @@ def run_arms(
         if is_ref:
             for w, s in zip(worlds, stats, strict=True):
                 result.reference[w.user.index] = s
+    return carries
+
+
+def warm_up(
+    sc: Scenario, worlds: list[UserWorld], policy: PolicyDoc, rules: RuleSet
+) -> list[Carry]:
+    """Live the warm-up day of every user under `policy`; return where each one was left."""
+    carries: list[Carry] = []
+    warm = Cloud(policy, rules, window=True)  # the arms' features read its history
+    drive([run_device(sc, w, warm, score_mode="none", warmup=True, carry_out=carries)
+           for w in worlds], None)  # fmt: skip
+    return carries

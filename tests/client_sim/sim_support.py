@@ -27,6 +27,18 @@ def small(name: str = "city_commuters", **changes: dict[str, Any]) -> Scenario:
     return parse_scenario(data)
 
 
+def tiny_scenario_file(directory: Path) -> Path:
+    """Write travellers shrunk for a whole CLI run in seconds (the 250-user space and dedupe
+    samples down to 3 and 6); return its path."""
+    scenario = directory / "tiny.toml"
+    text = (SCENARIOS / "travellers.toml").read_text()
+    text = text.replace("train_users = 1000", "train_users = 100").replace(
+        "users = 250", "users = 3").replace("users = 250", "users = 6").replace(
+        "bootstrap = 400", "bootstrap = 60")  # fmt: skip
+    scenario.write_text(text)
+    return scenario
+
+
 def sim_trained(sc: Scenario, *, users: int = 120, seed: int = 5) -> TrainResult:
     """Train an intent model on the simulator's own exploration cohort (its decision rows carry
     the visit facts, so the model can split on the launch and in-visit features)."""

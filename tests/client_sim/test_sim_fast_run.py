@@ -12,7 +12,7 @@ from client_sim.fast import run_fast
 from client_sim.report import build_metrics, write_report
 from client_sim.targets import TARGETS
 from client_sim.timeexp import COUNTS
-from tests.client_sim.sim_support import SCENARIOS, small
+from tests.client_sim.sim_support import SCENARIOS, small, tiny_scenario_file
 from tests.client_sim.test_sim_measure import HEADLINE_KEYS
 
 
@@ -78,12 +78,7 @@ def test_report_files_have_the_design_shape(result, tmp_path: Path) -> None:  # 
 
 @pytest.mark.slow
 def test_same_seed_same_report(tmp_path: Path) -> None:
-    scenario = tmp_path / "tiny.toml"
-    text = (SCENARIOS / "travellers.toml").read_text()
-    text = text.replace("train_users = 1000", "train_users = 100").replace(
-        "users = 250", "users = 3").replace("users = 250", "users = 6").replace(
-        "bootstrap = 400", "bootstrap = 60")  # fmt: skip
-    scenario.write_text(text)
+    scenario = tiny_scenario_file(tmp_path)
     outs = []
     for k in range(2):
         out = tmp_path / f"out{k}"

@@ -70,3 +70,32 @@ async def test_devices_score_on_the_edge_exactly_like_the_service(
     assert stats.edge_scored >= 8 and stats.model_downloads == 1
     assert stats.location_refreshes >= 1  # those count as refreshes in the features too
     assert stats.edge_agree == stats.edge_scored
+
+
+async def test_an_experiment_reports_what_the_devices_saw_per_arm(
+    make_client: MakeClient,
+) -> None:
+    # HTTP mode's half of `refresh-sim run --experiment`: the service assigns and counts, the
+    # devices tally what they saw; the report must agree with them arm by arm.
+    client = await make_client()
+    exp = {"seed": "sim-http", "status": "running", "weights": [0.5, 0.5],
+           "variants": [{"key": "control", "params": {"policy": "fixed"}},
+                        {"key": "slow", "params": {"policy": "fixed",
+                                                   "fallback_interval_s": 1800}}]}  # fmt: skip
+    assert (await client.put("/v1/experiments/sim-thr", json=exp)).status == 200
+
+    async def post(path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        resp = await client.post(path, json=body)
+        return resp.status, await resp.json()
+
+    stats = await run_devices(small("city_commuters"), post, users=16, hours=0.5, seed=4,
+                              now_ms=int(time.time() * 1000), experiment="sim-thr")  # fmt: skip
+    assert stats.errors == 0
+    report = await (await client.get("/v1/experiments/sim-thr/report")).json()
+    arms = {v["key"]: v for v in report["variants"]}
+    assert set(stats.arms) == set(arms) == {"control", "slow"}  # both arms got devices
+    for key, seen in stats.arms.items():
+        got = arms[key]
+        assert got["users"] == seen["users"]
+        assert round(got["metrics"]["refresh_requests"]["mean"] * got["users"]) == seen["refreshes"]
+        assert round(got["metrics"]["clicks"]["mean"] * got["users"]) == seen["clicks"]
