@@ -297,10 +297,18 @@ def build_metrics(r: FastResult) -> dict[str, Metric]:
             "so": np.array([s.score_optimal for s in sc]),
         }  # fmt: skip
         out["dedupe.duplicates_per_screen"] = compare(
-            boot, pu, lambda t: (t["none"] / t["screens"], t["greedy"] / t["screens"])
+            boot,
+            pu,
+            lambda t: (
+                (t["none"] / t["screens"], t["greedy"] / t["screens"]) if t["screens"] else None
+            ),
         )
         out["dedupe.duplicates_per_screen_optimal"] = compare(
-            boot, pu, lambda t: (t["none"] / t["screens"], t["optimal"] / t["screens"])
+            boot,
+            pu,
+            lambda t: (
+                (t["none"] / t["screens"], t["optimal"] / t["screens"]) if t["screens"] else None
+            ),
         )
         out["dedupe.total_score_per_full_screen"] = compare(
             boot, pu, lambda t: (t["sg"] / t["full"], t["so"] / t["full"]) if t["full"] else None
