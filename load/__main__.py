@@ -4,6 +4,7 @@ python -m load bench [--quick]            everything `make bench` runs
 python -m load wrk [--mix decide|realistic]  capacity with wrk (servers pinned, generator CPU shown)
 python -m load run --url URL --rate R     one open-model run against a running service
 python -m load ramp --url URL             find the throughput at the p99 SLO
+python -m load workers [--rate 400]       CPU per decision, 1 against 2 workers at one rate
 python -m load soak [--minutes 10]          steady load; memory of service and Valkey
 python -m load shadow [--rate 400]        decide latency with a shadow model off and on
 """
@@ -160,6 +161,11 @@ def bench(args: argparse.Namespace) -> int:
         "decide 2 workers / 1 worker (target ≥ 1.6)": tput["refreshd 2 workers /v1/decide"] / one,
     }
     held_p99 = results["load"].get("mix at 70 % of max", {}).get("p99_ms")
+    from load.bench_workers import run as workers_cpu
+
+    results["workers_cpu"] = workers_cpu(
+        rate=args.workers_rate, duration_s=args.workers_s, rounds=args.workers_rounds, log=log
+    )
     results["ratios"] = ratios
     results["mix_p99_at_70pct_ms (target ≤ 10)"] = held_p99
     RESULTS.mkdir(exist_ok=True)
@@ -186,6 +192,12 @@ def bench(args: argparse.Namespace) -> int:
     for label, value in ratios.items():
         log(f"  {label:50s} {value:6.2f}")
     log(f"  mix p99 at 70 % of max: {held_p99} ms (target ≤ 10 ms)")
+    wc = results["workers_cpu"]
+    log(
+        f"  CPU per decision at {wc['rate']:g} rps: 1 worker "
+        f"{wc['cpu_ms_per_decision_1_worker']:.3f} ms, 2 workers "
+        f"{wc['cpu_ms_per_decision_2_workers']:.3f} ms, 2 / 1 = {wc['ratio_2_over_1']:.2f}"
+    )
     log(f"  written: {stem}.json, {stem}.png")
     return 0
 
@@ -261,6 +273,19 @@ def main(argv: list[str] | None = None) -> int:
             help="bisection steps between the last passing and first failing rate (default 3)",
         )
     b.add_argument("--hold-s", type=float, default=10.0)
+    c = sub.add_parser("workers", help="CPU per decision, 1 against 2 workers at the same rate")
+    for p, rate, seconds, rounds in (
+        (b, "--workers-rate", "--workers-s", "--workers-rounds"),
+        (c, "--rate", "--duration", "--rounds"),
+    ):
+        p.add_argument(
+            rate,
+            type=float,
+            default=400.0,
+            help="decide-only requests per second, well below capacity (default 400)",
+        )
+        p.add_argument(seconds, type=float, default=10.0, help="seconds per run (default 10)")
+        p.add_argument(rounds, type=int, default=2, help="1/2-worker pairs (default 2)")
     k = sub.add_parser(
         "soak", help="hold a steady load for minutes; print service and Valkey memory"
     )
@@ -287,6 +312,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(json.dumps({k: v for k, v in shadowed.items() if k not in ("off", "on")}, indent=2))
         return 0
+    if args.command == "workers":
+        from load.bench_workers import run as workers_cpu
+
+        cpu = workers_cpu(rate=args.rate, duration_s=args.duration, rounds=args.rounds, log=log)
+        print(json.dumps({k: v for k, v in cpu.items() if k != "runs"}, indent=2))
+        return 0
     if args.command == "wrk":
         return wrk_command(args)
     if args.command == "soak":
@@ -306,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
             args = parser.parse_args(["bench", *(argv or [])])
         if args.quick:
             args.step_s, args.hold_s, args.wrk_duration = 1.5, 3.0, 3.0
+            args.workers_s, args.workers_rounds = 3.0, 1
         return bench(args)
     mix = decide_only() if args.decide_only else Mix()
     if args.command == "run":
