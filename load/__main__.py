@@ -23,6 +23,7 @@ from typing import Any
 
 from load import servers
 from load import wrk as wrk_capacity
+from load.bench_workers import run as workers_cpu
 from load.mix import Mix, decide_only, load_fences
 from load.openloop import run_open
 from load.ramp import DEFAULT_SLO_MS, Ramp, ramp
@@ -161,8 +162,6 @@ def bench(args: argparse.Namespace) -> int:
         "decide 2 workers / 1 worker (target ≥ 1.6)": tput["refreshd 2 workers /v1/decide"] / one,
     }
     held_p99 = results["load"].get("mix at 70 % of max", {}).get("p99_ms")
-    from load.bench_workers import run as workers_cpu
-
     results["workers_cpu"] = workers_cpu(
         rate=args.workers_rate, duration_s=args.workers_s, rounds=args.workers_rounds, log=log
     )
@@ -313,8 +312,6 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({k: v for k, v in shadowed.items() if k not in ("off", "on")}, indent=2))
         return 0
     if args.command == "workers":
-        from load.bench_workers import run as workers_cpu
-
         cpu = workers_cpu(rate=args.rate, duration_s=args.duration, rounds=args.rounds, log=log)
         print(json.dumps({k: v for k, v in cpu.items() if k != "runs"}, indent=2))
         return 0

@@ -128,7 +128,7 @@ class WrkRun:
         server = f"{self.server_cpu:4.0%} ({per:.2f} ms/req)" if per is not None else "?"
         return (
             f"{self.label:34s} {self.rps:8.0f} rps  server CPU {server}  "
-            f"wrk CPU {self.generator_cpu:4.0%}  non-2xx {self.status_errors}  "
+            f"wrk CPU {self.generator_cpu:4.0%}  4xx/5xx {self.status_errors}  "
             f"socket errors {self.socket_errors}  (closed-loop p50 {self.p50_ms:.1f} ms, "
             f"p99 {self.p99_ms:.1f} ms)  {self.verdict()}"
         )
@@ -171,13 +171,16 @@ def run_wrk(
         raise ValueError(f"mode must be one of {MODES}, not {mode!r}")
     cmd = [wrk, "-t1", f"-c{connections}", f"-d{duration_s:g}s", "--timeout", "10s"]
     cmd += ["-s", str(SCRIPT), url, "--", mode, str(users), str(seed)]
-    if generator_core is not None:
-        cmd = ["taskset", "-c", str(generator_core), *cmd]
+
+    def pin() -> None:  # in the child, before exec: wrk's thread starts on its core
+        if generator_core is not None:
+            os.sched_setaffinity(0, {generator_core})
+
     cpu0 = servers.cpu_seconds(server_pid) if server_pid else None
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t0 = time.monotonic()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True)
-        # wait4 gives this one child's own CPU time (taskset execs wrk, so it is wrk's).
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, preexec_fn=pin)
+        # wait4 gives this one child's own CPU time: wrk's.
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.monotonic() - t0
         proc.returncode = os.waitstatus_to_exitcode(status)
