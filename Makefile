@@ -40,7 +40,7 @@ lint: $(STAMP)  ## ruff + mypy on every package
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: $(STAMP)  ## micro-benchmarks and load tests; prints ratios measured in one run
+bench: $(STAMP)  ## micro-benchmarks, capacity with wrk (installed when missing and possible) and open-model load tests; prints ratios measured in one run
 	$(BIN)/python -m load bench
 
 clean:

@@ -1,8 +1,10 @@
 """`python -m load`: load tests and micro-benchmarks that print ratios measured in one run.
 
 python -m load bench [--quick]            everything `make bench` runs
+python -m load wrk [--mix decide|realistic]  capacity with wrk (servers pinned, generator CPU shown)
 python -m load run --url URL --rate R     one open-model run against a running service
 python -m load ramp --url URL             find the throughput at the p99 SLO
+python -m load workers [--rate 400]       CPU per decision, 1 against 2 workers at one rate
 python -m load soak [--minutes 10]          steady load; memory of service and Valkey
 python -m load shadow [--rate 400]        decide latency with a shadow model off and on
 """
@@ -20,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from load import servers
+from load import wrk as wrk_capacity
+from load.bench_workers import run as workers_cpu
 from load.mix import Mix, decide_only, load_fences
 from load.openloop import run_open
 from load.ramp import DEFAULT_SLO_MS, Ramp, ramp
@@ -103,10 +107,31 @@ def plot(results: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+NO_WRK = """
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+!! WARNING: wrk is not installed and could not be installed (.ci/wrk says how). The capacity
+!! figures below fall back to the Python open-model generator's throughput at the SLO. That
+!! generator fills a core itself at ~3 000 rps, so they are partly ITS ceiling, not the server's.
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+"""
+
+
+def capacity_section(args: argparse.Namespace) -> dict[str, Any] | None:
+    """Capacity with wrk, or None (after a loud warning) when wrk cannot be had."""
+    binary = wrk_capacity.find_wrk(install=True)
+    if binary is None:
+        log(NO_WRK)
+        return None
+    return wrk_capacity.capacity(
+        duration_s=args.wrk_duration, connections=args.connections, wrk=binary, log=log
+    )
+
+
 def bench(args: argparse.Namespace) -> int:
     started = dt.datetime.now(dt.UTC)
     results: dict[str, Any] = {"started": started.isoformat(), "slo_ms": args.slo_ms, "load": {}}
     results["micro"] = {} if args.skip_micro else micro_benchmarks()
+    results["capacity"] = capacity_section(args)
     ramps = {
         "bare aiohttp /v1/decide": (servers.bare(), decide_only()),
         "refreshd 1 worker /v1/decide": (servers.refreshd(1), decide_only()),
@@ -133,10 +158,13 @@ def bench(args: argparse.Namespace) -> int:
     bare = tput["bare aiohttp /v1/decide"] or float("nan")
     one = tput["refreshd 1 worker /v1/decide"] or float("nan")
     ratios = {
-        "decide 1 worker / bare aiohttp (target ≥ 0.5)": one / bare,
+        "decide 1 worker / bare aiohttp, Python generator (capacity: see wrk)": one / bare,
         "decide 2 workers / 1 worker (target ≥ 1.6)": tput["refreshd 2 workers /v1/decide"] / one,
     }
     held_p99 = results["load"].get("mix at 70 % of max", {}).get("p99_ms")
+    results["workers_cpu"] = workers_cpu(
+        rate=args.workers_rate, duration_s=args.workers_s, rounds=args.workers_rounds, log=log
+    )
     results["ratios"] = ratios
     results["mix_p99_at_70pct_ms (target ≤ 10)"] = held_p99
     RESULTS.mkdir(exist_ok=True)
@@ -144,12 +172,59 @@ def bench(args: argparse.Namespace) -> int:
     stem.with_suffix(".json").write_text(json.dumps(results, indent=2, default=str))
     plot(results, stem.with_suffix(".png"))
     log("\n== summary (all measured in this run)")
+    cap = results["capacity"]
+    if cap is None:
+        log("  capacity: NO wrk, the Python generator's figures below stand in (see the warning)")
+    else:
+        for label in (wrk_capacity.BARE, wrk_capacity.ONE, wrk_capacity.MIX):
+            run = cap[label]
+            log(
+                f"  capacity (wrk) {label:34s} {run['rps']:8.0f} rps, server CPU "
+                f"{run['server_cpu']:.0%}, wrk CPU {run['generator_cpu']:.0%}: {run['verdict']}"
+            )
+        ratio = cap["ratio_decide_1_worker_over_bare"]
+        shown = "not valid (see above)" if ratio is None else f"{ratio:.2f}"
+        log(f"  capacity ratio decide 1 worker / bare aiohttp (wrk; target ≥ 0.5): {shown}")
+        log("  open-model figures (Python generator; throughput at the SLO, for latency):")
     for label, value in tput.items():
         log(f"  {label:40s} {value:10.0f} rps at p99 ≤ {args.slo_ms} ms")
     for label, value in ratios.items():
         log(f"  {label:50s} {value:6.2f}")
     log(f"  mix p99 at 70 % of max: {held_p99} ms (target ≤ 10 ms)")
+    wc = results["workers_cpu"]
+    log(
+        f"  CPU per decision at {wc['rate']:g} rps: 1 worker "
+        f"{wc['cpu_ms_per_decision_1_worker']:.3f} ms, 2 workers "
+        f"{wc['cpu_ms_per_decision_2_workers']:.3f} ms, 2 / 1 = {wc['ratio_2_over_1']:.2f}"
+    )
     log(f"  written: {stem}.json, {stem}.png")
+    return 0
+
+
+def wrk_command(args: argparse.Namespace) -> int:
+    binary = wrk_capacity.find_wrk(install=True)
+    if binary is None:
+        log("no wrk (see the note above); `python -m load ramp` is the Python generator's fallback")
+        return 1
+    if args.url:
+        run = wrk_capacity.run_wrk(
+            args.url,
+            mode=args.mix,
+            duration_s=args.duration,
+            connections=args.connections,
+            wrk=binary,
+        )
+        log(run.line())
+        print(json.dumps(run.summary(), indent=2))
+        return 0
+    out = wrk_capacity.capacity(
+        duration_s=args.duration,
+        connections=args.connections,
+        mixes=(args.mix,),
+        wrk=binary,
+        log=log,
+    )
+    print(json.dumps(out, indent=2, default=str))
     return 0
 
 
@@ -163,6 +238,21 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("bench", help="micro-benchmarks + load comparisons in one run (make bench)")
     b.add_argument("--quick", action="store_true", help="short steps (for a smoke run)")
     b.add_argument("--skip-micro", action="store_true", help="only the HTTP load comparisons")
+    b.add_argument("--wrk-duration", type=float, default=10.0, help="seconds per wrk run")
+    w = sub.add_parser(
+        "wrk",
+        help="capacity with wrk: server pinned to one core, wrk and Valkey to the other",
+    )
+    w.add_argument(
+        "--mix",
+        choices=wrk_capacity.MODES,
+        default="decide",
+        help="decide: bare aiohttp against refreshd, decide-only (default); realistic: the mix",
+    )
+    w.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
+    w.add_argument("--url", help="a running service instead (loopback; not pinned, no server CPU)")
+    for p in (b, w):
+        p.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
     r = sub.add_parser("run", help="one open-model run against a running service (loopback only)")
     r.add_argument("--url", required=True)
     r.add_argument("--rate", type=float, required=True, help="requests per second")
@@ -182,6 +272,19 @@ def main(argv: list[str] | None = None) -> int:
             help="bisection steps between the last passing and first failing rate (default 3)",
         )
     b.add_argument("--hold-s", type=float, default=10.0)
+    c = sub.add_parser("workers", help="CPU per decision, 1 against 2 workers at the same rate")
+    for p, rate, seconds, rounds in (
+        (b, "--workers-rate", "--workers-s", "--workers-rounds"),
+        (c, "--rate", "--duration", "--rounds"),
+    ):
+        p.add_argument(
+            rate,
+            type=float,
+            default=400.0,
+            help="decide-only requests per second, well below capacity (default 400)",
+        )
+        p.add_argument(seconds, type=float, default=10.0, help="seconds per run (default 10)")
+        p.add_argument(rounds, type=int, default=2, help="1/2-worker pairs (default 2)")
     k = sub.add_parser(
         "soak", help="hold a steady load for minutes; print service and Valkey memory"
     )
@@ -208,6 +311,12 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(json.dumps({k: v for k, v in shadowed.items() if k not in ("off", "on")}, indent=2))
         return 0
+    if args.command == "workers":
+        cpu = workers_cpu(rate=args.rate, duration_s=args.duration, rounds=args.rounds, log=log)
+        print(json.dumps({k: v for k, v in cpu.items() if k != "runs"}, indent=2))
+        return 0
+    if args.command == "wrk":
+        return wrk_command(args)
     if args.command == "soak":
         from load.soak import soak
 
@@ -224,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command is None:
             args = parser.parse_args(["bench", *(argv or [])])
         if args.quick:
-            args.step_s, args.hold_s = 1.5, 3.0
+            args.step_s, args.hold_s, args.wrk_duration = 1.5, 3.0, 3.0
+            args.workers_s, args.workers_rounds = 3.0, 1
         return bench(args)
     mix = decide_only() if args.decide_only else Mix()
     if args.command == "run":
