@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install run test test-fast fuzz lint bench chromium clean
+.PHONY: install run test test-fast fuzz lint bench chromium wrk clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,10 +26,13 @@ run: $(STAMP)  ## start the service on 127.0.0.1:8080 with the embedded Valkey (
 chromium:  ## the system Chromium the console's browser tests drive (installed when missing and possible)
 	@.ci/chromium
 
-test: $(STAMP) chromium  ## run the whole suite (slow simulations included)
+wrk:  ## the wrk load generator the capacity bench and its script test use (installed when missing and possible)
+	@.ci/wrk
+
+test: $(STAMP) chromium wrk  ## run the whole suite (slow simulations included)
 	$(BIN)/python -m pytest
 
-test-fast: $(STAMP) chromium  ## the suite without runs marked slow
+test-fast: $(STAMP) chromium wrk  ## the suite without runs marked slow
 	$(BIN)/python -m pytest -m 'not slow'
 
 fuzz: $(STAMP)  ## fuzz every route from /openapi.json with a large budget (REFRESHD_FUZZ_EXAMPLES, default 500), and stateful runs through its links (REFRESHD_FUZZ_STATEFUL, default 200)
@@ -40,7 +43,7 @@ lint: $(STAMP)  ## ruff + mypy on every package
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: $(STAMP)  ## micro-benchmarks, capacity with wrk (installed when missing and possible) and open-model load tests; prints ratios measured in one run
+bench: $(STAMP) wrk  ## micro-benchmarks, capacity with wrk (installed when missing and possible) and open-model load tests; prints ratios measured in one run
 	$(BIN)/python -m load bench
 
 clean:
