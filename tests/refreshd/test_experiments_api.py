@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import random
-from xml.etree import ElementTree
 from collections import defaultdict
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 import redis
