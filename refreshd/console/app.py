@@ -89,6 +89,9 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
     ("GET", f"{PREFIX}/policy", editors.policy),
     ("POST", f"{PREFIX}/policy", editors.save_policy),
     ("GET", f"{PREFIX}/models", models.models),
+    ("POST", f"{PREFIX}/models/rollback", models.rollback),
+    ("POST", f"{PREFIX}/models/{{version}}/promote", models.promote),
+    ("POST", f"{PREFIX}/models/{{version}}/shadow", models.shadow_change),
     ("GET", f"{PREFIX}/decisions", decisions.decisions),
 )
 

@@ -69,18 +69,6 @@ async def create(request: web.Request) -> web.Response:
     raise redirect(f"{BASE}/{exp_id}")
 
 
-def _forest_rows(
-    report: Any, metric: str
-) -> list[tuple[str, float | None, float | None, float | None]]:
-    rows = []
-    for v in report.variants[1:]:
-        r = v.metrics.get(metric)
-        ci = r.ci if r is not None else None
-        mid = r.relative_lift if r is not None else None
-        rows.append((v.key, ci[0] if ci else None, mid, ci[1] if ci else None))
-    return rows
-
-
 async def experiment(
     request: web.Request, error: Problem | None = None, status: int = 200
 ) -> web.Response:
@@ -96,13 +84,7 @@ async def experiment(
             lookup = {"user_id": user_id, "assignment": a}
         except InvalidValue as err:
             error, status = problem(err), 422
-    plots = {
-        m: svg.forest(
-            f"{m}: relative lift of each arm over {cfg.variants[0].key}, 95 % CI",
-            _forest_rows(report, m),
-        )
-        for m in cfg.metrics
-    }
+    plots = {m: svg.forest(title, rows) for m, title, rows in svg.report_forests(report)}
     return page(
         request,
         "experiment.html",

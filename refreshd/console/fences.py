@@ -11,10 +11,9 @@ from typing import Any
 
 import msgspec
 from aiohttp import web
-from markupsafe import Markup
 
 from refreshd.console.common import Problem, form, page, problem, redirect, shown_version
-from refreshd.console.mapview import draw
+from refreshd.console.mapview import MapLayout, layout
 from refreshd.core.errors import NotFound, RefreshdError
 from refreshd.http.codec import decode_any
 from refreshd.http.geofences import RESOURCE
@@ -22,9 +21,12 @@ from refreshd.http.keys import FENCES, SETTINGS
 from refreshd.http.resources import Expected, Item
 
 BASE = "/console/fences"
-# Drawing 1 000 fences takes ~150 ms; the map is kept per fence-book version and selection.
-MAPS_KEPT = 16
-_maps: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], Markup]] = weakref.WeakKeyDictionary()
+# The drawn map is kept per fence-book version (and tile setting): a selection only marks one
+# fence in it. Two: the newest, and the one before while a page drawn from it is still open.
+MAPS_KEPT = 2
+_maps: weakref.WeakKeyDictionary[Any, dict[tuple[Any, ...], MapLayout]] = (
+    weakref.WeakKeyDictionary()
+)
 EXAMPLE = {
     "type": "Feature",
     "geometry": {"type": "Point", "coordinates": [2.3522, 48.8566]},
@@ -48,17 +50,17 @@ async def fences(
         fence = index.get(selected)
     shown = sorted(index, key=lambda f: f.id)
     tiles = app[SETTINGS].console_tiles
-    key = (app[FENCES].version, len(shown), selected if selected in index else None, tiles)
+    key = (app[FENCES].version, len(shown), tiles)
     cache = _maps.setdefault(app[FENCES], {})
     if key not in cache:
         if len(cache) >= MAPS_KEPT:
             cache.pop(next(iter(cache)))
-        cache[key] = draw(shown, selected=key[2], link=f"{BASE}?id=", tiles=tiles)
+        cache[key] = layout(shown, link=f"{BASE}?id=", tiles=tiles)
     return page(
         request,
         "fences.html",
         {
-            "map": cache[key],
+            "map": cache[key].render(selected if selected in index else None),
             "fences": shown,
             "version": app[FENCES].version,
             "selected": selected,

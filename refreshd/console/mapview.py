@@ -7,13 +7,20 @@ graticule and a scale bar, so it needs nothing from the network. With
 the zoom that fits the fences, with those tiles underneath.
 
 Outlines come from the fence itself (`Fence.region_m` in its own aeqd frame, back to lng/lat),
-so the ring drawn is the buffer the service tests fixes against; they are cached per parsed
-fence, which the fence book replaces when the fence changes.
+so the ring drawn is the buffer the service tests fixes against, to within a quarter of a
+pixel at the map's scale: arcs get only the segments that scale can show and the vertices are
+simplified to that tolerance before they are unprojected. With every one of the service's
+arc vertices a 1 000-fence map had ~200 000 of them, most closer together than a pixel, and
+buffering, unprojecting and writing them was most of a first render. Outlines are cached per
+parsed fence and tolerance (the fence book replaces a fence when it changes); `layout` draws
+every fence once per map, and `MapLayout.render` only marks the selected one, so another
+selection does not draw again.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import weakref
 from collections.abc import Iterable, Sequence
@@ -22,39 +29,77 @@ import numpy as np
 import shapely
 from markupsafe import Markup, escape
 
+from geo import constants as C
 from geo.fence import Fence
 from geo.frame import circular_mean_lng
 
-__all__ = ["MapView", "draw"]
+__all__ = ["MapLayout", "MapView", "draw", "layout"]
 
 EARTH_RADIUS_M = 6_371_008.8
 WEB_MERCATOR_M_PER_PX_Z0 = 156_543.033_92  # at the equator, 256-px tiles
 TILE_PX = 256
 MARKER_MIN_PX = 4.0  # a fence smaller than this on screen also gets a dot
+# Outlines may be this far (in pixels at the map's scale) from the exact regions: invisible.
+SIMPLIFY_PX = 0.25
 Rings = list[np.ndarray]  # each (n, 2) lng/lat
 
-_outlines: weakref.WeakKeyDictionary[Fence, tuple[Rings, Rings]] = weakref.WeakKeyDictionary()
+_outlines: weakref.WeakKeyDictionary[Fence, dict[float, tuple[Rings, Rings]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
-def _rings(geom: shapely.Geometry) -> Rings:
-    out: Rings = []
-    for poly in getattr(geom, "geoms", [geom]):
-        if poly.is_empty:
-            continue
-        out.append(np.asarray(poly.exterior.coords))
-        out.extend(np.asarray(r.coords) for r in poly.interiors)
-    return out
+def _quad_segs(fence: Fence, tolerance_m: float) -> int:
+    """Segments per quarter circle that keep the fence's largest arc (radius r) within
+    `tolerance_m`: the outer ring's vertices stand r·(1/cos(π/4q) − 1) outside it, its chords
+    and the inner ring's within r·(1 − cos(π/4q)), which is less."""
+    r = fence.buffer_m + (fence.radius_m or 0.0)
+    if tolerance_m <= 0 or r <= 0:
+        return C.CIRCLE_QUAD_SEGS
+    q = math.ceil(math.pi / (4 * math.acos(r / (r + tolerance_m))))
+    return max(1, min(C.CIRCLE_QUAD_SEGS, q))
 
 
-def outlines(fence: Fence) -> tuple[Rings, Rings]:
-    """(fence rings, buffer rings) in lng/lat, computed once per parsed fence."""
-    cached = _outlines.get(fence)
-    if cached is None:
-        to_lnglat = fence.frame.geometry_to_lnglat
-        inner = _rings(to_lnglat(fence.region_m(0.0)))
-        outer = _rings(to_lnglat(fence.region_m(fence.buffer_m, outer=True)))
-        cached = _outlines[fence] = (inner, outer)
-    return cached
+def outlines(fences: Sequence[Fence], tolerance_m: float = 0.0) -> list[tuple[Rings, Rings]]:
+    """Per fence (fence rings, buffer rings) in lng/lat within `tolerance_m` of its regions (0:
+    every vertex of the service's): half of it for fewer arc segments, half for simplifying;
+    computed once per parsed fence and tolerance, the missing ones together."""
+    missing = [f for f in fences if tolerance_m not in _outlines.get(f, {})]
+    if missing:
+        regions = np.array(
+            [
+                g
+                for f in missing
+                for q in [_quad_segs(f, tolerance_m / 2)]
+                for g in (
+                    f.region_m(0.0, quad_segs=q),
+                    f.region_m(f.buffer_m, outer=True, quad_segs=q),
+                )
+            ],
+            dtype=object,
+        )
+        if tolerance_m > 0:
+            # Without preserve_topology: ten times faster, and only the coordinates are drawn;
+            # a ring it collapses (a fence smaller than the tolerance) is drawn unsimplified.
+            simple = shapely.simplify(regions, tolerance_m / 2, preserve_topology=False)
+            same = (
+                shapely.get_num_interior_rings(simple) == shapely.get_num_interior_rings(regions)
+            ) & (shapely.get_num_geometries(simple) == shapely.get_num_geometries(regions))
+            regions = np.where(~shapely.is_empty(simple) & same, simple, regions)
+        parts, part_of = shapely.get_parts(regions, return_index=True)  # MultiPolygons apart
+        rings, ring_part = shapely.get_rings(parts, return_index=True)
+        owner = part_of[ring_part]
+        xy, ring_of = shapely.get_coordinates(rings, return_index=True)
+        ring_starts = np.searchsorted(ring_of, np.arange(len(rings) + 1))
+        geom_rings = np.searchsorted(owner, np.arange(len(regions) + 1))
+        for i, fence in enumerate(missing):
+            lo, hi = ring_starts[geom_rings[2 * i]], ring_starts[geom_rings[2 * i + 2]]
+            lng, lat = fence.frame.to_lnglat_many(xy[lo:hi, 0], xy[lo:hi, 1])  # one PROJ call
+            ll = np.column_stack([lng, lat])
+            cut = ring_starts[geom_rings[2 * i] : geom_rings[2 * i + 2] + 1] - lo
+            pieces = [ll[a:b] for a, b in itertools.pairwise(cut)]
+            n_inner = geom_rings[2 * i + 1] - geom_rings[2 * i]
+            _outlines.setdefault(fence, {})[tolerance_m] = (pieces[:n_inner], pieces[n_inner:])
+    return [_outlines[f][tolerance_m] for f in fences]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -131,13 +176,25 @@ class MapView:
         )
 
 
-def _path(view: MapView, rings: Rings) -> str:
-    parts = []
-    for ring in rings:
-        x, y = view.xy(ring[:, 0], ring[:, 1])
-        pts = " ".join(f"{a:.1f},{b:.1f}" for a, b in zip(x.tolist(), y.tolist(), strict=True))
-        parts.append(f"M{pts}Z")
-    return "".join(parts)
+def _paths(view: MapView, shapes: Sequence[Rings]) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Per shape (a list of lng/lat rings) its SVG path data and its first ring in pixels;
+    every vertex of every shape is projected in one call."""
+    rings = [r for rs in shapes for r in rs]
+    if not rings:
+        return [("", np.empty(0), np.empty(0)) for _ in shapes]
+    ll = np.concatenate(rings)
+    x, y = view.xy(ll[:, 0], ll[:, 1])
+    pts = [f"{a:.1f},{b:.1f}" for a, b in zip(x.tolist(), y.tolist(), strict=True)]
+    out = []
+    at = 0
+    for rs in shapes:
+        start, parts = at, []
+        for r in rs:
+            parts.append("M" + " ".join(pts[at : at + len(r)]) + "Z")
+            at += len(r)
+        first = slice(start, start + len(rs[0])) if rs else slice(0, 0)
+        out.append(("".join(parts), x[first], y[first]))
+    return out
 
 
 def _nice(x: float, steps: Iterable[float] = (1, 2, 5)) -> float:
@@ -206,6 +263,71 @@ def _tiles(view: MapView, template: str) -> list[str]:
     return out
 
 
+def _tolerance_m(view: MapView) -> float:
+    """SIMPLIFY_PX in metres, rounded down to a power of two so close scales share outlines."""
+    return float(2.0 ** math.floor(math.log2(SIMPLIFY_PX / view.px_per_m)))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MapLayout:
+    """A drawn map: every fence's markup, waiting for which one is selected."""
+
+    head: str
+    fences: tuple[tuple[str, str, str], ...]  # (id, opening <a …>'s attributes, body)
+    tail: str
+
+    def render(self, selected: str | None = None) -> Markup:
+        """The map's SVG with `selected` (a fence id) marked."""
+        out = [self.head]
+        for fid, attrs, body in self.fences:
+            cls = "fence selected" if fid == selected else "fence"
+            out.append(f'<a class="{cls}" {attrs}>{body}</a>')
+        out.append(self.tail)
+        return Markup("".join(out))
+
+
+def layout(
+    fences: Sequence[Fence],
+    *,
+    link: str = "?id=",
+    width: int = 900,
+    height: int = 560,
+    tiles: str | None = None,
+) -> MapLayout:
+    """Draw the map of `fences`, each one a link to its detail (`link` + id)."""
+    # The fence's index cover (its buffer and a metre or two, in lng/lat) fits the view.
+    bounds = [f.cover.bounds for f in fences]
+    lngs = [v for b in bounds for v in (b[0], b[2])]
+    lats = [v for b in bounds for v in (b[1], b[3])]
+    view = MapView.fit(lngs, lats, width=width, height=height, tiles=tiles is not None)
+    tol = _tolerance_m(view)
+    head = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" class="map" role="group" '
+        'aria-label="fences map">',
+        f'<rect width="{width}" height="{height}" class="sea"/>',
+    ]
+    if tiles is not None:
+        head += _tiles(view, tiles)
+    head += _graticule(view)
+    shapes = outlines(fences, tol)
+    inners = _paths(view, [inner for inner, _ in shapes])
+    outers = _paths(view, [outer for _, outer in shapes])
+    drawn = []
+    for fence, (inside, _, _), (buffer, x, y) in zip(fences, inners, outers, strict=True):
+        attrs = f'href="{escape(link + fence.id)}" data-fence="{escape(fence.id)}"'
+        body = (
+            f"<title>{escape(fence.id)}</title>"
+            f'<path class="buffer" d="{buffer}" fill-rule="evenodd"/>'
+            f'<path class="inside" d="{inside}" fill-rule="evenodd"/>'
+        )
+        if len(x) and max(np.ptp(x), np.ptp(y)) < MARKER_MIN_PX:
+            body += f'<circle class="marker" cx="{x.mean():.1f}" cy="{y.mean():.1f}" r="3"/>'
+        drawn.append((fence.id, attrs, body))
+    tail = "".join([*_scale_bar(view), "</svg>"])
+    return MapLayout("".join(head), tuple(drawn), tail)
+
+
 def draw(
     fences: Sequence[Fence],
     *,
@@ -215,37 +337,5 @@ def draw(
     height: int = 560,
     tiles: str | None = None,
 ) -> Markup:
-    """The map of `fences`: each one a link to its detail (`link` + id)."""
-    drawn = [(f, *outlines(f)) for f in fences]
-    lngs = [
-        float(v) for _, _, outer in drawn for r in outer for v in (r[:, 0].min(), r[:, 0].max())
-    ]
-    lats = [
-        float(v) for _, _, outer in drawn for r in outer for v in (r[:, 1].min(), r[:, 1].max())
-    ]
-    view = MapView.fit(lngs, lats, width=width, height=height, tiles=tiles is not None)
-    out = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-        f'width="{width}" height="{height}" class="map" role="group" '
-        'aria-label="fences map">',
-        f'<rect width="{width}" height="{height}" class="sea"/>',
-    ]
-    if tiles is not None:
-        out += _tiles(view, tiles)
-    out += _graticule(view)
-    for fence, inner, outer in drawn:
-        cls = "fence selected" if fence.id == selected else "fence"
-        out.append(
-            f'<a href="{escape(link + fence.id)}" class="{cls}" data-fence="{escape(fence.id)}">'
-            f"<title>{escape(fence.id)}</title>"
-            f'<path class="buffer" d="{_path(view, outer)}" fill-rule="evenodd"/>'
-            f'<path class="inside" d="{_path(view, inner)}" fill-rule="evenodd"/>'
-        )
-        ring = outer[0]
-        x, y = view.xy(ring[:, 0], ring[:, 1])
-        if max(np.ptp(x), np.ptp(y)) < MARKER_MIN_PX:
-            out.append(f'<circle class="marker" cx="{x.mean():.1f}" cy="{y.mean():.1f}" r="3"/>')
-        out.append("</a>")
-    out += _scale_bar(view)
-    out.append("</svg>")
-    return Markup("".join(out))
+    """The map of `fences` with `selected` marked (`layout` then `render`)."""
+    return layout(fences, link=link, width=width, height=height, tiles=tiles).render(selected)

@@ -3,16 +3,24 @@
 Each function returns markup for one chart, with a `<title>` and `role="img"` so a screen
 reader names it, and presentation attributes only (the console's CSP forbids inline styles).
 The page next to each chart shows the same numbers as a table.
+
+The forest plots are also the JSON API's `GET /v1/experiments/{id}/report.svg`
+(`forest_document`): this module imports nothing from the service, so the HTTP layer can
+draw with it and there is one drawing of a report.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from markupsafe import Markup, escape
 
-__all__ = ["PALETTE", "columns", "forest", "hbars", "lines", "nice_ticks"]
+__all__ = ["PALETTE", "columns", "forest", "forest_document", "hbars", "lines", "nice_ticks",
+           "report_forests"]  # fmt: skip
+
+ForestRow = tuple[str, float | None, float | None, float | None]  # label, low, estimate, high
 
 # Colour-blind-safe (Okabe–Ito), then greys.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442",
@@ -103,18 +111,26 @@ def columns(
     return Markup("".join(out))
 
 
+def _forest_height(rows: int, row_h: int) -> int:
+    return FOREST_TOP + row_h * rows + 28
+
+
+FOREST_TOP = 8
+
+
 def forest(
     title: str,
-    rows: Sequence[tuple[str, float | None, float | None, float | None]],
+    rows: Sequence[ForestRow],
     *,
     width: int = 520,
     row_h: int = 26,
     as_percent: bool = True,
 ) -> Markup:
-    """A forest plot: per row (label, low, estimate, high) a CI bar and its estimate, around a
-    zero line; green right of zero, red left when the interval excludes zero."""
-    left, right, top = 110, 20, 8
-    height = top + row_h * len(rows) + 28
+    """A forest plot: per row (label, low, estimate, high) a CI bar (`class="ci"`) and its
+    estimate, around a zero line; green right of zero, red left when the interval excludes
+    zero."""
+    left, right, top = 110, 20, FOREST_TOP
+    height = _forest_height(len(rows), row_h)
     pw = width - left - right
     values = [v for _, lo, mid, hi in rows for v in (lo, mid, hi) if v is not None]
     span = max((abs(v) for v in values), default=0.0) or 0.01
@@ -141,11 +157,54 @@ def forest(
                        "no data</text>")  # fmt: skip
             continue
         colour = "#1a7f37" if lo > 0 else "#cf222e" if hi < 0 else "#555"
-        out.append(f'<line x1="{_f(x(lo))}" x2="{_f(x(hi))}" y1="{_f(y)}" y2="{_f(y)}" '
-                   f'stroke="{colour}" stroke-width="3"/>')  # fmt: skip
+        out.append(f'<line class="ci" x1="{_f(x(lo))}" x2="{_f(x(hi))}" y1="{_f(y)}" '
+                   f'y2="{_f(y)}" stroke="{colour}" stroke-width="3"/>')  # fmt: skip
         out.append(f'<circle cx="{_f(x(mid))}" cy="{_f(y)}" r="5" fill="{colour}"/>')
     out.append("</svg>")
     return Markup("".join(out))
+
+
+def report_forests(report: Any) -> list[tuple[str, str, list[ForestRow]]]:
+    """Per metric of an experiment report (`refreshd.core.expstats.Report`): the metric, its
+    forest plot's title and rows (each treatment arm's relative lift with its interval)."""
+    baseline, arms = report.variants[0], report.variants[1:]
+    level = f"{100 - report.stats.alpha * 100:g} %"
+    out = []
+    for metric in baseline.metrics:
+        rows: list[ForestRow] = []
+        for v in arms:
+            r = v.metrics.get(metric)
+            ci = r.ci if r is not None else None
+            mid = r.relative_lift if r is not None else None
+            rows.append((v.key, ci[0] if ci else None, mid, ci[1] if ci else None))
+        title = f"{metric}: relative lift of each arm over {baseline.key}, {level} interval"
+        out.append((metric, title, rows))
+    return out
+
+
+def forest_document(title: str, panels: Sequence[tuple[str, str, Sequence[ForestRow]]]) -> str:
+    """A standalone SVG document: `title`, then one forest plot per (name, title, rows) panel,
+    stacked (what `report_forests` returns)."""
+    width, row_h, head = 520, 26, 28
+    y = head
+    body = []
+    for name, panel_title, rows in panels:
+        body.append(f'<text x="8" y="{y + 14}" {FONT} font-weight="bold">{escape(name)}</text>')
+        body.append(f'<g transform="translate(0 {y + 20})">{forest(panel_title, rows)}</g>')
+        y += 20 + _forest_height(len(rows), row_h) + 8
+    return "".join(
+        [
+            '<?xml version="1.0" encoding="UTF-8"?>\n',
+            f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {y}" '
+            f'width="{width}" height="{y}" role="img">',
+            f"<title>{escape(title)}</title>",
+            f'<rect width="{width}" height="{y}" fill="#fff"/>',
+            f'<text x="8" y="18" font-family="system-ui, sans-serif" font-size="13">'
+            f"{escape(title)}</text>",
+            *body,
+            "</svg>\n",
+        ]
+    )
 
 
 def lines(

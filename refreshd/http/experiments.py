@@ -1,4 +1,5 @@
-"""HTTP shell of threshold experiments: config, assignment and report."""
+"""HTTP shell of threshold experiments: config, assignment and report (JSON, and its forest
+plots as an SVG document drawn by the console's chart code, so both show one drawing)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import msgspec
 from aiohttp import web
 
 from refreshd import constants as C
+from refreshd.console import svg
 from refreshd.core.errors import Conflict, InvalidValue
 from refreshd.core.experiments import ExperimentConfig, assign, experiment_to_json, parse_experiment
 from refreshd.core.exposure import stats_key, sticky_record
@@ -149,11 +151,23 @@ async def experiment_report(
     return build_report(exp_id, cfg, stats)
 
 
-async def report(request: web.Request) -> web.Response:
+async def _report(request: web.Request) -> Report:
     exp_id = RESOURCE.item_id(request)
     cfg = await _stored(request, exp_id)
     app = request.app
-    return json_response(await experiment_report(app[STORE], exp_id, cfg, app[GUARDRAILS]))
+    return await experiment_report(app[STORE], exp_id, cfg, app[GUARDRAILS])
+
+
+async def report(request: web.Request) -> web.Response:
+    return json_response(await _report(request))
+
+
+async def report_svg(request: web.Request) -> web.Response:
+    """The report's forest plots (each arm's lift with its interval, per metric) as SVG."""
+    r = await _report(request)
+    title = f"Experiment {r.experiment}: relative lift over {r.variants[0].key}"
+    doc = svg.forest_document(title, svg.report_forests(r))
+    return web.Response(text=doc, content_type="image/svg+xml")
 
 
 ROUTES: tuple[Route, ...] = (
@@ -178,5 +192,16 @@ ROUTES: tuple[Route, ...] = (
         Report,
         errors=(404, 422, 503),
         admin=True,
+    ),
+    Route(
+        "GET",
+        "/v1/experiments/{id}/report.svg",
+        report_svg,
+        "The report's forest plots: per metric each arm's relative lift with its interval",
+        None,
+        None,
+        errors=(404, 422, 503),
+        admin=True,
+        content_type="image/svg+xml",
     ),
 )

@@ -97,8 +97,8 @@ def spec(routes: tuple[Route, ...]) -> dict[str, Any]:
             op["responses"]["204"] = {"description": "No Content"}
         elif r.response is not None:
             ok_content = {r.content_type: {"schema": ref_of[r.response]}}
-        elif r.content_type == "text/plain":
-            ok_content = {"text/plain": {"schema": {"type": "string"}}}
+        elif r.content_type != "application/json":  # text: LightGBM's model, an SVG
+            ok_content = {r.content_type: {"schema": {"type": "string"}}}
         else:
             ok_content = {"application/json": {"schema": {"type": "object"}}}
         if r.status != 204:

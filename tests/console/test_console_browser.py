@@ -10,13 +10,16 @@ from typing import Any
 import msgspec
 from aiohttp.test_utils import TestClient
 
-from refreshd.http.keys import STORE
+from refreshd.core.experiments import assign, parse_experiment
+from refreshd.http.keys import REGISTRY, SHADOW, STORE
 from refreshd.live.registry import publish
 from tests.console.pagecheck import Watch
+from tests.refreshd.test_models_lifecycle import inverted, stage
 from tests.support import MakeClient, now_ms
 
 EXP = {
     "seed": "console",
+    "guardrails": ["location_fixes"],
     "weights": [0.5, 0.5],
     "status": "running",
     "variants": [
@@ -99,8 +102,16 @@ async def test_experiment_report_lookup_and_controls(
 ) -> None:
     client = await make_client()
     assert (await client.put("/v1/experiments/thr", json=EXP)).status == 200
+    cfg = parse_experiment("thr", msgspec.json.encode(EXP))
+    t = now_ms()
     for i in range(40):
         await decide(client, f"user-{i}")
+        # The treatment's devices take twice the fixes: its location_fixes guardrail breaks.
+        twice = assign("thr", cfg, f"user-{i}").variant == "t30"
+        for k in range((1 + i % 3) * (2 if twice else 1)):
+            fix = {"user_id": f"user-{i}", "ts": t + 1000 * (k + 1), "lat": 48.0, "lng": 2.0,
+                   "accuracy_m": 10.0}  # fmt: skip
+            assert (await client.post("/v1/location", json=fix)).status == 200
     page, watch = await open_page(browser, client, axe_source)
 
     await page.goto("/console/experiments")
@@ -115,6 +126,13 @@ async def test_experiment_report_lookup_and_controls(
     await page.wait_for_url(re.compile(r"/console/experiments/thr$"))
     assert await page.locator("svg.chart title", has_text="relative lift").count() >= 1
     assert "p-value" in await page.locator("section.metric").first.inner_text()
+    assert (await page.locator("#power-clicks").inner_text()).startswith("Power 80 %")
+    guard = page.locator("#guardrails tbody tr")
+    assert await guard.count() == 1
+    report = await (await client.get("/v1/experiments/thr/report")).json()
+    assert report["guardrails"][0]["breached"] is True
+    assert await page.locator("#guardrails tr.breached", has_text="location_fixes").count() == 1
+    assert "breached" in await guard.inner_text()
     await page.get_by_label("User id").fill("user-7")
     await page.get_by_role("button", name="Look up").click()
     expected = await (await client.get("/v1/experiments/thr/assignment?user_id=user-7")).json()
@@ -235,3 +253,53 @@ async def test_rules_policy_and_models(
     assert meta.version in await page.locator("#models").inner_text()
     assert await page.locator("svg.chart title", has_text="Calibration").count() == 1
     await watch.check("models")
+
+
+async def test_models_promote_roll_back_shadow_and_history(
+    browser: Any, make_client: MakeClient, axe_source: str | None, trained_model: Any
+) -> None:
+    client = await make_client()
+    store = client.app[STORE]
+    first = (
+        await publish(store, trained_model, created_ts=now_ms() - 60_000, source="test")
+    ).version
+    await client.app[REGISTRY].refresh(store)
+    second = await stage(store, inverted(trained_model.model_text), now_ms())
+    page, watch = await open_page(browser, client, axe_source)
+
+    await page.goto("/console/models")
+    assert "(current)" in await page.locator(f"#model-{first}").inner_text()
+    # No logs to judge it on: the API's 409 is shown above the table, nothing changes.
+    await page.get_by_role("button", name=f"Promote {second}").click()
+    watch.expect(409)
+    assert "cannot compare the models" in await page.get_by_role("alert").inner_text()
+    assert client.app[REGISTRY].version == first
+
+    await page.goto("/console/models")
+    await page.locator(f"#model-{second}").get_by_label("force").check()
+    await page.get_by_role("button", name=f"Promote {second}").click()
+    await page.wait_for_url(re.compile(r"/console/models#history$"))
+    assert client.app[REGISTRY].version == second
+    newest = page.locator("#changes tbody tr").first
+    assert re.search(
+        rf"promote \(forced\)\s+console\s+{first}\s+{second}", await newest.inner_text()
+    )
+    assert "(current)" in await page.locator(f"#model-{second}").inner_text()
+
+    await page.get_by_role("button", name="Roll back").click()
+    await page.wait_for_url(re.compile(r"/console/models#history$"))
+    assert client.app[REGISTRY].version == first
+    assert re.search(rf"rollback\s+console\s+{second}\s+{first}", await newest.inner_text())
+    history = await (await client.get("/v1/models/history")).json()
+    assert [c["action"] for c in history["history"]] == ["rollback", "promote", "publish"]
+
+    await page.get_by_role("button", name=f"Shadow {second}").click()
+    await page.wait_for_url(re.compile(r"/console/models#shadow$"))
+    assert second in client.app[SHADOW].models
+    report = page.locator(f"#shadow-{second}")
+    assert "Agreement" in await report.inner_text() and "Score PSI" in await report.inner_text()
+    await watch.check("models-lifecycle")
+    await page.get_by_role("button", name=f"Stop shadowing {second}").click()
+    await page.wait_for_url(re.compile(r"/console/models#shadow$"))
+    assert second not in client.app[SHADOW].models
+    assert await page.locator(f"#shadow-{second}").count() == 0

@@ -6,6 +6,7 @@ import asyncio
 import random
 from collections import defaultdict
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 import redis
@@ -410,3 +411,24 @@ async def test_guardrails_flag_an_arm_whose_devices_take_twice_the_fixes(
     assert list(report["variants"][1]["metrics"]) == [
         "refresh_requests", "clicks", "converted", "pvctr", "uvctr",
     ]  # fmt: skip
+
+
+async def test_report_svg_draws_one_interval_per_arm_and_metric(make_client: MakeClient) -> None:
+    client = await make_client()
+    assert (await client.get("/v1/experiments/nope/report.svg")).status == 404
+    variants = [*EXP["variants"], {"key": "t50", "params": {"policy": "intent", "threshold": 0.5}}]
+    body = {**EXP, "weights": None, "variants": variants, "metrics": ["clicks", "pvctr"]}
+    assert (await put(client, "thr", body)).status == 200
+    await drive([client], [f"user{i}" for i in range(90)], random.Random(5))
+    resp = await client.get("/v1/experiments/thr/report.svg")
+    assert resp.status == 200 and resp.content_type == "image/svg+xml"
+    root = ElementTree.fromstring(await resp.read())  # well-formed XML, or this raises
+    ns = {"s": "http://www.w3.org/2000/svg"}
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    report = await (await client.get("/v1/experiments/thr/report")).json()
+    intervals = [(v["key"], m) for v in report["variants"][1:] for m, r in v["metrics"].items()
+                 if r["ci"] is not None]  # fmt: skip
+    assert len(intervals) == 4  # two arms × two metrics, each with its interval
+    assert len(root.findall(".//s:line[@class='ci']", ns)) == len(intervals)
+    titles = [t.text or "" for t in root.findall(".//s:svg/s:title", ns)]
+    assert [t.split(":")[0] for t in titles] == ["clicks", "pvctr"]
