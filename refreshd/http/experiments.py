@@ -64,13 +64,17 @@ def _keep_buckets(old: ExperimentConfig, new: ExperimentConfig) -> None:
     if old.status == "draft":
         return
     sticky = old.sticky and new.sticky
-    for name in FROZEN_ONCE_STARTED:
-        if sticky and name in STICKY_MAY_CHANGE:
-            continue
+    names = [n for n in FROZEN_ONCE_STARTED if not (sticky and n in STICKY_MAY_CHANGE)]
+    refuse_changes("an experiment", old, new, names)
+
+
+def refuse_changes(what: str, old: object, new: object, names: Sequence[str]) -> None:
+    """Raise a 409 naming the first of `names` that differs between a started item and its
+    new version: changing it would move users between groups and corrupt the statistics."""
+    for name in names:
         if getattr(old, name) != getattr(new, name):
             raise Conflict(
-                f"{name} of an experiment that has started cannot change; create a new one",
-                field=name,
+                f"{name} of {what} that has started cannot change; create a new one", field=name
             )
 
 

@@ -8,7 +8,6 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from refreshd.core.errors import Conflict
 from refreshd.core.expstats import Report
 from refreshd.core.holdouts import (
     HoldoutConfig,
@@ -18,7 +17,7 @@ from refreshd.core.holdouts import (
     parse_holdout,
 )
 from refreshd.http.codec import json_response
-from refreshd.http.experiments import experiment_report
+from refreshd.http.experiments import experiment_report, refuse_changes
 from refreshd.http.keys import GUARDRAILS, HOLDOUTS, STORE
 from refreshd.http.resources import ConfigResource, ExpectedVersion
 from refreshd.http.routing import Route
@@ -48,12 +47,7 @@ class HoldoutPut(HoldoutConfig, frozen=True, kw_only=True, forbid_unknown_fields
 def _keep_users(old: HoldoutConfig, new: HoldoutConfig) -> None:
     if old.status == "draft":
         return
-    for name in FROZEN_ONCE_STARTED:
-        if getattr(old, name) != getattr(new, name):
-            raise Conflict(
-                f"{name} of a holdout that has started cannot change; create a new one",
-                field=name,
-            )
+    refuse_changes("a holdout", old, new, FROZEN_ONCE_STARTED)
 
 
 def _served(holdout_id: str, blob: bytes) -> dict[str, Any]:
