@@ -44,9 +44,9 @@ from client_sim.timeexp import Predictor, drive
 from refreshd import constants as C
 from refreshd.core import flow
 from refreshd.core.errors import MalformedJSON
-from refreshd.core.experiments import ExperimentConfig, parse_experiment, variant_weights
+from refreshd.core.experiments import METRICS, ExperimentConfig, parse_experiment, variant_weights
 from refreshd.core.exposure import stats_key
-from refreshd.core.expstats import build_report, stats_from_fields
+from refreshd.core.expstats import SPECS, build_report, stats_from_fields, user_values
 from refreshd.core.policy import PolicyDoc, standard_policy
 from refreshd.core.rules import RuleSet
 from refreshd.core.state import ExpUser
@@ -67,8 +67,9 @@ __all__ = [
 # What the devices saw per arm (users: those the service exposed, i.e. decided for at least
 # once while the experiment ran).
 DEVICE_COUNTS = ("users", "decides", "refreshes", "clicks", "impressions")
-# Per-user columns of a paired pass: the service's own totals of the user in the experiment.
-_TRUTH = ("exposed", "refreshes", "clicks", "impressions", "converted", "saw", "uv")
+# Per-user columns of a paired pass: each metric's numerator and denominator for the user, from
+# the service's own totals of the user in the experiment.
+_TRUTH = ("exposed", *(f"{m}.{part}" for m in METRICS for part in ("num", "den")))
 _ID = re.compile(C.ID_PATTERN)
 
 
@@ -124,26 +125,20 @@ def _exp_user(cloud: Cloud, uid: str, exp_id: str) -> ExpUser | None:
 
 
 def _truth_row(eu: ExpUser | None) -> list[int]:
+    """1 (exposed), then the user's (numerator, denominator) of each metric, by the report's own definitions
+    (`user_values`): the denominator is 1 per exposed user, or the ratio's."""
     if eu is None:
         return [0] * len(_TRUTH)
-    t = eu.totals
-    clicked, saw = int(t.clicks > 0), int(t.impressions > 0)
-    return [1, t.refreshes, t.clicks, t.impressions, clicked, saw, clicked * saw]
+    values = user_values(eu.totals)
+    row = [1]
+    for m in METRICS:
+        x, y, _c = values[m]
+        row += [x, y if SPECS[m].denominator is not None else 1]
+    return row
 
 
 def _ratio(a: float, b: float) -> float | None:
     return a / b if b else None
-
-
-# Each report metric as (numerator, denominator) columns of the paired pass: per exposed user,
-# or the ratio of sums, as refreshd.core.expstats defines them.
-_PAIRED = {
-    "refresh_requests": ("refreshes", "exposed"),
-    "clicks": ("clicks", "exposed"),
-    "converted": ("converted", "exposed"),
-    "pvctr": ("clicks", "impressions"),
-    "uvctr": ("uv", "saw"),
-}
 
 
 class ExperimentRun:
@@ -233,18 +228,19 @@ class ExperimentRun:
         for k in keys:
             mat = np.vstack(self.truth[k]) if self.truth[k] else np.zeros((0, len(_TRUTH)))
             per_user |= {f"{k}.{c}": mat[:, j] for j, c in enumerate(_TRUTH)}
-        boot = Boot(len(per_user[f"{keys[0]}.exposed"]), self.sc.report.bootstrap, self.seed + 4)
+        users = len(per_user[f"{keys[0]}.{_TRUTH[0]}"])
+        boot = Boot(users, self.sc.report.bootstrap, self.seed + 4)
         return {
-            k: {m: compare(boot, per_user, functools.partial(_pair, keys[0], k, *_PAIRED[m]))
+            k: {m: compare(boot, per_user, functools.partial(_pair, keys[0], k, m))
                 for m in self.cfg.metrics}
             for k in keys[1:]
         }  # fmt: skip
 
 
-def _pair(base: str, arm: str, num: str, den: str, t: Mapping[str, float]) -> Any:
+def _pair(base: str, arm: str, metric: str, t: Mapping[str, float]) -> Any:
     """(baseline, arm) of one metric from the paired passes' totals; None when undefined."""
-    a = _ratio(t[f"{base}.{num}"], t[f"{base}.{den}"])
-    b = _ratio(t[f"{arm}.{num}"], t[f"{arm}.{den}"])
+    a = _ratio(t[f"{base}.{metric}.num"], t[f"{base}.{metric}.den"])
+    b = _ratio(t[f"{arm}.{metric}.num"], t[f"{arm}.{metric}.den"])
     return None if a is None or b is None else (a, b)
 
 
