@@ -125,8 +125,8 @@ def _exp_user(cloud: Cloud, uid: str, exp_id: str) -> ExpUser | None:
 
 
 def _truth_row(eu: ExpUser | None) -> list[int]:
-    """1 (exposed), then the user's (numerator, denominator) of each metric, by the report's own definitions
-    (`user_values`): the denominator is 1 per exposed user, or the ratio's."""
+    """1 (exposed), then the user's (numerator, denominator) of each metric by the report's
+    own definitions (`user_values`): the denominator is 1 per exposed user, or the ratio's."""
     if eu is None:
         return [0] * len(_TRUTH)
     values = user_values(eu.totals)
