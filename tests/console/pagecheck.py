@@ -37,8 +37,15 @@ class Watch:
         self.expected: set[int] = set()
         page.on("console", self._console)
         page.on("pageerror", lambda exc: self.problems.append(f"script error: {exc}"))
-        page.on("requestfailed", lambda r: self.problems.append(f"failed: {r.url} {r.failure}"))
+        page.on("requestfailed", self._failed)
         page.on("response", self._response)
+
+    def _failed(self, request: Any) -> None:
+        # A request the browser cancelled because the page navigated away (a form submitted
+        # while the favicon was still loading) is not a failure of the page: ERR_ABORTED.
+        # Refused connections, CSP blocks and 4xx/5xx answers still count.
+        if request.failure != "net::ERR_ABORTED":
+            self.problems.append(f"failed: {request.url} {request.failure}")
 
     def _console(self, msg: Any) -> None:
         if msg.type == "error":
