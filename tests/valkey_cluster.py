@@ -63,7 +63,17 @@ class Node:
         self.server.terminate()
 
     def stop_process(self) -> None:
+        """Freeze the node, and return only once the kernel says it is stopped: kill() only
+        queues the signal, and on a busy machine the node could still answer (a replica
+        acknowledge a write) in the moment after."""
         os.kill(self.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            with open(f"/proc/{self.pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            if state in ("T", "t"):
+                return
+            time.sleep(0.005)
 
     def continue_process(self) -> None:
         os.kill(self.pid, signal.SIGCONT)
