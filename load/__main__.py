@@ -1,7 +1,10 @@
 """`python -m load`: load tests and micro-benchmarks that print ratios measured in one run.
 
 python -m load bench [--quick]            everything `make bench` runs
-python -m load wrk [--mix decide|realistic]  capacity with wrk (servers pinned, generator CPU shown)
+python -m load bench --compare REF        capacity of this tree against git REF's build (wrk)
+python -m load wrk [--mix MODE]           capacity with wrk (servers pinned, generator CPU shown)
+python -m load wrk --compare REF          the same, this tree against git REF's build, alternating
+python -m load flame [--mode MODE]        py-spy flame graph (SVG) of one worker under wrk
 python -m load run --url URL --rate R     one open-model run against a running service
 python -m load ramp --url URL             find the throughput at the p99 SLO
 python -m load workers [--rate 400]       CPU per decision, 1 against 2 workers at one rate
@@ -201,7 +204,32 @@ def bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def compare_command(args: argparse.Namespace, modes: tuple[str, ...]) -> int:
+    from load.compare import compare
+
+    binary = wrk_capacity.find_wrk(install=True)
+    if binary is None:
+        log("no wrk (see the note above): builds are compared with wrk only")
+        return 1
+    out = compare(
+        args.compare,
+        modes=modes,
+        rounds=args.rounds,
+        duration_s=args.duration,
+        connections=args.connections,
+        wrk=binary,
+        log=log,
+    )
+    RESULTS.mkdir(exist_ok=True)
+    path = RESULTS / f"compare-{dt.datetime.now(dt.UTC):%Y-%m-%dT%H%M%S}.json"
+    path.write_text(json.dumps(out, indent=2, default=str))
+    log(f"   written: {path}")
+    return 0
+
+
 def wrk_command(args: argparse.Namespace) -> int:
+    if args.compare:
+        return compare_command(args, (args.mix,))
     binary = wrk_capacity.find_wrk(install=True)
     if binary is None:
         log("no wrk (see the note above); `python -m load ramp` is the Python generator's fallback")
@@ -247,12 +275,24 @@ def main(argv: list[str] | None = None) -> int:
         "--mix",
         choices=wrk_capacity.MODES,
         default="decide",
-        help="decide: bare aiohttp against refreshd, decide-only (default); realistic: the mix",
+        help="decide: bare aiohttp against refreshd, decide-only (default); realistic: the "
+        "mix; location, events: that route alone",
     )
     w.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
     w.add_argument("--url", help="a running service instead (loopback; not pinned, no server CPU)")
     for p in (b, w):
         p.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
+        p.add_argument(
+            "--compare",
+            metavar="REF",
+            help="measure this tree against git REF's build instead, alternating fresh servers "
+            "(bench: decide and realistic)",
+        )
+        p.add_argument(
+            "--rounds", type=int, default=3, help="with --compare: runs per build (default 3)"
+        )
+    f = sub.add_parser("flame", help="py-spy flame graph of one worker under wrk", add_help=False)
+    f.add_argument("rest", nargs=argparse.REMAINDER)
     r = sub.add_parser("run", help="one open-model run against a running service (loopback only)")
     r.add_argument("--url", required=True)
     r.add_argument("--rate", type=float, required=True, help="requests per second")
@@ -302,6 +342,12 @@ def main(argv: list[str] | None = None) -> int:
     h.add_argument("--rate", type=float, default=400.0, help="decisions per second (default 400)")
     h.add_argument("--duration", type=float, default=10.0, help="seconds per phase (default 10)")
     h.add_argument("--rounds", type=int, default=2, help="off/on pairs (default 2)")
+    if argv is None:
+        argv = sys.argv[1:]
+    if argv[:1] == ["flame"]:
+        from load.flame import main as flame
+
+        return flame(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "shadow":
         from load.bench_shadow import run as shadow_bench
@@ -332,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in (None, "bench"):
         if args.command is None:
             args = parser.parse_args(["bench", *(argv or [])])
+        if args.compare:
+            args.duration = args.wrk_duration
+            return compare_command(args, ("decide", "realistic"))
         if args.quick:
             args.step_s, args.hold_s, args.wrk_duration = 1.5, 3.0, 3.0
             args.workers_s, args.workers_rounds = 3.0, 1

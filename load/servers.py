@@ -63,11 +63,26 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -
         time.sleep(0.2)
 
 
+def _tree_env(tree: Path | None) -> dict[str, str]:
+    if tree is None:
+        return {}
+    inherited = [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []
+    return {"PYTHONPATH": os.pathsep.join([str(tree), *inherited])}
+
+
 @contextlib.contextmanager
 def refreshd(
-    workers: int = 1, env: dict[str, str] | None = None, redis_url: str | None = None
+    workers: int = 1,
+    env: dict[str, str] | None = None,
+    redis_url: str | None = None,
+    tree: Path | None = None,
 ) -> Iterator[tuple[str, int]]:
-    """Run `refreshd serve` on a free port (own embedded Valkey unless given); yield (url, pid)."""
+    """Run `refreshd serve` on a free port (own embedded Valkey unless given); yield (url, pid).
+
+    `tree`: the source tree to run instead of the installed one (another build, for
+    `python -m load wrk --compare`): it goes first on the child's PYTHONPATH, ahead of the
+    editable install's finder, so `import refreshd` and its sibling packages load from it.
+    """
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="refreshd-bench-") as data:
         cmd = [sys.executable, "-m", "refreshd", "serve", "--port", str(port)]
@@ -76,7 +91,8 @@ def refreshd(
             cmd += ["--redis-url", redis_url]
         proc = subprocess.Popen(
             cmd,
-            env={**os.environ, "REFRESHD_LOG_LEVEL": "WARNING", **(env or {})},
+            env={**os.environ, "REFRESHD_LOG_LEVEL": "WARNING", **_tree_env(tree), **(env or {})},
+            cwd=tree,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

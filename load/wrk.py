@@ -35,7 +35,7 @@ ERROR_LIMIT = 0.01
 # Below this share of its core the server waited on something (Valkey's fsync, a neighbour on
 # the machine) rather than ran out of CPU: the figure stands, with that said.
 SERVER_BUSY = 0.90
-MODES = ("decide", "realistic")
+MODES = ("decide", "realistic", "location", "events")
 
 
 def find_wrk(*, install: bool = False) -> str | None:
@@ -210,7 +210,7 @@ def run_wrk(
     )
 
 
-def _against(
+def measure(
     label: str,
     ctx: contextlib.AbstractContextManager[tuple[str, int]],
     mode: str,
@@ -224,7 +224,7 @@ def _against(
     with ctx as (url, pid):
         if pair:
             pin_tree(pid, *pair)
-        if mode == "realistic":
+        if mode in ("realistic", "location"):
             load_fences(url, 200)
         if warmup_s > 0:  # first requests pay for imports, caches and JIT-less warm paths
             run_wrk(url, mode=mode, duration_s=warmup_s, connections=connections, wrk=wrk, seed=9)
@@ -243,6 +243,11 @@ def _against(
 BARE = "bare aiohttp /v1/decide"
 ONE = "refreshd 1 worker /v1/decide"
 MIX = "refreshd 1 worker realistic mix"
+
+
+def label_of(mode: str) -> str:
+    """The label of a refreshd run of `mode` (the ratio's two runs have their own)."""
+    return ONE if mode == "decide" else MIX if mode == "realistic" else f"refreshd 1 worker {mode}"
 
 
 def capacity(
@@ -268,11 +273,12 @@ def capacity(
     plan: list[tuple[str, Any, str]] = []
     if "decide" in mixes:
         plan += [(BARE, servers.bare, "decide"), (ONE, lambda: servers.refreshd(1), "decide")]
-    if "realistic" in mixes:
-        plan.append((MIX, lambda: servers.refreshd(1), "realistic"))
+    for mode in MODES[1:]:
+        if mode in mixes:
+            plan.append((label_of(mode), lambda: servers.refreshd(1), mode))
     runs: dict[str, WrkRun] = {}
     for label, make, mode in plan:
-        runs[label] = _against(
+        runs[label] = measure(
             label,
             make(),
             mode,

@@ -2,10 +2,12 @@
 --
 --   wrk -t1 -c64 -d15s -s load/wrk_mix.lua http://127.0.0.1:8080 -- realistic [users] [seed]
 --   wrk -t1 -c64 -d15s -s load/wrk_mix.lua http://127.0.0.1:8080 -- decide    [users] [seed]
+--   wrk ... -- location [users] [seed]   /   wrk ... -- events [users] [seed]
 --
 -- `realistic` is load/mix.py's mix: 70 % decide, 20 % event batches of 8, 10 % location fixes
 -- in the box the benchmark's 200 fences are scattered over. `decide` is decide-only, the
--- request the bare aiohttp endpoint (load/bare.py) mimics. Bodies carry current timestamps
+-- request the bare aiohttp endpoint (load/bare.py) mimics. `location` and `events` send only
+-- that one kind (the flame graphs of docs/performance.md profile each route alone). Bodies carry current timestamps
 -- (os.time() has whole seconds, well inside the service's 1 h future / 7 day past window) and
 -- every event batch its own batch_id, so none is refused as stale or as a replay.
 -- At the end one line `WRK_JSON {...}` gives the counts load/wrk.py reads, errors included:
@@ -33,8 +35,8 @@ function init(args)
     mode = args[1] or "realistic"
     users = tonumber(args[2] or "10000")
     local seed = tonumber(args[3] or "0")
-    if mode ~= "realistic" and mode ~= "decide" then
-        error("mode must be realistic or decide, not " .. mode)
+    if mode ~= "realistic" and mode ~= "decide" and mode ~= "location" and mode ~= "events" then
+        error("mode must be realistic, decide, location or events, not " .. mode)
     end
     math.randomseed(seed * 1000 + (tid or 0) + os.time())
 end
@@ -72,6 +74,10 @@ function request()
     local now = os.time() * 1000
     if mode == "decide" then
         return decide(uid, now)
+    elseif mode == "location" then
+        return location(uid, now)
+    elseif mode == "events" then
+        return events(uid, now)
     end
     local r = math.random()
     if r < 0.7 then

@@ -36,6 +36,8 @@ def statuses(metrics: str) -> dict[tuple[str, str], float]:
     [
         ("decide", {"/v1/decide"}),
         ("realistic", {"/v1/decide", "/v1/events", "/v1/location"}),
+        ("location", {"/v1/location"}),
+        ("events", {"/v1/events"}),
     ],
 )
 async def test_wrk_script_bodies_are_accepted(
