@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -83,6 +84,9 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        # (route, method, status) → the two children a request updates, bound once: looking
+        # children up by labels takes a lock and builds a tuple per call.
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         self.decisions = Counter(
             "refreshd_decisions",
             "Decisions by reason, outcome, the ladder node that decided, and degraded or not",
@@ -186,6 +190,17 @@ class Metrics:
             "Now minus the newest matured label the live model learnt from (NaN: none)",
             registry=r,
         )
+
+    def request_children(self, route: str, method: str, status: int) -> tuple[Any, Any]:
+        """The request counter's and latency histogram's children for one route template."""
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            children = self._request_children[key] = (
+                self.requests.labels(route, method, str(status)),
+                self.latency.labels(route, method),
+            )
+        return children
 
     def render(self) -> bytes:
         for update in self.before_render:

@@ -19,7 +19,7 @@ from intent.model import read_features_version
 from refreshd import constants as C
 from refreshd.console.app import add_console
 from refreshd.core.errors import Conflict, StoreUnavailable
-from refreshd.http import guardrails, middleware
+from refreshd.http import middleware
 from refreshd.http import routes as api
 from refreshd.http.keys import (
     CATALOGUE,
@@ -293,18 +293,12 @@ def create_app(
     settings = settings or Settings.from_env()
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        # The HTTP parser's own bounds (the backstop behind middleware.bounds).
+        # The HTTP parser's own bounds (the backstop behind middleware.check_bounds).
         handler_args={
             "max_line_size": C.HTTP_MAX_LINE_SIZE,
             "max_field_size": C.HTTP_MAX_FIELD_SIZE,
         },
-        middlewares=[
-            middleware.request_id,
-            middleware.metrics,
-            guardrails.guardrails,
-            middleware.errors,
-            middleware.bounds,
-        ],
+        middlewares=[middleware.edge],
     )
     app[SETTINGS] = settings
     app[METRICS] = Metrics()

@@ -1,6 +1,6 @@
 """Measure the per-request guardrails (`decision_latency_ms`, `error_responses`) of running
-experiments: a middleware around the device routes, outside the error mapping so that it sees
-the status a device got.
+experiments, observed by the service's middleware (`refreshd.http.middleware.edge`) after the
+error mapping, so that it sees the status a device got.
 
 The arm of a request: for a decision, the one it ran under (the handler records it); for any
 other device request, where hashing puts the user now (sticky records are in the user's state,
@@ -15,13 +15,12 @@ import time
 
 import msgspec
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from refreshd import constants as C
 from refreshd.core.exposure import choose
 from refreshd.http.keys import EXPERIMENTS, GUARDRAILS
 
-__all__ = ["DECISION_ARM", "DEVICE_USER", "guardrails"]
+__all__ = ["DECISION_ARM", "DEVICE_ROUTES", "DEVICE_USER", "observe"]
 
 DEVICE_USER = web.RequestKey("device_user", str)  # set by a device handler once it parsed
 DECISION_ARM = web.RequestKey("decision_arm", tuple[str, str])  # (experiment, variant)
@@ -46,28 +45,25 @@ async def _user_of(request: web.Request) -> str | None:
     return who.user_id if ok else None
 
 
-@web.middleware
-async def guardrails(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.method != "POST" or request.path not in DEVICE_ROUTES:
-        return await handler(request)
-    start = time.perf_counter()
-    response = await handler(request)
+async def observe(request: web.Request, response: web.StreamResponse, start: float) -> None:
+    """Count a device request's guardrails, if an experiment guards them; `start` is the
+    `time.perf_counter()` the request began at."""
     book = request.app.get(EXPERIMENTS)
     if book is None or not book.guarded:
-        return response
+        return
     error = response.status >= 400
     uid = await _user_of(request) if error else request.get(DEVICE_USER)
     if uid is None:
-        return response
+        return
     arm = request.get(DECISION_ARM)
     if arm is None:
         chosen = choose(book.guarded, uid)
         if chosen is None or chosen[2].variant is None:
-            return response
+            return
         arm = (chosen[0], chosen[2].variant)
     cfg = book.guarded.get(arm[0])
     if cfg is None:
-        return response
+        return
     meter = request.app[GUARDRAILS]
     exp_id, variant = arm
     if "error_responses" in cfg.guardrails:
@@ -75,4 +71,3 @@ async def guardrails(request: web.Request, handler: Handler) -> web.StreamRespon
     if "decision_latency_ms" in cfg.guardrails and request.path == "/v1/decide" and not error:
         elapsed_us = int((time.perf_counter() - start) * 1e6)
         meter.observe(exp_id, variant, "decision_latency_ms", elapsed_us)
-    return response
