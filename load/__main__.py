@@ -285,8 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument(
             "--compare",
             metavar="REF",
-            help="measure this tree against git REF's build instead, alternating fresh servers "
-            "(bench: decide and realistic)",
+            help="measure this tree against git REF's build instead (A..B: commit B against A), "
+            "alternating fresh servers (bench: decide and realistic)",
         )
         p.add_argument(
             "--rounds", type=int, default=3, help="with --compare: runs per build (default 3)"

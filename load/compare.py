@@ -1,6 +1,7 @@
 """Two builds side by side: this working tree against a git ref, with wrk, in one run.
 
-`python -m load wrk --compare REF` (or `python -m load bench --compare REF`) unpacks REF with
+`python -m load wrk --compare REF` (or `python -m load bench --compare REF`; `A..B` measures
+commit B against commit A) unpacks REF with
 `git archive` into a temporary directory (the working tree and its git state are not touched)
 and measures both builds with the same wrk runs as the capacity bench: a fresh server pinned
 to one core, wrk and Valkey on the other, a 2 s warm-up, then the timed run. Builds alternate
@@ -73,9 +74,15 @@ def compare(
     wrk: str = "wrk",
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Measure REF's build and this tree's, alternating; return per-mode medians and ratios."""
-    commit = resolve(ref)
-    here = describe_here()
+    """Measure REF's build and this tree's, alternating; return per-mode medians and ratios.
+
+    `ref` may be a range `A..B`: then B's build is measured against A's (both unpacked), so a
+    step made earlier can be measured on a quiet machine later.
+    """
+    base, _, head = ref.partition("..")
+    commit = resolve(base)
+    head_commit = resolve(head) if head else None
+    here = head_commit[:9] if head_commit else describe_here()
     log(
         f"== compare: this tree ({here}) against {ref} ({commit[:9]}), {rounds} rounds of "
         f"{duration_s:g} s per build and mode; load average before: "
@@ -83,9 +90,15 @@ def compare(
     )
     out: dict[str, Any] = {"ref": ref, "ref_commit": commit, "this": here, "modes": {}}
     with tempfile.TemporaryDirectory(prefix="refreshd-compare-") as tmp:
-        tree = Path(tmp)
+        tree = Path(tmp) / "ref"
+        tree.mkdir()
         unpack(commit, tree)
         builds: dict[str, Path | None] = {f"ref {commit[:9]}": tree, "this tree": None}
+        if head_commit is not None:
+            this = Path(tmp) / "this"
+            this.mkdir()
+            unpack(head_commit, this)
+            builds = {f"ref {commit[:9]}": tree, f"this {head_commit[:9]}": this}
         for mode in modes:
             runs: dict[str, list[WrkRun]] = {label: [] for label in builds}
             for r in range(rounds):
