@@ -33,6 +33,7 @@ from load.mix import load_fences
 from load.wrk import MODES, cores, find_wrk, pin_tree, run_wrk
 
 WIDTH, ROW, MIN_SHARE = 1200, 16, 0.002  # px, px, boxes narrower than 0.2 % are not drawn
+_IDLE_POOL = "_worker (concurrent/futures/thread.py"
 
 
 def read_stacks(lines: Iterable[str]) -> dict[tuple[str, ...], int]:
@@ -41,6 +42,8 @@ def read_stacks(lines: Iterable[str]) -> dict[tuple[str, ...], int]:
     for line in lines:
         stack, _, count = line.rstrip("\n").rpartition(" ")
         frames = [f for f in stack.split(";") if not f.startswith("process ")]
+        if frames and _IDLE_POOL in frames[-1]:
+            continue  # a thread-pool worker blocked on its queue (py-spy takes some as busy)
         if frames and count.isdigit():
             stacks[tuple(frames)] += int(count)
     return stacks

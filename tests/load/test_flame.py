@@ -15,6 +15,7 @@ RAW = [
     "main (refreshd/cli.py:10);decide (refreshd/http/routes.py:7) 2",
     'process 12:"python -m refreshd";main (refreshd/cli.py:10);idle (asyncio/base_events.py:1) 2',
     "garbage line without a count",
+    "_bootstrap (threading.py:1);_worker (/usr/lib/python3.11/concurrent/futures/thread.py:81) 40",
 ]
 
 
