@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import collections
 import html
+import re
 import os
 import shutil
 import subprocess
@@ -30,10 +31,10 @@ from pathlib import Path
 
 from load import servers
 from load.mix import load_fences
-from load.wrk import MODES, cores, find_wrk, pin_tree, run_wrk
+from load.wrk import MODES, ROOT, cores, find_wrk, pin_tree, run_wrk
 
 WIDTH, ROW, MIN_SHARE = 1200, 16, 0.002  # px, px, boxes narrower than 0.2 % are not drawn
-_IDLE_POOL = "_worker (concurrent/futures/thread.py"
+_IDLE_POOL = "_worker (concurrent/futures/thread.py)"
 
 
 def read_stacks(lines: Iterable[str]) -> dict[tuple[str, ...], int]:
@@ -42,21 +43,22 @@ def read_stacks(lines: Iterable[str]) -> dict[tuple[str, ...], int]:
     for line in lines:
         stack, _, count = line.rstrip("\n").rpartition(" ")
         frames = [f for f in stack.split(";") if not f.startswith("process ")]
-        if frames and _IDLE_POOL in frames[-1]:
+        if frames and _name(frames[-1]) == _IDLE_POOL:
             continue  # a thread-pool worker blocked on its queue (py-spy takes some as busy)
         if frames and count.isdigit():
             stacks[tuple(frames)] += int(count)
     return stacks
 
 
+_PREFIX = re.compile(r"^.*/site-packages/|^.*/lib/python3\.\d+/|^" + re.escape(f"{ROOT}/"))
+
+
 def _name(frame: str) -> str:
-    """`handle (refreshd/http/app.py:12)` → `handle (refreshd/http/app.py)`: lines merged."""
+    """`handle (/repo/refreshd/http/app.py:12)` → `handle (refreshd/http/app.py)`: lines
+    merged, paths relative to the repository or to the library directory."""
     func, _, where = frame.partition(" (")
-    path = where.rsplit(":", 1)[0].rstrip(")")
-    for marker in ("site-packages/", "/lib/python3"):
-        if marker in path:
-            path = path.split(marker, 1)[1]
-    return f"{func} ({path.rsplit('/main/', 1)[-1]})" if path else func
+    path = _PREFIX.sub("", where.rsplit(":", 1)[0].rstrip(")"))
+    return f"{func} ({path})" if path else func
 
 
 def shares(stacks: dict[tuple[str, ...], int]) -> tuple[dict[str, float], dict[str, float]]:
