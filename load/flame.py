@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 import collections
 import html
-import re
 import os
+import re
 import shutil
 import subprocess
 import sys
