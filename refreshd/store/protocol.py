@@ -80,15 +80,18 @@ def shard_tag(uid: str) -> str:
     log streams and experiment statistics — carries the same tag, so one Lua script updates them
     atomically on one Redis Cluster slot. Users spread over `SHARDS` tags.
     """
-    return _tag(zlib.crc32(uid.encode()) % SHARDS)
+    return _TAGS[zlib.crc32(uid.encode()) % SHARDS]
 
 
 def _tag(i: int) -> str:
     return "{s" + f"{i:02d}" + "}"
 
 
+_TAGS = tuple(_tag(i) for i in range(SHARDS))  # formatted once: a commit names ~5 keys
+
+
 def all_tags() -> list[str]:
-    return [_tag(i) for i in range(SHARDS)]
+    return list(_TAGS)
 
 
 def user_key(uid: str) -> str:
