@@ -5,6 +5,7 @@ python -m load bench --compare REF        capacity of this tree against git REF'
 python -m load wrk [--mix MODE]           capacity with wrk (servers pinned, generator CPU shown)
 python -m load wrk --compare REF          the same, this tree against git REF's build, alternating
 python -m load flame [--mode MODE]        py-spy flame graph (SVG) of one worker under wrk
+python -m load memory [--users 200]       bytes per user in Valkey and a worker's cache, one day
 python -m load run --url URL --rate R     one open-model run against a running service
 python -m load ramp --url URL             find the throughput at the p99 SLO
 python -m load workers [--rate 400]       CPU per decision, 1 against 2 workers at one rate
@@ -293,6 +294,10 @@ def main(argv: list[str] | None = None) -> int:
         )
     f = sub.add_parser("flame", help="py-spy flame graph of one worker under wrk", add_help=False)
     f.add_argument("rest", nargs=argparse.REMAINDER)
+    m = sub.add_parser(
+        "memory", help="bytes per user in Valkey and a worker's cache after a day", add_help=False
+    )
+    m.add_argument("rest", nargs=argparse.REMAINDER)
     r = sub.add_parser("run", help="one open-model run against a running service (loopback only)")
     r.add_argument("--url", required=True)
     r.add_argument("--rate", type=float, required=True, help="requests per second")
@@ -348,6 +353,10 @@ def main(argv: list[str] | None = None) -> int:
         from load.flame import main as flame
 
         return flame(argv[1:])
+    if argv[:1] == ["memory"]:
+        from load.memory import main as memory
+
+        return memory(argv[1:])
     args = parser.parse_args(argv)
     if args.command == "shadow":
         from load.bench_shadow import run as shadow_bench

@@ -1,4 +1,5 @@
-"""The flame-graph tool's parsing and drawing, and the build comparison's unpacking of a ref."""
+"""The flame-graph tool's parsing and drawing, the build comparison's unpacking of a ref, and
+the memory report's grouping of keys."""
 
 from __future__ import annotations
 
@@ -49,3 +50,17 @@ def test_a_ref_is_unpacked_without_touching_the_work_tree(tmp_path: Path) -> Non
         resolve("no-such-ref-anywhere")
     status = subprocess.run(["git", "status", "--porcelain"], capture_output=True, text=True)
     assert "refreshd-compare" not in status.stdout
+
+
+def test_memory_groups_a_users_keys_apart_from_shared_ones() -> None:
+    from load.memory import _owner, cache_bytes_per_user
+    from refreshd.store.protocol import batch_key, directives_key, user_decisions_key, user_key
+
+    uid = "dev-7:a.b"
+    assert _owner(user_key(uid)) == (uid, "state")
+    assert _owner(directives_key(uid)) == (uid, "directives")
+    assert _owner(user_decisions_key(uid)) == (uid, "decision index")
+    assert _owner(batch_key(uid, "batch-1")) == (uid, "batch marks")
+    assert _owner("log:decisions:{s03}") is None and _owner("cfg:rules") is None
+    # The cache holds the blob and a little more for its entry.
+    assert 1000 < cache_bytes_per_user([(b"x" * 1000, 1)] * 200) < 1600
