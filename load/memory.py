@@ -44,13 +44,21 @@ USER_KINDS = {"u": "state", "dir": "directives", "ud": "decision index", "b": "b
 
 
 def _owner(key: str) -> tuple[str, str] | None:
-    """(user id, kind) of a per-user key, None for a shared one."""
+    """(kind, rest) of a per-user key, None for a shared one. `rest` is the user id, and for
+    a batch mark `<user id>:<batch id>` (both may hold colons: `batch_owner` splits it)."""
     kind, sep, rest = key.partition(":")
     if kind not in USER_KINDS or not sep or not rest.startswith("{s"):
         return None
-    _tag, _, tail = rest.partition(":")
-    uid = tail.split(":", 1)[0] if kind == "b" else tail
-    return uid, USER_KINDS[kind]
+    return USER_KINDS[kind], rest.partition(":")[2]
+
+
+def batch_owner(rest: str, users: set[str]) -> str:
+    """The user of a batch mark: the longest known user id before one of its colons."""
+    cuts = [i for i, ch in enumerate(rest) if ch == ":"]
+    for i in reversed(cuts):
+        if rest[:i] in users:
+            return rest[:i]
+    return rest.split(":", 1)[0]
 
 
 def _percentile(values: list[int], q: float) -> int:
@@ -80,6 +88,7 @@ def read_valkey(url: str) -> dict[str, Any]:
     shared: dict[str, int] = collections.Counter()
     log_entries = 0
     states: list[tuple[bytes, int]] = []
+    marks: list[tuple[str, int]] = []
     with redis.Redis.from_url(url) as r:
         for raw in r.scan_iter(count=1000):
             key = raw.decode()
@@ -91,13 +100,20 @@ def read_valkey(url: str) -> dict[str, Any]:
                 if family == "log":
                     log_entries += int(r.xlen(key))
                 continue
-            per_user[owner[0]] += size
-            by_kind[owner[1]] += size
-            if owner[1] == "state":
+            kind, rest = owner
+            by_kind[kind] += size
+            if kind == "batch marks":
+                marks.append((rest, size))
+                continue
+            per_user[rest] += size
+            if kind == "state":
                 version, blob = r.hmget(key, "v", "s")
                 if blob is not None:
                     states.append((blob, int(version or 0)))
         info: Any = r.info("memory")
+    known = set(per_user)
+    for rest, size in marks:
+        per_user[batch_owner(rest, known)] += size
     sizes = list(per_user.values())
     n = len(sizes) or 1
     return {

@@ -53,14 +53,15 @@ def test_a_ref_is_unpacked_without_touching_the_work_tree(tmp_path: Path) -> Non
 
 
 def test_memory_groups_a_users_keys_apart_from_shared_ones() -> None:
-    from load.memory import _owner, cache_bytes_per_user
+    from load.memory import _owner, batch_owner, cache_bytes_per_user
     from refreshd.store.protocol import batch_key, directives_key, user_decisions_key, user_key
 
     uid = "dev-7:a.b"
-    assert _owner(user_key(uid)) == (uid, "state")
-    assert _owner(directives_key(uid)) == (uid, "directives")
-    assert _owner(user_decisions_key(uid)) == (uid, "decision index")
-    assert _owner(batch_key(uid, "batch-1")) == (uid, "batch marks")
+    assert _owner(user_key(uid)) == ("state", uid)
+    assert _owner(directives_key(uid)) == ("directives", uid)
+    assert _owner(user_decisions_key(uid)) == ("decision index", uid)
+    kind, rest = _owner(batch_key(uid, "batch:1")) or ("", "")
+    assert kind == "batch marks" and batch_owner(rest, {uid, "dev-7"}) == uid
     assert _owner("log:decisions:{s03}") is None and _owner("cfg:rules") is None
     # The cache holds the blob and a little more for its entry.
     assert 1000 < cache_bytes_per_user([(b"x" * 1000, 1)] * 200) < 1600
