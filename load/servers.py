@@ -23,28 +23,53 @@ def free_port() -> int:
 
 
 def _tree(pid: int) -> list[int]:
+    """A process and its descendants. Children are listed per thread: the embedded Valkey is
+    started from a worker thread (`asyncio.to_thread`), so it is not the main thread's child."""
     out, todo = [], [pid]
     while todo:
         p = todo.pop()
         out.append(p)
-        path = Path(f"/proc/{p}/task/{p}/children")
         with contextlib.suppress(OSError):
-            todo += [int(c) for c in path.read_text().split()]
+            for task in os.listdir(f"/proc/{p}/task"):
+                with contextlib.suppress(OSError):
+                    path = Path(f"/proc/{p}/task/{task}/children")
+                    todo += [int(c) for c in path.read_text().split()]
     return out
 
 
-def cpu_seconds(pid: int, *, exclude: str = "valkey") -> float:
-    """Return user+system CPU seconds of a process tree (Valkey excluded by default)."""
+def cpu_seconds(pid: int, *, exclude: str = "valkey", only: str = "") -> float:
+    """Return user+system CPU seconds of a process tree (Valkey excluded by default; with
+    `only`, just the processes whose command line holds it)."""
     total = 0
     for p in _tree(pid):
         try:
-            if exclude and exclude in Path(f"/proc/{p}/cmdline").read_text():
+            cmdline = Path(f"/proc/{p}/cmdline").read_text()
+            if (only and only not in cmdline) or (not only and exclude and exclude in cmdline):
                 continue
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         total += int(fields[11]) + int(fields[12])  # utime, stime
     return total / CLK_TCK
+
+
+def embedded_valkey_url(pid: int) -> str | None:
+    """The address of the embedded Valkey a server's process tree runs, or None.
+
+    The server runs in its data directory (its working directory): the service's Unix
+    socket is there, else the TCP address is in its process title.
+    """
+    for p in _tree(pid):
+        with contextlib.suppress(OSError):
+            title = Path(f"/proc/{p}/cmdline").read_text()
+            if "valkey" not in title or "refreshd" in title:
+                continue
+            sock = Path(os.readlink(f"/proc/{p}/cwd")) / "valkey.sock"
+            if sock.exists():
+                return f"unix://{sock}"
+            addr = title.replace("\0", " ").split()[1:2]
+            return f"redis://{addr[0]}/0" if addr else None
+    return None
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout_s: float = 60) -> None:

@@ -85,6 +85,11 @@ class WrkRun:
     generator_cpu: float  # share of one core
     server_cpu: float | None  # share of one core, Valkey excluded
     pinned: bool
+    valkey_cpu: float | None = None  # share of one core, the server's embedded Valkey
+    # Commands Valkey ran over the run: sent by clients, and counted by INFO commandstats
+    # (which also counts the calls scripts make)
+    valkey_client_commands: int | None = None
+    valkey_calls: int | None = None
 
     @property
     def rps(self) -> float:
@@ -99,6 +104,15 @@ class WrkRun:
         if self.server_cpu is None or not self.requests:
             return None
         return self.server_cpu * self.duration_s / self.requests * 1000
+
+    def per_request(self, count: float | None) -> float | None:
+        return count / self.requests if count is not None and self.requests else None
+
+    @property
+    def valkey_cpu_ms_per_request(self) -> float | None:
+        if self.valkey_cpu is None or not self.requests:
+            return None
+        return self.valkey_cpu * self.duration_s / self.requests * 1000
 
     @property
     def generator_saturated(self) -> bool:
@@ -126,8 +140,10 @@ class WrkRun:
     def line(self) -> str:
         per = self.server_cpu_ms_per_request
         server = f"{self.server_cpu:4.0%} ({per:.2f} ms/req)" if per is not None else "?"
+        vk = self.valkey_cpu_ms_per_request
+        valkey = f"  Valkey CPU {self.valkey_cpu:4.0%} ({vk:.3f} ms/req)" if vk is not None else ""
         return (
-            f"{self.label:34s} {self.rps:8.0f} rps  server CPU {server}  "
+            f"{self.label:34s} {self.rps:8.0f} rps  server CPU {server}{valkey}  "
             f"wrk CPU {self.generator_cpu:4.0%}  4xx/5xx {self.status_errors}  "
             f"socket errors {self.socket_errors}  (closed-loop p50 {self.p50_ms:.1f} ms, "
             f"p99 {self.p99_ms:.1f} ms)  {self.verdict()}"
@@ -137,6 +153,9 @@ class WrkRun:
         return dataclasses.asdict(self) | {
             "rps": round(self.rps, 1),
             "server_cpu_ms_per_request": self.server_cpu_ms_per_request,
+            "valkey_cpu_ms_per_request": self.valkey_cpu_ms_per_request,
+            "valkey_client_commands_per_request": self.per_request(self.valkey_client_commands),
+            "valkey_calls_per_request": self.per_request(self.valkey_calls),
             "error_rate": round(self.error_rate, 5),
             "verdict": self.verdict(),
             "valid": self.valid,
@@ -177,6 +196,7 @@ def run_wrk(
             os.sched_setaffinity(0, {generator_core})
 
     cpu0 = servers.cpu_seconds(server_pid) if server_pid else None
+    valkey = _ValkeyMeter(server_pid) if server_pid else None
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t0 = time.monotonic()
         proc = subprocess.Popen(cmd, stdout=out, stderr=err, text=True, preexec_fn=pin)
@@ -187,6 +207,7 @@ def run_wrk(
         server_cpu = None
         if server_pid and cpu0 is not None:
             server_cpu = (servers.cpu_seconds(server_pid) - cpu0) / wall
+        valkey_used = valkey.read(wall) if valkey is not None else (None, None, None)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
@@ -207,7 +228,41 @@ def run_wrk(
         generator_cpu=(usage.ru_utime + usage.ru_stime) / wall,
         server_cpu=server_cpu,
         pinned=generator_core is not None,
+        valkey_cpu=valkey_used[0],
+        valkey_client_commands=valkey_used[1],
+        valkey_calls=valkey_used[2],
     )
+
+
+class _ValkeyMeter:
+    """CPU and command counts of a server's embedded Valkey between its creation and `read`."""
+
+    def __init__(self, server_pid: int) -> None:
+        self.pid = server_pid
+        self.url = servers.embedded_valkey_url(server_pid)
+        self.cpu0 = servers.cpu_seconds(server_pid, only="valkey") if self.url else 0.0
+        self.counts0 = self._counts()
+
+    def _counts(self) -> tuple[int, int] | None:
+        if self.url is None:
+            return None
+        import redis
+
+        with redis.Redis.from_url(self.url) as r:
+            stats: Any = r.info("stats")
+            commands: Any = r.info("commandstats")
+        calls = sum(int(v["calls"]) for v in commands.values())
+        return int(stats["total_commands_processed"]), calls
+
+    def read(self, wall_s: float) -> tuple[float | None, int | None, int | None]:
+        """(CPU share of a core, client commands, calls), less this meter's own INFO calls."""
+        if self.url is None or self.counts0 is None:
+            return None, None, None
+        cpu = (servers.cpu_seconds(self.pid, only="valkey") - self.cpu0) / wall_s
+        after = self._counts()
+        assert after is not None
+        # The two INFO calls of the first reading are counted in the second's totals.
+        return cpu, after[0] - self.counts0[0] - 2, after[1] - self.counts0[1] - 2
 
 
 def measure(
