@@ -56,6 +56,7 @@ def describe_here() -> str:
 def _summary(runs: list[WrkRun]) -> dict[str, Any]:
     cpu = [r.server_cpu_ms_per_request for r in runs if r.server_cpu_ms_per_request is not None]
     return {
+        "runs": [r.summary() for r in runs],
         "rps": [round(r.rps) for r in runs],
         "median_rps": statistics.median(r.rps for r in runs),
         "median_cpu_ms_per_request": statistics.median(cpu) if cpu else None,

@@ -86,9 +86,9 @@ class WrkRun:
     server_cpu: float | None  # share of one core, Valkey excluded
     pinned: bool
     valkey_cpu: float | None = None  # share of one core, the server's embedded Valkey
-    # Commands Valkey ran over the run: sent by clients, and counted by INFO commandstats
-    # (which also counts the calls scripts make)
-    valkey_client_commands: int | None = None
+    # What Valkey ran over the run, from INFO commandstats: scripts (EVALSHA and EVAL: a
+    # request's round trips) and every command, the scripts' own calls included
+    valkey_scripts: int | None = None
     valkey_calls: int | None = None
 
     @property
@@ -154,7 +154,7 @@ class WrkRun:
             "rps": round(self.rps, 1),
             "server_cpu_ms_per_request": self.server_cpu_ms_per_request,
             "valkey_cpu_ms_per_request": self.valkey_cpu_ms_per_request,
-            "valkey_client_commands_per_request": self.per_request(self.valkey_client_commands),
+            "valkey_scripts_per_request": self.per_request(self.valkey_scripts),
             "valkey_calls_per_request": self.per_request(self.valkey_calls),
             "error_rate": round(self.error_rate, 5),
             "verdict": self.verdict(),
@@ -229,9 +229,12 @@ def run_wrk(
         server_cpu=server_cpu,
         pinned=generator_core is not None,
         valkey_cpu=valkey_used[0],
-        valkey_client_commands=valkey_used[1],
+        valkey_scripts=valkey_used[1],
         valkey_calls=valkey_used[2],
     )
+
+
+SCRIPTS = ("evalsha", "eval")
 
 
 class _ValkeyMeter:
@@ -249,10 +252,9 @@ class _ValkeyMeter:
         import redis
 
         with redis.Redis.from_url(self.url) as r:
-            stats: Any = r.info("stats")
             commands: Any = r.info("commandstats")
-        calls = sum(int(v["calls"]) for v in commands.values())
-        return int(stats["total_commands_processed"]), calls
+        scripts = sum(int(commands.get(f"cmdstat_{c}", {}).get("calls", 0)) for c in SCRIPTS)
+        return scripts, sum(int(v["calls"]) for v in commands.values())
 
     def read(self, wall_s: float) -> tuple[float | None, int | None, int | None]:
         """(CPU share of a core, client commands, calls), less this meter's own INFO calls."""
@@ -261,8 +263,8 @@ class _ValkeyMeter:
         cpu = (servers.cpu_seconds(self.pid, only="valkey") - self.cpu0) / wall_s
         after = self._counts()
         assert after is not None
-        # The two INFO calls of the first reading are counted in the second's totals.
-        return cpu, after[0] - self.counts0[0] - 2, after[1] - self.counts0[1] - 2
+        # The first reading's INFO call is counted in the second's totals.
+        return cpu, after[0] - self.counts0[0], after[1] - self.counts0[1] - 1
 
 
 def measure(
