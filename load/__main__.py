@@ -343,6 +343,13 @@ def main(argv: list[str] | None = None) -> int:
         help="stream cap passed to the service, per shard of each log (16 shards): small enough "
         "that the streams reach it within the first minutes, so memory can level off",
     )
+    k.add_argument("--users", type=int, default=10_000, help="distinct users (default 10 000)")
+    k.add_argument(
+        "--prefill",
+        action="store_true",
+        help="first fill every user's recent-events window to its cap with wrk, so per-user "
+        "state is at its bound when the soak starts",
+    )
     h = sub.add_parser("shadow", help="decide latency with a shadow (challenger) model off and on")
     h.add_argument("--rate", type=float, default=400.0, help="decisions per second (default 400)")
     h.add_argument("--duration", type=float, default=10.0, help="seconds per phase (default 10)")
@@ -380,6 +387,8 @@ def main(argv: list[str] | None = None) -> int:
             minutes=args.minutes,
             interval_s=args.interval_s,
             log_maxlen=args.log_maxlen,
+            users=args.users,
+            fill=args.prefill,
             log=log,
         )
         print(json.dumps({k: v for k, v in soaked.items() if k != "samples"}, indent=2))

@@ -37,14 +37,22 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
-def cpu_seconds(pid: int, *, exclude: str = "valkey", only: str = "") -> float:
-    """Return user+system CPU seconds of a process tree (Valkey excluded by default; with
-    `only`, just the processes whose command line holds it)."""
+def is_valkey(pid: int) -> bool:
+    """Whether a process is a Valkey server, by its executable's name (a service's own command
+    line may name Valkey: `--redis-url unix:///.../valkey.sock`)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip().startswith("valkey")
+    except OSError:
+        return False
+
+
+def cpu_seconds(pid: int, *, valkey: bool = False) -> float:
+    """Return user+system CPU seconds of a process tree: without its Valkey servers, or with
+    `valkey` only theirs."""
     total = 0
     for p in _tree(pid):
         try:
-            cmdline = Path(f"/proc/{p}/cmdline").read_text()
-            if (only and only not in cmdline) or (not only and exclude and exclude in cmdline):
+            if is_valkey(p) != valkey:
                 continue
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -61,9 +69,9 @@ def embedded_valkey_url(pid: int) -> str | None:
     """
     for p in _tree(pid):
         with contextlib.suppress(OSError):
-            title = Path(f"/proc/{p}/cmdline").read_text()
-            if "valkey" not in title or "refreshd" in title:
+            if not is_valkey(p):
                 continue
+            title = Path(f"/proc/{p}/cmdline").read_text()
             sock = Path(os.readlink(f"/proc/{p}/cwd")) / "valkey.sock"
             if sock.exists():
                 return f"unix://{sock}"

@@ -19,19 +19,21 @@ from typing import Any
 
 import redis
 
+from intent.events import RECENT_EVENTS_MAX
 from load.mix import Mix
 from load.openloop import run_open
-from load.servers import _tree, refreshd
+from load.servers import _tree, is_valkey, refreshd
+from load.wrk import find_wrk, run_wrk
 from refreshd.store.embedded import EmbeddedValkey
 from refreshd.store.protocol import LOG_DECISIONS, LOG_EVENTS, all_tags, shard_key
 
 
-def rss_mb(pid: int, *, exclude: str = "valkey") -> float:
+def rss_mb(pid: int) -> float:
     """Resident memory of a process tree in MiB (Valkey excluded; it is measured by INFO)."""
     total_kb = 0
     for p in _tree(pid):
         with contextlib.suppress(OSError):
-            if exclude in Path(f"/proc/{p}/cmdline").read_text():
+            if is_valkey(p):
                 continue
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
@@ -57,6 +59,25 @@ class Sample:
     achieved_rps: float
 
 
+def prefill(base: str, users: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """Fill every user's recent-events window to its cap with wrk's event batches.
+
+    A soak from an empty store sees per-user state grow for as long as the windows fill (at
+    the soak's rates, an hour or more), so its memory cannot be flat within 30 minutes. After
+    this, what a user holds is at its bound, and growth left in the soak is what is not bounded
+    per user (the 24 h idempotency marks in Valkey).
+    """
+    wrk = find_wrk(install=True)
+    if wrk is None:
+        raise SystemExit("--prefill needs wrk (.ci/wrk says how to install it)")
+    probe = run_wrk(base, mode="events", duration_s=3, connections=32, users=users, wrk=wrk)
+    needed = users * RECENT_EVENTS_MAX / 8 * 1.5  # 8 events a batch; random users: 1.5x
+    duration = max(round(needed / max(probe.rps, 1.0)), 1)  # wrk takes whole seconds
+    log(f"  prefill: {needed:.0f} event batches at {probe.rps:.0f}/s, {duration:.0f} s")
+    run = run_wrk(base, mode="events", duration_s=duration, connections=32, users=users, wrk=wrk)
+    return {"batches": run.requests + probe.requests, "errors": run.status_errors, "s": duration}
+
+
 def soak(
     *,
     rate: float,
@@ -64,9 +85,12 @@ def soak(
     interval_s: float = 60.0,
     log_maxlen: int = 5_000,
     users: int = 10_000,
+    fill: bool = False,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Run the soak and return the samples and the growth summary."""
+    """Run the soak and return the samples and the growth summary (with `fill`, after
+    `prefill`)."""
+    filled: dict[str, Any] | None = None
     samples: list[Sample] = []
     with tempfile.TemporaryDirectory(prefix="refreshd-soak-") as data:
         valkey = EmbeddedValkey(Path(data))
@@ -74,6 +98,8 @@ def soak(
         env = {"REFRESHD_LOG_MAXLEN": str(log_maxlen), "REFRESHD_BOOTSTRAP_MODEL": "true"}
         try:
             with refreshd(1, env=env, redis_url=url) as (base, pid), redis.Redis.from_url(url) as r:
+                if fill:
+                    filled = prefill(base, users, log)
                 mix = Mix(users=users, seed=7, location_enabled=True)
                 start = time.monotonic()
                 rounds = max(1, round(minutes * 60 / interval_s))
@@ -100,7 +126,12 @@ def soak(
     return {
         "rate": rate,
         "minutes": minutes,
+        "users": users,
+        "prefill": filled,
         "log_maxlen": log_maxlen,
+        "service_rss_growth_pct": round(
+            100 * (last.service_rss_mb - first.service_rss_mb) / first.service_rss_mb, 1
+        ),
         "samples": [dataclasses.asdict(s) for s in samples],
         "service_rss_growth_mb": round(last.service_rss_mb - first.service_rss_mb, 1),
         "valkey_growth_mb": round(last.valkey_used_mb - first.valkey_used_mb, 1),

@@ -62,7 +62,7 @@ def pin_tree(pid: int, server_core: int, other_core: int) -> None:
     """
     for p in servers._tree(pid):
         try:
-            valkey = "valkey" in Path(f"/proc/{p}/cmdline").read_text()
+            valkey = servers.is_valkey(p)
             tids = [int(t) for t in os.listdir(f"/proc/{p}/task")]
         except OSError:
             continue
@@ -243,7 +243,7 @@ class _ValkeyMeter:
     def __init__(self, server_pid: int) -> None:
         self.pid = server_pid
         self.url = servers.embedded_valkey_url(server_pid)
-        self.cpu0 = servers.cpu_seconds(server_pid, only="valkey") if self.url else 0.0
+        self.cpu0 = servers.cpu_seconds(server_pid, valkey=True) if self.url else 0.0
         self.counts0 = self._counts()
 
     def _counts(self) -> tuple[int, int] | None:
@@ -260,7 +260,7 @@ class _ValkeyMeter:
         """(CPU share of a core, client commands, calls), less this meter's own INFO calls."""
         if self.url is None or self.counts0 is None:
             return None, None, None
-        cpu = (servers.cpu_seconds(self.pid, only="valkey") - self.cpu0) / wall_s
+        cpu = (servers.cpu_seconds(self.pid, valkey=True) - self.cpu0) / wall_s
         after = self._counts()
         assert after is not None
         # The first reading's INFO call is counted in the second's totals.
