@@ -230,13 +230,9 @@ def make_where(
     # Separate closures: calling one copies all its free variables into the frame, and with
     # 10 000 fences those are cache misses; the screen touches only its own ~20.
     def where(lat: float, lng: float) -> Where | None:
-        # The screen skips the longitude fold unless the point needs it (near ±180°): the
-        # unfolded offset differs from the folded one by ~1e-9 m, well within the micrometre.
+        u = (lng - lng0 + 180.0) % 360.0 - 180.0
         v = lat - lat0
-        u = lng - lng0
-        if not umin <= u <= umax:
-            u = (u + 180.0) % 360.0 - 180.0
-        if vmin <= v <= vmax and umin <= u <= umax:
+        if umin <= u <= umax and vmin <= v <= vmax:
             x = a0 + la1 * u + la2 * v
             y = b0 + lb1 * u + lb2 * v
             if circle:
