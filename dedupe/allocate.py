@@ -18,7 +18,6 @@ from dedupe.rules import (
     SameLabel,
     Screen,
     default_rules,
-    group_keys,
     load_rules,
 )
 from dedupe.solve import select
@@ -68,7 +67,7 @@ def greedy(
 ) -> Allocation:
     """Keep each item unless it breaks a rule against what earlier slots and items kept."""
     flat = _flatten(slots)
-    keep, reasons = _greedy_walk(flat, _screen(rules, recent, now_ms, pinned))
+    keep, reasons = _screen(rules, recent, now_ms, pinned).walk(item for _, item in flat)
     return _build(slots, flat, keep, reasons, "greedy")
 
 
@@ -98,25 +97,26 @@ def optimal(
     )
     # Greedy is both the fallback (too many solver items, time out without an incumbent) and
     # the floor: optimal never returns less than the reference behaviour.
-    ref_keep, _ = _greedy_walk(flat, _screen(rules, recent, now_ms, pinned))
+    ref_screen = _screen(rules, recent, now_ms, pinned)
+    ref_keep, _ = ref_screen.walk(item for _, item in flat)
     ref_total = _total(flat, ref_keep)
     strategy: Strategy = "fallback_greedy"
-    keep = ref_keep
+    keep, final = ref_keep, ref_screen
     repaired = None
     if sel.chosen is not None:
         repaired = _repair(flat, {cand[j] for j in sel.chosen}, rules, recent, now_ms, pinned)
     if repaired is not None:
-        keep = repaired
+        keep, final = repaired
         opt_total = _total(flat, keep)
         strategy = "optimal" if sel.status == "optimal" else "time_limited"
         # Ties (and solver tolerance) go to greedy's choice: the reference behaviour users know.
         if ref_total >= opt_total - 1e-9 * max(1.0, abs(opt_total)):
-            keep = ref_keep
+            keep, final = ref_keep, ref_screen
             if strategy != "optimal":
                 strategy = "fallback_greedy"
-    final = _screen(rules, recent, now_ms, pinned)
-    for i in sorted(keep):
-        final.add(flat[i][1])
+    # `final` holds the pinned items and exactly the kept ones (the walk or the repair added
+    # them): a screen's state is the set of items added, whatever the order, so it is the
+    # screen of the whole kept set without adding them all again.
     # Explain each drop against the whole kept set: the first rule, in rule order, it breaks.
     # The set is maximal after _repair, so the "score" default is unreachable in practice.
     reasons = {
@@ -164,27 +164,22 @@ def _screen(
     return screen
 
 
-def _greedy_walk(flat: _Flat, screen: Screen) -> tuple[set[int], dict[int, str]]:
-    keep: set[int] = set()
-    reasons: dict[int, str] = {}
-    for i, (_, item) in enumerate(flat):
-        why = screen.violation(item)
-        if why is None:
-            screen.add(item)
-            keep.add(i)
-        else:
-            reasons[i] = why
-    return keep, reasons
-
-
 def _groups(rules: Sequence[Rule], items: Sequence[Item]) -> list[list[int]]:
     groups: dict[tuple[str, str], dict[int, None]] = {}
     for rule in rules:
-        if isinstance(rule, ExactId | SameEntity | SameLabel):
+        # The keys of group_keys, read directly: this runs per item and rule on every call.
+        name = rule.name
+        if isinstance(rule, ExactId):
             for j, item in enumerate(items):
-                for key in group_keys(rule, item):
+                groups.setdefault((name, item.item_id), {})[j] = None
+        elif isinstance(rule, SameEntity):
+            for j, item in enumerate(items):
+                groups.setdefault((name, item.entity_id), {})[j] = None
+        elif isinstance(rule, SameLabel):
+            for j, item in enumerate(items):
+                for key in item.labels:
                     # A dict keeps first-seen order and drops an item's repeated labels.
-                    groups.setdefault((rule.name, key), {})[j] = None
+                    groups.setdefault((name, key), {})[j] = None
     return [list(members) for members in groups.values() if len(members) > 1]
 
 
@@ -205,8 +200,9 @@ def _repair(
     recent: Sequence[Recent],
     now_ms: int,
     pinned: Sequence[SlotItems],
-) -> set[int] | None:
+) -> tuple[set[int], Screen] | None:
     # Rounded solver output is checked, not trusted: None if it breaks a rule after all.
+    # Returns the kept set and the screen holding it (and the pinned items).
     screen = _screen(rules, recent, now_ms, pinned)
     for i in sorted(keep):
         if screen.violation(flat[i][1]) is not None:
@@ -219,7 +215,7 @@ def _repair(
         if i not in out and screen.violation(item) is None:
             screen.add(item)
             out.add(i)
-    return out
+    return out, screen
 
 
 def _total(flat: _Flat, keep: set[int]) -> float:

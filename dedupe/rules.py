@@ -4,7 +4,6 @@ state that tests a candidate item against what is already kept."""
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -179,8 +178,19 @@ def is_recent(rule: RecentlyShown, item: Item, last_ts: Mapping[str, int], now_m
     return ts is not None and ts > now_ms - rule.window_ms
 
 
+# Kinds of check in a Screen's plan (compared with `is`-cheap small ints in the hot loop).
+_ID, _ENTITY, _LABEL, _CAP, _RECENT = range(5)
+
+
 class Screen:
-    """What is already kept on the homepage, so each rule can test a candidate against it."""
+    """What is already kept on the homepage, so each rule can test a candidate against it.
+
+    The rules are compiled once into a plan of (kind, name, argument) checks: `violation` and
+    `add` run for every item several times per allocation, and dispatching on the rule's class
+    with isinstance and `group_keys` per item and rule was most of dedupe's time. The plan
+    holds each group rule's taken-key set (shared by rules of the same name, as before), the
+    cap's k, or the recent rule's cut-off time, so a check is one comparison and a set probe.
+    """
 
     def __init__(self, rules: Sequence[Rule], recent: Iterable[Recent], *, now_ms: int) -> None:
         self.rules = tuple(rules)
@@ -189,33 +199,77 @@ class Screen:
         self._taken: dict[str, set[str]] = {
             r.name: set() for r in self.rules if isinstance(r, ExactId | SameEntity | SameLabel)
         }
-        self._per_category: Counter[str] = Counter()
+        self._per_category: dict[str, int] = {}
+        plan: list[tuple[int, str, Any]] = []
+        for rule in self.rules:
+            if isinstance(rule, RecentlyShown):
+                # is_recent: shown at ts with ts > now - window.
+                plan.append((_RECENT, rule.name, now_ms - rule.window_ms))
+            elif isinstance(rule, CategoryCap):
+                plan.append((_CAP, rule.name, rule.k))
+            else:
+                kind = _ID if isinstance(rule, ExactId) else _ENTITY
+                kind = _LABEL if isinstance(rule, SameLabel) else kind
+                plan.append((kind, rule.name, self._taken[rule.name]))
+        self._plan = tuple(plan)
+        # What `add` fills: one set per distinct group rule name, by the key it takes.
+        self._id_sets = tuple({id(s): s for k, _, s in plan if k == _ID}.values())
+        self._entity_sets = tuple({id(s): s for k, _, s in plan if k == _ENTITY}.values())
+        self._label_sets = tuple({id(s): s for k, _, s in plan if k == _LABEL}.values())
 
     def violation(self, item: Item) -> str | None:
         """Return the first rule, in rule order, that keeping `item` would break."""
-        for rule in self.rules:
-            if isinstance(rule, RecentlyShown):
-                if is_recent(rule, item, self._last_ts, self.now_ms):
-                    return rule.name
-            elif isinstance(rule, CategoryCap):
-                if self._per_category[item.category] >= rule.k:
-                    return rule.name
+        for kind, name, arg in self._plan:
+            if kind == _ID:
+                if item.item_id in arg:
+                    return name
+            elif kind == _ENTITY:
+                if item.entity_id in arg:
+                    return name
+            elif kind == _LABEL:
+                if not arg.isdisjoint(item.labels):
+                    return name
+            elif kind == _CAP:
+                if self._per_category.get(item.category, 0) >= arg:
+                    return name
             else:
-                taken = self._taken[rule.name]
-                if any(key in taken for key in group_keys(rule, item)):
-                    return rule.name
+                ts = self._last_ts.get(item.item_id)
+                if ts is not None and ts > arg:
+                    return name
         return None
 
     def add(self, item: Item) -> None:
         """Record `item` as kept (even if it breaks a rule: pinned items stay)."""
-        for rule in self.rules:
-            if isinstance(rule, ExactId | SameEntity | SameLabel):
-                self._taken[rule.name].update(group_keys(rule, item))
-        self._per_category[item.category] += 1
+        for taken in self._id_sets:
+            taken.add(item.item_id)
+        for taken in self._entity_sets:
+            taken.add(item.entity_id)
+        for taken in self._label_sets:
+            taken.update(item.labels)
+        per = self._per_category
+        per[item.category] = per.get(item.category, 0) + 1
+
+    def walk(self, items: Iterable[Item]) -> tuple[set[int], dict[int, str]]:
+        """Keep each item unless it breaks a rule against those kept before it (greedy).
+
+        Returns the kept positions and, for the others, the rule that excluded each. Same
+        answers as `violation` then `add` per item, with the loop's lookups hoisted.
+        """
+        keep: set[int] = set()
+        reasons: dict[int, str] = {}
+        violation, add = self.violation, self.add
+        for i, item in enumerate(items):
+            why = violation(item)
+            if why is None:
+                add(item)
+                keep.add(i)
+            else:
+                reasons[i] = why
+        return keep, reasons
 
     def cap_left(self, category: str) -> int | None:
         """Return how many more items of `category` fit, or None with no cap."""
         caps = [r.k for r in self.rules if isinstance(r, CategoryCap)]
         if not caps:
             return None
-        return max(0, min(caps) - self._per_category[category])
+        return max(0, min(caps) - self._per_category.get(category, 0))

@@ -161,6 +161,7 @@ def parse_feature(fence_id: str, feature: object) -> Fence:
             tolerance_m=C.ON_EDGE_TOLERANCE_M,
             distance_xy=distance_xy,
             exact=exact,
+            bounds_m=None if spec.radius_m is not None else spec.metric.bounds,
         ),
     )
 

@@ -20,7 +20,7 @@ lazily on the first nearest query after a change.
 from __future__ import annotations
 
 import math
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,8 +37,11 @@ from geo.fence import Fence, Where
 __all__ = ["Cover", "FenceIndex", "Hit", "brute_force_query"]
 
 Hit = tuple[str, Where]
+# An edge fence as the query needs it: its id and its bound `where` (two attribute lookups
+# per fence and fix saved on the hot path).
+EdgeCheck = tuple[str, Callable[[float, float], Where | None]]
 # Per cell: the fences it is wholly inside / in the buffer of, and the fences needing a check.
-CellValue = tuple[tuple[Hit, ...], tuple[Fence, ...]]
+CellValue = tuple[tuple[Hit, ...], tuple[EdgeCheck, ...]]
 
 # First search window of nearest_buffer_edge_m: most fixes in a city have a buffer this close.
 _FIRST_WINDOW_M = 500.0
@@ -77,6 +80,7 @@ class FenceIndex:
         self._cells: dict[int, CellValue] = {}
         self._res_count: dict[int, int] = {}
         self._resolutions: tuple[int, ...] = ()
+        self._single_res: int | None = None  # the one resolution in use, else None
         self._tree: STRtree | None = None
         self._tree_ids: list[str] = []
         for fence in fences:
@@ -118,11 +122,12 @@ class FenceIndex:
             self._unindex(fence.id)
         res, cells, kinds = cover.res, cover.cells, cover.kinds
         hits: dict[int, Hit] = {INSIDE: (fence.id, "inside"), BUFFER: (fence.id, "buffer")}
+        check: EdgeCheck = (fence.id, fence.where)
         # Most cells hold one fence: share one value object between them to save memory.
         alone: dict[int, CellValue] = {
             INSIDE: ((hits[INSIDE],), ()),
             BUFFER: ((hits[BUFFER],), ()),
-            EDGE: ((), (fence,)),
+            EDGE: ((), (check,)),
         }
         table = self._cells
         for cell, kind in zip(cells.tolist(), kinds.tolist(), strict=True):
@@ -130,7 +135,7 @@ class FenceIndex:
             if old is None:
                 table[cell] = alone[kind]
             elif kind == EDGE:
-                table[cell] = (old[0], (*old[1], fence))
+                table[cell] = (old[0], (*old[1], check))
             else:
                 table[cell] = (tuple(sorted((*old[0], hits[kind]))), old[1])
         self._fences[fence.id] = fence
@@ -148,19 +153,21 @@ class FenceIndex:
 
     def query(self, lat: float, lng: float) -> list[Hit]:
         """Return (fence_id, "inside"|"buffer") for every fence whose buffer holds the point."""
-        if len(self._resolutions) != 1:
+        res = self._single_res
+        if res is None:
             return self._query_multi(lat, lng)
-        value = self._cells.get(_latlng_to_cell(lat, lng, self._resolutions[0]))
+        value = self._cells.get(_latlng_to_cell(lat, lng, res))
         if value is None:
             return []
         hits, edges = value
         out = list(hits)
-        for fence in edges:
-            where = fence.where(lat, lng)
-            if where is not None:
-                out.append((fence.id, where))
-        if edges and len(out) > 1:
-            out.sort()
+        if edges:
+            for fence_id, where in edges:
+                found = where(lat, lng)
+                if found is not None:
+                    out.append((fence_id, found))
+            if len(out) > 1:
+                out.sort()
         return out
 
     def _query_multi(self, lat: float, lng: float) -> list[Hit]:
@@ -169,7 +176,7 @@ class FenceIndex:
             value = self._cells.get(_latlng_to_cell(lat, lng, res))
             if value is not None:
                 out.extend(value[0])
-                out.extend((f.id, w) for f in value[1] if (w := f.where(lat, lng)) is not None)
+                out.extend((i, w) for i, where in value[1] if (w := where(lat, lng)) is not None)
         out.sort()
         return out
 
@@ -215,7 +222,7 @@ class FenceIndex:
         for cell in cells.tolist():
             hits, edges = table[cell]
             hits = tuple(h for h in hits if h[0] != fence_id)
-            edges = tuple(e for e in edges if e.id != fence_id)
+            edges = tuple(e for e in edges if e[0] != fence_id)
             if hits or edges:
                 table[cell] = (hits, edges)
             else:
@@ -229,6 +236,7 @@ class FenceIndex:
         self._tree = None
         # Finest first: small fences are the common case.
         self._resolutions = tuple(sorted(self._res_count, reverse=True))
+        self._single_res = self._resolutions[0] if len(self._resolutions) == 1 else None
 
     def _build_tree(self) -> STRtree:
         parts: list[Polygon] = []

@@ -339,6 +339,49 @@ def test_optimal_under_a_zero_time_budget_is_still_valid() -> None:
     assert o.total_score >= 1.0
 
 
+def first_broken_rule(
+    item: Item, shown: list[Item], rules: list[Rule], recent: Sequence[Recent]
+) -> str | None:
+    """The first rule, in order, that `item` breaks against `shown` (independent of Screen)."""
+    for rule in rules:
+        if isinstance(rule, ExactId) and any(s.item_id == item.item_id for s in shown):
+            return rule.name
+        if isinstance(rule, SameEntity) and any(s.entity_id == item.entity_id for s in shown):
+            return rule.name
+        if isinstance(rule, SameLabel) and any(set(s.labels) & set(item.labels) for s in shown):
+            return rule.name
+        if isinstance(rule, CategoryCap) and (
+            sum(s.category == item.category for s in shown) >= rule.k
+        ):
+            return rule.name
+        if isinstance(rule, RecentlyShown) and not feasible([item], [rule], recent):
+            return rule.name
+    return None
+
+
+@PROPERTY
+@given(slots=slots_st(), rules=rules_st, recent=recent_st, pinned=slots_st(max_items=2))
+def test_optimal_drop_reasons_are_against_the_whole_kept_set(
+    slots: list[SlotItems], rules: list[Rule], recent: list[Recent], pinned: list[SlotItems]
+) -> None:
+    """optimal explains drops with the screen left by the walk or repair that chose the kept
+    set (not one rebuilt from it): the reasons must still be those of the whole kept set."""
+    result = optimal(slots, rules, recent, now_ms=NOW_MS, pinned=pinned)
+    shown = [i for s in [*pinned, *result.slots] for i in s.items]
+    dropped = []  # in render order, as result.dropped lists them
+    for before, after in zip(slots, result.slots, strict=True):
+        kept = iter(after.items)
+        nxt = next(kept, None)
+        for x in before.items:
+            if x is nxt:
+                nxt = next(kept, None)
+            else:
+                dropped.append(x)
+    assert [d.item_id for d in result.dropped] == [i.item_id for i in dropped]
+    for d, item in zip(result.dropped, dropped, strict=True):
+        assert d.rule == first_broken_rule(item, shown, rules, recent)
+
+
 def test_optimal_reports_the_first_rule_in_order_for_each_drop() -> None:
     slots = [
         SlotItems("nearby", [item("a", "e1", 1.0, category="food")]),

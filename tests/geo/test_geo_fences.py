@@ -16,6 +16,7 @@ from shapely.geometry import Point, Polygon
 
 from geo import Fence, GeometryError, parse_feature
 from geo import constants as C
+from geo.local import make_where
 from tests.geo.geo_support import GEOD, MakeCircle, MakePolygon, move, square_ring
 
 SQUARE = [[13.40, 52.50], [13.41, 52.50], [13.41, 52.51], [13.40, 52.51], [13.40, 52.50]]
@@ -270,6 +271,37 @@ def test_fast_where_equals_exact(
     lngs, lats = fence.frame.to_lnglat_many([x], [y])
     lat, lng = float(lats[0]), (float(lngs[0]) + 180.0) % 360.0 - 180.0
     assert fence.where(lat, lng) == fence.where_at(fence.distance_m(lat, lng))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    which=st.integers(0, 5),
+    along=st.floats(0, 1),
+    edge=st.sampled_from(["fence", "buffer"]),
+    nudge_m=st.floats(-0.05, 0.05) | st.floats(-3, 3) | st.floats(-300, 300),
+    angle=st.floats(0, 2 * math.pi),
+)
+def test_linear_screen_answers_like_the_cubic(
+    fences: list[Fence], which: int, along: float, edge: str, nudge_m: float, angle: float
+) -> None:
+    """The linear screen in `where` only ever returns what the cubic model path would."""
+    fence = fences[which]
+    cubic_only = make_where(
+        fence.model,
+        radius_m=fence.radius_m,
+        outline=fence.outline,
+        buffer_m=fence.buffer_m,
+        tolerance_m=C.ON_EDGE_TOLERANCE_M,
+        distance_xy=fence.distance_xy_m,
+        exact=fence.distance_m,
+        screen=False,
+    )
+    region = fence.metric if edge == "fence" else fence.region_m(fence.buffer_m)
+    p = region.boundary.interpolate(along, normalized=True)
+    x, y = p.x + nudge_m * math.cos(angle), p.y + nudge_m * math.sin(angle)
+    lngs, lats = fence.frame.to_lnglat_many([x], [y])
+    lat, lng = float(lats[0]), (float(lngs[0]) + 180.0) % 360.0 - 180.0
+    assert fence.where(lat, lng) == cubic_only(lat, lng)
 
 
 @pytest.fixture(scope="module")
