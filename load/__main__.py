@@ -235,6 +235,17 @@ def wrk_command(args: argparse.Namespace) -> int:
     if binary is None:
         log("no wrk (see the note above); `python -m load ramp` is the Python generator's fallback")
         return 1
+    if args.workers > 1:
+        spread = wrk_capacity.spread(
+            args.workers,
+            mode=args.mix,
+            duration_s=args.duration,
+            connections=args.connections,
+            wrk=binary,
+            log=log,
+        )
+        print(json.dumps(spread, indent=2, default=str))
+        return 0
     if args.url:
         run = wrk_capacity.run_wrk(
             args.url,
@@ -281,6 +292,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     w.add_argument("--duration", type=float, default=10.0, help="seconds (default 10)")
     w.add_argument("--url", help="a running service instead (loopback; not pinned, no server CPU)")
+    w.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="with 2 or more: that many workers, Valkey and wrk unpinned on all cores, each "
+        "one's CPU per request, and the rate the capacity model predicts from them",
+    )
     for p in (b, w):
         p.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
         p.add_argument(

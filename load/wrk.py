@@ -134,7 +134,7 @@ class WrkRun:
         if self.server_cpu is not None and self.server_cpu < SERVER_BUSY:
             notes.append(f"server only {self.server_cpu:.0%} busy: it waited, not CPU-bound")
         if not self.pinned:
-            notes.append("not pinned (one usable core)")
+            notes.append("not pinned")
         return "; ".join(notes) or "ok"
 
     def line(self) -> str:
@@ -357,3 +357,63 @@ def capacity(
         log(f"   decide 1 worker / bare aiohttp (wrk, one core each; target ≥ 0.5): {shown}")
     log(f"   load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     return out
+
+
+def spread(
+    workers: int,
+    *,
+    mode: str = "decide",
+    duration_s: float = 10.0,
+    connections: int = 64,
+    warmup_s: float = 2.0,
+    wrk: str = "wrk",
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """`workers` workers, Valkey and wrk unpinned on every core: the capacity model's check.
+
+    The model (docs/performance.md) adds up the CPU a request costs in every process —
+    workers, Valkey and here the generator too — and divides the machine's cores by it. This
+    run measures each share under one load and sets the rate the model predicts from them
+    against the rate reached.
+    """
+    n_cores = len(os.sched_getaffinity(0))
+    log(
+        f"== {workers} workers, wrk and Valkey unpinned on {n_cores} cores ({mode}, "
+        f"{duration_s:g} s, {connections} connections); load average before: "
+        + " ".join(f"{x:.2f}" for x in os.getloadavg())
+    )
+    with servers.refreshd(workers) as (url, pid):
+        if mode in ("realistic", "location"):
+            load_fences(url, 200)
+        if warmup_s > 0:
+            run_wrk(url, mode=mode, duration_s=warmup_s, connections=connections, wrk=wrk, seed=9)
+        run = run_wrk(
+            url,
+            mode=mode,
+            duration_s=duration_s,
+            connections=connections,
+            server_pid=pid,
+            wrk=wrk,
+            label=f"refreshd {workers} workers {mode}",
+        )
+    log("   " + run.line())
+    per = {
+        "workers": run.server_cpu_ms_per_request,
+        "valkey": run.valkey_cpu_ms_per_request,
+        "wrk": run.generator_cpu * run.duration_s / run.requests * 1000 if run.requests else None,
+    }
+    total = sum(v for v in per.values() if v is not None)
+    predicted = n_cores / total * 1000 if total else None
+    log(
+        "   CPU per request: "
+        + ", ".join(f"{k} {v:.3f} ms" for k, v in per.items() if v is not None)
+        + f"; the model's rate for {n_cores} full cores: "
+        + (f"{predicted:.0f} rps, measured {run.rps:.0f} rps" if predicted else "?")
+    )
+    return {
+        "run": run.summary(),
+        "cores": n_cores,
+        "cpu_ms_per_request": per,
+        "predicted_rps": predicted,
+        "measured_rps": run.rps,
+    }
