@@ -83,7 +83,12 @@ class EmbeddedValkey:
             self._release()
             raise EmbeddedValkeyError(f"embedded Valkey failed to start: {exc}") from exc
         self._server = server
-        log.info("embedded Valkey on %s, data in %s", self.url, self.dir)
+        log.info(
+            "embedded Valkey on %s (tools: 127.0.0.1:%d), data in %s",
+            self.url,
+            server.port,
+            self.dir,
+        )
         return self.url
 
     def stop(self, timeout_s: float = 10.0) -> None:
