@@ -30,8 +30,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from load import servers
-from load.mix import load_fences
-from load.wrk import MODES, ROOT, cores, find_wrk, pin_tree, run_wrk
+from load.wrk import MODES, ROOT, cores, find_wrk, pin_tree, prepare, run_wrk
 
 WIDTH, ROW, MIN_SHARE = 1200, 16, 0.002  # px, px, boxes narrower than 0.2 % are not drawn
 _IDLE_POOL = "_worker (concurrent/futures/thread.py)"
@@ -145,9 +144,7 @@ def record(
     with servers.refreshd(1) as (url, pid), tempfile.TemporaryDirectory() as tmp:
         if pair:
             pin_tree(pid, *pair)
-        if mode in ("realistic", "location"):
-            load_fences(url, 200)
-        run_wrk(url, mode=mode, duration_s=2, connections=connections, wrk=wrk, seed=9)
+        prepare(url, mode, connections=connections, wrk=wrk)
         raw = Path(tmp) / "stacks.txt"
         cmd = [spy, "record", "-p", str(pid), "--subprocesses", "-r", "200"]
         cmd += ["-d", f"{duration_s:g}", "-f", "raw", "-o", str(raw)]

@@ -267,6 +267,15 @@ class _ValkeyMeter:
         return cpu, after[0] - self.counts0[0], after[1] - self.counts0[1] - 1
 
 
+def prepare(url: str, mode: str, *, connections: int, wrk: str, warmup_s: float = 2.0) -> None:
+    """Get a fresh server ready for a timed run of `mode`: the fences a location fix is tested
+    against, then a warm-up (first requests pay for imports, caches and cold paths)."""
+    if mode in ("realistic", "location"):
+        load_fences(url, 200)
+    if warmup_s > 0:
+        run_wrk(url, mode=mode, duration_s=warmup_s, connections=connections, wrk=wrk, seed=9)
+
+
 def measure(
     label: str,
     ctx: contextlib.AbstractContextManager[tuple[str, int]],
@@ -281,10 +290,7 @@ def measure(
     with ctx as (url, pid):
         if pair:
             pin_tree(pid, *pair)
-        if mode in ("realistic", "location"):
-            load_fences(url, 200)
-        if warmup_s > 0:  # first requests pay for imports, caches and JIT-less warm paths
-            run_wrk(url, mode=mode, duration_s=warmup_s, connections=connections, wrk=wrk, seed=9)
+        prepare(url, mode, connections=connections, wrk=wrk, warmup_s=warmup_s)
         return run_wrk(
             url,
             mode=mode,
@@ -383,10 +389,7 @@ def spread(
         + " ".join(f"{x:.2f}" for x in os.getloadavg())
     )
     with servers.refreshd(workers) as (url, pid):
-        if mode in ("realistic", "location"):
-            load_fences(url, 200)
-        if warmup_s > 0:
-            run_wrk(url, mode=mode, duration_s=warmup_s, connections=connections, wrk=wrk, seed=9)
+        prepare(url, mode, connections=connections, wrk=wrk, warmup_s=warmup_s)
         run = run_wrk(
             url,
             mode=mode,
