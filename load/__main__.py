@@ -368,6 +368,12 @@ def main(argv: list[str] | None = None) -> int:
         help="first fill every user's recent-events window to its cap with wrk, so per-user "
         "state is at its bound when the soak starts",
     )
+    k.add_argument(
+        "--share",
+        type=float,
+        help="instead of --rate: this share of the realistic mix's capacity, measured with wrk "
+        "against the same server just before the soak (after --prefill)",
+    )
     h = sub.add_parser("shadow", help="decide latency with a shadow (challenger) model off and on")
     h.add_argument("--rate", type=float, default=400.0, help="decisions per second (default 400)")
     h.add_argument("--duration", type=float, default=10.0, help="seconds per phase (default 10)")
@@ -407,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
             log_maxlen=args.log_maxlen,
             users=args.users,
             fill=args.prefill,
+            share=args.share,
             log=log,
         )
         print(json.dumps({k: v for k, v in soaked.items() if k != "samples"}, indent=2))

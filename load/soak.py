@@ -28,10 +28,11 @@ from refreshd.store.embedded import EmbeddedValkey
 from refreshd.store.protocol import LOG_DECISIONS, LOG_EVENTS, all_tags, shard_key
 
 
-def rss_mb(pid: int) -> float:
-    """Resident memory of a process tree in MiB (Valkey excluded; it is measured by INFO)."""
+def rss_mb(pid: int, *, tree: bool = True) -> float:
+    """Resident memory of a process tree in MiB (Valkey excluded; it is measured by INFO);
+    with `tree=False`, of the process alone."""
     total_kb = 0
-    for p in _tree(pid):
+    for p in _tree(pid) if tree else [pid]:
         with contextlib.suppress(OSError):
             if is_valkey(p):
                 continue
@@ -49,7 +50,8 @@ def _longest(r: redis.Redis, stream: str) -> int:
 @dataclasses.dataclass
 class Sample:
     t_s: float
-    service_rss_mb: float
+    service_rss_mb: float  # the server's process tree: the worker and the retraining process
+    worker_rss_mb: float  # the worker alone (a one-worker server serves in its own process)
     valkey_used_mb: float
     keys: int
     log_events: int  # entries in the longest shard of log:events
@@ -78,6 +80,14 @@ def prefill(base: str, users: int, log: Callable[[str], None]) -> dict[str, Any]
     return {"batches": run.requests + probe.requests, "errors": run.status_errors, "s": duration}
 
 
+def measured_capacity(base: str, users: int, duration_s: float = 10.0) -> float:
+    """The realistic mix's rate with wrk (closed loop, 64 connections) against `base`."""
+    wrk = find_wrk(install=True)
+    if wrk is None:
+        raise SystemExit("--share needs wrk (.ci/wrk says how to install it)")
+    return run_wrk(base, mode="realistic", duration_s=duration_s, users=users, wrk=wrk).rps
+
+
 def soak(
     *,
     rate: float,
@@ -86,11 +96,14 @@ def soak(
     log_maxlen: int = 5_000,
     users: int = 10_000,
     fill: bool = False,
+    share: float | None = None,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Run the soak and return the samples and the growth summary (with `fill`, after
-    `prefill`)."""
+    `prefill`). With `share`, the rate is that share of the capacity `wrk` measures on the
+    realistic mix against this server and its state, just before the soak."""
     filled: dict[str, Any] | None = None
+    capacity: float | None = None
     samples: list[Sample] = []
     with tempfile.TemporaryDirectory(prefix="refreshd-soak-") as data:
         valkey = EmbeddedValkey(Path(data))
@@ -100,6 +113,10 @@ def soak(
             with refreshd(1, env=env, redis_url=url) as (base, pid), redis.Redis.from_url(url) as r:
                 if fill:
                     filled = prefill(base, users, log)
+                if share is not None:
+                    capacity = measured_capacity(base, users)
+                    rate = share * capacity
+                    log(f"  capacity (wrk, realistic mix): {capacity:.0f} rps; soak at {rate:.0f}")
                 mix = Mix(users=users, seed=7, location_enabled=True)
                 start = time.monotonic()
                 rounds = max(1, round(minutes * 60 / interval_s))
@@ -109,6 +126,7 @@ def soak(
                     s = Sample(
                         t_s=round(time.monotonic() - start, 1),
                         service_rss_mb=round(rss_mb(pid), 1),
+                        worker_rss_mb=round(rss_mb(pid, tree=False), 1),
                         valkey_used_mb=round(info["used_memory"] / 2**20, 1),
                         keys=int(r.dbsize()),
                         log_events=_longest(r, LOG_EVENTS),
@@ -125,12 +143,16 @@ def soak(
     last = samples[-1]
     return {
         "rate": rate,
+        "capacity_rps": capacity,
         "minutes": minutes,
         "users": users,
         "prefill": filled,
         "log_maxlen": log_maxlen,
         "service_rss_growth_pct": round(
             100 * (last.service_rss_mb - first.service_rss_mb) / first.service_rss_mb, 1
+        ),
+        "worker_rss_growth_pct": round(
+            100 * (last.worker_rss_mb - first.worker_rss_mb) / first.worker_rss_mb, 1
         ),
         "samples": [dataclasses.asdict(s) for s in samples],
         "service_rss_growth_mb": round(last.service_rss_mb - first.service_rss_mb, 1),
