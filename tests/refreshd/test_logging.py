@@ -83,7 +83,7 @@ def test_idle_service_logs_nothing(served: tuple[int, Path]) -> None:
     start = [line for line in lines() if " listening on http://" in line]
     assert len(start) == 1
     assert f"http://127.0.0.1:{port}: 1 worker, store embedded Valkey in" in start[0]
-    assert any("store connected: embedded Valkey at redis://" in line for line in lines())
+    assert any("store connected: embedded Valkey at unix://" in line for line in lines())
     assert any("event rules v" in line for line in lines())
 
     before = lines()
