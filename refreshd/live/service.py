@@ -114,6 +114,14 @@ class Service:
             max_wait_ms=settings.score_batch_wait_ms,
         )
         self.monitor = Monitor(metrics, self.registry, clock, window=settings.psi_window)
+        # Scoring runs on this loop, in the batch's flush, which is due within the batch wait:
+        # a score timeout longer than that could never fire first, so none is entered (one per
+        # decision cost ~1 % of a worker's CPU).
+        self._score_timeout_s: float | None = (
+            settings.score_timeout_ms / 1000
+            if settings.score_timeout_ms <= settings.score_batch_wait_ms
+            else None
+        )
 
     # --- the snapshot and the transaction ------------------------------------------------------
 
@@ -265,13 +273,10 @@ class Service:
         """Ask the micro-batcher for the model's score; say why when there is none."""
         assert features is not None
         try:
-            if self.settings.score_timeout_ms <= self.settings.score_batch_wait_ms:
-                async with asyncio.timeout(self.settings.score_timeout_ms / 1000):
+            if self._score_timeout_s is not None:
+                async with asyncio.timeout(self._score_timeout_s):
                     score, version = await self.batcher.score(features)
             else:
-                # Scoring runs on this loop, in the batch's flush, which is due before the
-                # timeout would be: the timeout could never fire first, and entering one per
-                # decision cost ~1 % of a worker's CPU.
                 score, version = await self.batcher.score(features)
         except ScoringUnavailable:
             cause = "no_model" if self.registry.model is None else "scorer_failed"
